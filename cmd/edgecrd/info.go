@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/edgecr/edgecr/server"
+	"github.com/spf13/cobra"
+)
+
+// infoJSON is the contract of `edgecrd info -o json`.
+type infoJSON struct {
+	Endpoint      string   `json:"endpoint"`
+	IPAddress     string   `json:"ipAddress"`
+	IPAddresses   []string `json:"ipAddresses"`
+	Username      string   `json:"username"`
+	Password      string   `json:"password"`
+	CAFile        string   `json:"caFile"`
+	CAFingerprint string   `json:"caFingerprint"`
+}
+
+func newInfoCmd(io streams) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "info",
+		Short: "Show the registry endpoint, IP address, admin credential and CA fingerprint",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "json" && output != "table" {
+				return fmt.Errorf("unknown output format %q (want table or json)", output)
+			}
+			st, err := server.Load(dataDir(cmd))
+			if err != nil {
+				return err
+			}
+			pw, err := st.AdminPassword()
+			if err != nil {
+				return err
+			}
+			info := infoJSON{
+				Endpoint:      st.Device.Endpoint(),
+				IPAddresses:   st.Device.IPs,
+				Username:      server.AdminUser,
+				Password:      pw,
+				CAFile:        st.CAFile(),
+				CAFingerprint: st.CA.Fingerprint(),
+			}
+			if info.IPAddresses == nil {
+				info.IPAddresses = []string{}
+			}
+			if len(st.Device.IPs) > 0 {
+				info.IPAddress = st.Device.IPs[0]
+			}
+			if output == "json" {
+				enc := json.NewEncoder(io.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			}
+			tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "Endpoint\tIPAddress\tUsername\tPassword")
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", info.Endpoint, strings.Join(info.IPAddresses, ","), info.Username, info.Password)
+			tw.Flush()
+			fmt.Fprintf(io.Out, "\nCA fingerprint: %s\nCA file:        %s\n", info.CAFingerprint, info.CAFile)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}

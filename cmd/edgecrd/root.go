@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// streams are the command's standard streams; only main touches os.Std*.
+type streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// defaultDataDir honours $EDGECRD_DATA_DIR.
+func defaultDataDir() string {
+	if d := os.Getenv("EDGECRD_DATA_DIR"); d != "" {
+		return d
+	}
+	return "/var/lib/edgecrd"
+}
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func newRootCmd(io streams) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "edgecrd",
+		Short:         "edgecrd runs the edge device's container registry",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(io.Out)
+	root.SetErr(io.Err)
+	root.SetIn(io.In)
+	root.PersistentFlags().String("data-dir", defaultDataDir(), "state directory (CA, certificates, identities, images); $EDGECRD_DATA_DIR")
+	root.AddCommand(newServeCmd(io), newInitCmd(io), newInfoCmd(io), newVersionCmd(io))
+	return root
+}
+
+func run(ctx context.Context, args []string, io streams) int {
+	root := newRootCmd(io)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(io.Err, "edgecrd:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return 1
+	}
+	return 0
+}
+
+func dataDir(cmd *cobra.Command) string {
+	d, _ := cmd.Flags().GetString("data-dir")
+	return d
+}

@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	v2 "github.com/distribution/distribution/v3/registry/api/v2"
+	"github.com/distribution/reference"
+	"github.com/gorilla/mux"
+)
+
+// maxManifestSize is the largest manifest the registry stores (the size
+// distribution reads; the OCI spec asks registries to accept at least 4 MiB).
+const maxManifestSize = 4 << 20
+
+// routeInfo carries what the access layer learnt about a request to the
+// metrics and the access log.
+type routeInfo struct {
+	route, repo, user string
+	status            int
+	bytesIn, bytesOut int64
+}
+
+type routeInfoKey struct{}
+
+func withRouteInfo(ctx context.Context, i *routeInfo) context.Context {
+	return context.WithValue(ctx, routeInfoKey{}, i)
+}
+
+func routeInfoFrom(ctx context.Context) *routeInfo {
+	if i, ok := ctx.Value(routeInfoKey{}).(*routeInfo); ok {
+		return i
+	}
+	return &routeInfo{}
+}
+
+// verifier checks a user name and secret.
+type verifier interface {
+	Verify(user, secret string) (Role, error)
+}
+
+// accessControl authenticates every /v2/ request with HTTP Basic auth and
+// authorises it by role before distribution sees it. It sits outside
+// distribution's own access-controller hook because that hook can only
+// answer 401 or 400, and a pull-only identity pushing must get 403 DENIED.
+type accessControl struct {
+	auth    verifier
+	limiter *failureLimiter
+	metrics *metrics
+	log     *slog.Logger
+	router  *mux.Router
+	now     func() time.Time
+	next    http.Handler
+}
+
+const challenge = `Basic realm="edgecr"`
+
+func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info := routeInfoFrom(r.Context())
+	var match mux.RouteMatch
+	matched := a.router.Match(r, &match) && match.Route != nil
+	if matched {
+		info.route = match.Route.GetName()
+		info.repo = match.Vars["name"]
+	} else {
+		info.route = "v2-unmatched"
+	}
+
+	role, ok := a.authenticate(w, r, info)
+	if !ok {
+		return
+	}
+
+	if !matched {
+		// distribution would answer a bare 404; say what is wrong instead.
+		if name, ok := repoNameOf(r.URL.Path); ok {
+			if _, err := reference.WithName(name); err != nil || strings.Contains(name, "..") {
+				writeError(w, errcode.ErrorCodeNameInvalid.WithMessage(fmt.Sprintf("invalid repository name %q", name)))
+				return
+			}
+		}
+		a.next.ServeHTTP(w, r)
+		return
+	}
+
+	need := requiredRole(info.route, r.Method)
+	if !role.Allows(need) {
+		a.log.Info("access denied", "user", info.user, "role", role, "need", need, "route", info.route, "repo", info.repo, "method", r.Method)
+		writeError(w, errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("%s access to %s requires the %s role", strings.ToLower(r.Method), describe(info), need)))
+		return
+	}
+	if info.route == v2.RouteNameManifest && r.Method == http.MethodPut && r.ContentLength > maxManifestSize {
+		writeErrorStatus(w, http.StatusRequestEntityTooLarge, errcode.ErrorCodeManifestInvalid.WithMessage(
+			fmt.Sprintf("manifest of %d bytes exceeds the %d byte limit", r.ContentLength, maxManifestSize)))
+		return
+	}
+	a.next.ServeHTTP(w, r)
+}
+
+func describe(i *routeInfo) string {
+	if i.repo != "" {
+		return "repository " + i.repo
+	}
+	return i.route
+}
+
+// authenticate returns the caller's role, or writes the refusal.
+func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, info *routeInfo) (Role, bool) {
+	addr := remoteHost(r)
+	now := a.now()
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeError(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication required"))
+		return "", false
+	}
+	if blocked, wait := a.limiter.blocked(addr, now); blocked {
+		a.metrics.authFailures.WithLabelValues("throttled").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		writeError(w, errcode.ErrorCodeTooManyRequests.WithMessage("too many failed authentication attempts from "+addr+"; retry later"))
+		return "", false
+	}
+	user, secret, ok := r.BasicAuth()
+	var role Role
+	var err error
+	if !ok {
+		err = errMalformedAuth
+	} else {
+		role, err = a.auth.Verify(user, secret)
+	}
+	if err != nil {
+		reason := failureReason(err)
+		if reason == "internal" {
+			a.log.Error("verifying credentials", "err", err)
+			writeErrorStatus(w, http.StatusInternalServerError, errcode.ErrorCodeUnknown.WithMessage("verifying credentials failed"))
+			return "", false
+		}
+		a.limiter.fail(addr, now)
+		a.metrics.authFailures.WithLabelValues(reason).Inc()
+		// user is what the client claimed; the secret is never logged.
+		a.log.Warn("authentication failed", "remote", addr, "user", user, "reason", err.Error())
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeError(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication failed: "+err.Error()))
+		return "", false
+	}
+	info.user = user
+	return role, true
+}
+
+var errMalformedAuth = errors.New("malformed Authorization header (want Basic)")
+
+func failureReason(err error) string {
+	switch {
+	case errors.Is(err, errMalformedAuth):
+		return "malformed"
+	case errors.Is(err, ErrUnknownUser):
+		return "unknown_user"
+	case errors.Is(err, ErrBadSecret):
+		return "bad_secret"
+	case errors.Is(err, ErrRevoked):
+		return "revoked"
+	}
+	return "internal"
+}
+
+// requiredRole maps a distribution route and method to the least role that
+// may use it.
+func requiredRole(route, method string) Role {
+	switch route {
+	case v2.RouteNameBase:
+		return RolePull
+	case v2.RouteNameCatalog:
+		return RoleAdmin
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return RolePull
+	case http.MethodDelete:
+		if route == v2.RouteNameBlobUploadChunk || route == v2.RouteNameBlobUpload {
+			return RolePush // cancelling one's own upload
+		}
+		return RoleAdmin
+	default:
+		return RolePush
+	}
+}
+
+// repoNameOf extracts the repository part of a /v2/<name>/{manifests,blobs,tags}/ path.
+func repoNameOf(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return "", false
+	}
+	best := -1
+	for _, kw := range []string{"/manifests/", "/blobs/", "/tags/"} {
+		if i := strings.LastIndex(rest, kw); i > best {
+			best = i
+		}
+	}
+	if best <= 0 {
+		return "", false
+	}
+	return rest[:best], true
+}
+
+func remoteHost(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+func writeError(w http.ResponseWriter, e errcode.Error) {
+	writeErrorStatus(w, e.Code.Descriptor().HTTPStatusCode, e)
+}
+
+func writeErrorStatus(w http.ResponseWriter, status int, e errcode.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	w.WriteHeader(status)
+	_ = errcodeJSON(w, e)
+}
+
+func errcodeJSON(w http.ResponseWriter, e errcode.Error) error {
+	// errcode.ServeJSON would write the header itself; we already did.
+	return jsonEncode(w, errcode.Errors{e})
+}

@@ -1,0 +1,184 @@
+package server
+
+import (
+	"io"
+	"io/fs"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the Prometheus series of one server. They live in their own
+// registry so that several servers (tests) can run in one process.
+type metrics struct {
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	bytesIn      *prometheus.CounterVec
+	bytesOut     *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
+}
+
+func newMetrics(storageRoot string) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgecr_http_requests_total", Help: "HTTP requests by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "edgecr_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route", "method"}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgecr_http_request_bytes_total", Help: "Request body bytes received, by route.",
+		}, []string{"route"}),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgecr_http_response_bytes_total", Help: "Response body bytes sent, by route.",
+		}, []string{"route"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgecr_auth_failures_total", Help: "Rejected authentication attempts by reason.",
+		}, []string{"reason"}),
+	}
+	du := &dirUsage{root: storageRoot, ttl: 30 * time.Second}
+	m.reg.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.authFailures,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecr_storage_bytes", Help: "Bytes used by the registry's storage directory.",
+		}, func() float64 { return float64(du.bytes()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// observe wraps next and records one request under the route that the
+// handler names by calling setRoute (through the request's routeInfo).
+func (m *metrics) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &routeInfo{route: "other"}
+		cw := &countingWriter{ResponseWriter: w}
+		cr := &countingReader{ReadCloser: r.Body}
+		r.Body = cr
+		r = r.WithContext(withRouteInfo(r.Context(), info))
+		next.ServeHTTP(cw, r)
+		status := cw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		info.status = status
+		m.requests.WithLabelValues(info.route, r.Method, strconv.Itoa(status)).Inc()
+		m.latency.WithLabelValues(info.route, r.Method).Observe(time.Since(start).Seconds())
+		if cr.n > 0 {
+			m.bytesIn.WithLabelValues(info.route).Add(float64(cr.n))
+		}
+		if cw.n > 0 {
+			m.bytesOut.WithLabelValues(info.route).Add(float64(cw.n))
+		}
+		info.bytesIn, info.bytesOut = cr.n, cw.n
+	})
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the underlying writer's fast path for blob downloads.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(c.ResponseWriter, r)
+	}
+	c.n += n
+	return n, err
+}
+
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+type countingReader struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// dirUsage sums file sizes under root, at most once per ttl: a walk of a
+// large store is not something to do on every scrape.
+type dirUsage struct {
+	root string
+	ttl  time.Duration
+
+	mu   sync.Mutex
+	at   time.Time
+	last int64
+}
+
+func (d *dirUsage) bytes() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if time.Since(d.at) < d.ttl && !d.at.IsZero() {
+		return d.last
+	}
+	d.last = DirSize(d.root)
+	d.at = time.Now()
+	return d.last
+}
+
+// DirSize is the total size of the regular files under root; files that
+// vanish during the walk are skipped.
+func DirSize(root string) int64 {
+	var total int64
+	_ = filepath.WalkDir(root, func(_ string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return nil
+		}
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			total += info.Size()
+		}
+		return nil
+	})
+	return total
+}

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	v2 "github.com/distribution/distribution/v3/registry/api/v2"
+)
+
+// Options configure a running server.
+type Options struct {
+	Listen string // registry listener, e.g. ":31001"
+	Logger *slog.Logger
+
+	// CertLifetime and RenewCheck are the serving certificate's lifetime and
+	// how often its expiry is checked; zero means the defaults (a year, an
+	// hour). Tests shorten them.
+	CertLifetime time.Duration
+	RenewCheck   time.Duration
+
+	// FailureBurst and FailureEvery throttle failed logins per source
+	// address; zero means 10 attempts, then one every 6 s.
+	FailureBurst int
+	FailureEvery time.Duration
+
+	Now func() time.Time
+}
+
+// Server is a running edgecrd: the registry with its auth, metrics and
+// health endpoints on one TLS listener.
+type Server struct {
+	state *State
+	opts  Options
+	log   *slog.Logger
+	cert  atomic.Pointer[tls.Certificate]
+	ln    net.Listener
+	http  *http.Server
+}
+
+// New prepares a server on an initialised state and binds its listener, so
+// that the caller knows the address before Serve.
+func New(ctx context.Context, st *State, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.CertLifetime == 0 {
+		o.CertLifetime = serverLifetime
+	}
+	if o.RenewCheck == 0 {
+		o.RenewCheck = time.Hour
+	}
+	if o.FailureBurst == 0 {
+		o.FailureBurst = 10
+	}
+	if o.FailureEvery == 0 {
+		o.FailureEvery = 6 * time.Second
+	}
+	if o.Listen == "" {
+		o.Listen = fmt.Sprintf(":%d", DefaultPort)
+	}
+	s := &Server{state: st, opts: o, log: o.Logger}
+
+	cert, err := s.renew()
+	if err != nil {
+		return nil, err
+	}
+	s.cert.Store(cert)
+
+	authn, err := NewAuthenticator(st.Identities())
+	if err != nil {
+		return nil, err
+	}
+	app, err := newRegistryApp(ctx, st.StorageDir(), st.Device.HTTPSecret)
+	if err != nil {
+		return nil, err
+	}
+	m := newMetrics(st.StorageDir())
+	ac := &accessControl{
+		auth:    authn,
+		limiter: newFailureLimiter(o.FailureEvery, o.FailureBurst),
+		metrics: m,
+		log:     s.log,
+		router:  v2.Router(),
+		now:     o.Now,
+		next:    app,
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", ac)
+	mux.Handle("/metrics", named("metrics", m.handler()))
+	mux.Handle("/healthz", named("healthz", http.HandlerFunc(s.healthz)))
+	mux.Handle("/", named("other", http.NotFoundHandler()))
+
+	s.http = &http.Server{
+		Handler:           m.observe(s.accessLog(rawV2(mux, ac))),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.cert.Load(), nil
+			},
+		},
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", o.Listen, err)
+	}
+	s.ln = ln
+	return s, nil
+}
+
+// rawV2 sends every /v2 path to the access layer before ServeMux can clean
+// it: ServeMux answers "/v2/../x" with a redirect, and the client must get
+// NAME_INVALID instead.
+func rawV2(mux *http.ServeMux, v2h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
+			v2h.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func named(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		routeInfoFrom(r.Context()).route = route
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Addr is the bound listener address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve runs until ctx ends, then shuts down gracefully: in-flight requests
+// get up to 30 s to finish.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	go s.renewLoop(ctx)
+	s.log.Info("registry listening", "addr", s.ln.Addr().String(), "endpoint", s.state.Device.Endpoint())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving registry: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving registry: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) renewLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.RenewCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cert, err := s.renew()
+		if err != nil {
+			s.log.Error("renewing server certificate", "err", err)
+			continue
+		}
+		if old := s.cert.Swap(cert); old == nil || !old.Leaf.Equal(cert.Leaf) {
+			s.log.Info("server certificate renewed", "notAfter", cert.Leaf.NotAfter)
+		}
+	}
+}
+
+// renew reissues the serving certificate under the device CA when it is
+// close to expiry, under the data dir's lock (another process may be
+// initialising).
+func (s *Server) renew() (*tls.Certificate, error) {
+	unlock, err := lockFile(filepath.Join(s.state.Dir, initLock))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return s.state.ensureServerCert(s.opts.Now(), s.opts.CertLifetime)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if _, err := os.Stat(s.state.StorageDir()); err != nil {
+		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, "ok\n")
+}
+
+// accessLog writes one structured line per request. It logs the user name
+// the request authenticated as, never a header value.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		next.ServeHTTP(w, r)
+		i := routeInfoFrom(r.Context())
+		cw, _ := w.(*countingWriter)
+		status, out := 0, int64(0)
+		if cw != nil {
+			status, out = cw.status, cw.n
+		}
+		s.log.Info("request", "method", r.Method, "route", i.route, "repo", i.repo, "user", i.user,
+			"status", status, "bytesOut", out, "remote", remoteHost(r), "duration", time.Since(start))
+	})
+}
