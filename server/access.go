@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
-	"github.com/distribution/reference"
 	"github.com/gorilla/mux"
 )
 
@@ -79,14 +79,18 @@ func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	name := info.repo
 	if !matched {
 		// distribution would answer a bare 404; say what is wrong instead.
-		if name, ok := repoNameOf(r.URL.Path); ok {
-			if _, err := reference.WithName(name); err != nil || strings.Contains(name, "..") {
-				writeError(w, errcode.ErrorCodeNameInvalid.WithMessage(fmt.Sprintf("invalid repository name %q", name)))
-				return
-			}
+		name, _ = repoNameOf(r.URL.Path)
+	}
+	if name != "" {
+		if err := validRepoName(name); err != nil {
+			writeError(w, errcode.ErrorCodeNameInvalid.WithMessage(err.Error()))
+			return
 		}
+	}
+	if !matched {
 		a.next.ServeHTTP(w, r)
 		return
 	}
@@ -191,6 +195,18 @@ func requiredRole(route, method string) Role {
 	default:
 		return RolePush
 	}
+}
+
+// repoNameRE is the OCI distribution-spec repository name grammar. It is
+// stricter than distribution's router, which lets an upper-case first
+// component through as if it were a registry host name.
+var repoNameRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+
+func validRepoName(name string) error {
+	if len(name) > 255 || !repoNameRE.MatchString(name) {
+		return fmt.Errorf("invalid repository name %q: lower-case letters, digits and separators only, components joined by /", name)
+	}
+	return nil
 }
 
 // repoNameOf extracts the repository part of a /v2/<name>/{manifests,blobs,tags}/ path.

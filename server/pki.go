@@ -126,8 +126,7 @@ func needsReissue(cert *x509.Certificate, ca *CA, host string, ips []net.IP, now
 	if err := cert.CheckSignatureFrom(ca.Cert); err != nil {
 		return true, "not signed by the device CA"
 	}
-	life := cert.NotAfter.Sub(cert.NotBefore)
-	if cert.NotAfter.Sub(now) < life/3 {
+	if cert.NotAfter.Sub(now) < renewBefore(cert) {
 		return true, fmt.Sprintf("expires %s", cert.NotAfter.Format(time.RFC3339))
 	}
 	dns, all := serverSANs(host, ips)
@@ -135,6 +134,12 @@ func needsReissue(cert *x509.Certificate, ca *CA, host string, ips []net.IP, now
 		return true, "host or IP addresses changed"
 	}
 	return false, ""
+}
+
+// renewBefore is how long before expiry a serving certificate is replaced:
+// a third of its life, at most 30 days.
+func renewBefore(cert *x509.Certificate) time.Duration {
+	return min(cert.NotAfter.Sub(cert.NotBefore)/3, 30*24*time.Hour)
 }
 
 func randomSerial() (*big.Int, error) {

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the default storage driver
-	"github.com/sirupsen/logrus"
 )
 
 func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
@@ -39,7 +39,7 @@ func registryConfig(storageRoot, httpSecret string) *configuration.Configuration
 // newRegistryApp builds distribution's handler. NewApp panics on a bad
 // configuration; ours is built in code, but a storage directory that cannot
 // be created is still a panic there, so it is turned into an error.
-func newRegistryApp(ctx context.Context, storageRoot, httpSecret string) (app *handlers.App, err error) {
+func newRegistryApp(ctx context.Context, log *slog.Logger, storageRoot, httpSecret string) (app *handlers.App, err error) {
 	if os.Getenv("OTEL_TRACES_EXPORTER") == "" {
 		// Otherwise distribution's tracing retries a collector on localhost every 5 s.
 		os.Setenv("OTEL_TRACES_EXPORTER", "none")
@@ -47,10 +47,7 @@ func newRegistryApp(ctx context.Context, storageRoot, httpSecret string) (app *h
 	if err := os.MkdirAll(storageRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("creating registry storage %s: %w", storageRoot, err)
 	}
-	// distribution logs through logrus; keep it to warnings and above so
-	// that our own structured access log is the one to read.
-	logrus.SetLevel(logrus.WarnLevel)
-	logrus.SetFormatter(&logrus.JSONFormatter{})
+	routeDistributionLogs(log)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("configuring registry engine: %v", r)

@@ -84,7 +84,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	app, err := newRegistryApp(ctx, st.StorageDir(), st.Device.HTTPSecret)
+	app, err := newRegistryApp(ctx, s.log, st.StorageDir(), st.Device.HTTPSecret)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,58 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sirupsen/logrus"
+)
+
+// distribution logs through the global logrus logger, and logs every 4xx
+// answer ("manifest unknown" for each HEAD a client probes with) at error
+// level. distLog forwards its entries to our slog logger, dropping request
+// errors below 500: those are in the access log already and are the client's
+// business, not the operator's.
+var (
+	distLogOnce sync.Once
+	distLogger  atomic.Pointer[slog.Logger]
+)
+
+func routeDistributionLogs(l *slog.Logger) {
+	distLogger.Store(l)
+	distLogOnce.Do(func() {
+		logrus.SetOutput(io.Discard)
+		logrus.SetLevel(logrus.InfoLevel)
+		logrus.AddHook(distHook{})
+	})
+}
+
+type distHook struct{}
+
+func (distHook) Levels() []logrus.Level {
+	return []logrus.Level{logrus.PanicLevel, logrus.FatalLevel, logrus.ErrorLevel, logrus.WarnLevel}
+}
+
+func (distHook) Fire(e *logrus.Entry) error {
+	l := distLogger.Load()
+	if l == nil {
+		return nil
+	}
+	if st, ok := e.Data["http.response.status"].(int); ok && st < 500 {
+		return nil
+	}
+	level := slog.LevelWarn
+	if e.Level <= logrus.ErrorLevel {
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{slog.String("component", "distribution")}
+	for _, k := range []string{"err.code", "err.message", "err.detail", "http.request.method", "http.request.uri", "http.response.status", "error"} {
+		if v, ok := e.Data[k]; ok {
+			attrs = append(attrs, slog.Any(k, v))
+		}
+	}
+	l.LogAttrs(context.Background(), level, e.Message, attrs...)
+	return nil
+}
