@@ -1,0 +1,104 @@
+package trust
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+)
+
+func certutilQuery(sha1 string) []string { return []string{"certutil", "-store", "Root", sha1} }
+
+// certutilAdd imports into the LocalMachine Root store: certutil without
+// -user works on the machine stores (smallstep/truststore uses the current
+// user's store instead, which services and other users do not see).
+func certutilAdd(file string) []string { return []string{"certutil", "-addstore", "-f", "Root", file} }
+
+// certutilDelete deletes by thumbprint; a serial number could match another
+// CA's certificate.
+func certutilDelete(sha1 string) []string { return []string{"certutil", "-delstore", "Root", sha1} }
+
+// certutilStore is the Windows LocalMachine Root store, driven by certutil.
+// The name is not recorded: the store identifies the certificate by its SHA-1
+// thumbprint.
+type certutilStore struct {
+	run     Runner
+	tempDir string
+	log     *slog.Logger
+}
+
+// Installed implements Store. Reading the LocalMachine Root store needs no
+// privileges.
+func (s *certutilStore) Installed(ctx context.Context, name string, pem []byte) (bool, error) {
+	if err := checkName(name); err != nil {
+		return false, err
+	}
+	c, err := parseCA(pem)
+	if err != nil {
+		return false, err
+	}
+	return s.present(ctx, c)
+}
+
+// present asks certutil for the thumbprint. certutil exits non-zero with
+// CRYPT_E_NOT_FOUND (0x80092004) when the store does not hold it.
+func (s *certutilStore) present(ctx context.Context, c caCert) (bool, error) {
+	out, err := run(ctx, s.run, certutilQuery(c.sha1))
+	if containsThumbprint(out, c.sha1) {
+		return true, nil
+	}
+	if err == nil {
+		return false, nil
+	}
+	if bytes.Contains(out, []byte("0x80092004")) || bytes.Contains(out, []byte("CRYPT_E_NOT_FOUND")) ||
+		strings.Contains(err.Error(), "0x80092004") || strings.Contains(err.Error(), "CRYPT_E_NOT_FOUND") {
+		return false, nil
+	}
+	return false, fmt.Errorf("querying Windows Root store: %w", err)
+}
+
+// Install implements Store.
+func (s *certutilStore) Install(ctx context.Context, name string, pem []byte) (bool, error) {
+	if err := checkName(name); err != nil {
+		return false, err
+	}
+	c, err := parseCA(pem)
+	if err != nil {
+		return false, err
+	}
+	if ok, err := s.present(ctx, c); err != nil || ok {
+		return false, err
+	}
+	file, cleanup, err := stagePEM(s.tempDir, c)
+	if err != nil {
+		return false, err
+	}
+	defer cleanup()
+	argv := certutilAdd(file)
+	s.log.Debug("adding root certificate", "argv", argv)
+	if _, err := run(ctx, s.run, argv); err != nil {
+		return false, fmt.Errorf("installing %s into Windows Root store: %w", name, err)
+	}
+	return true, nil
+}
+
+// Uninstall implements Store.
+func (s *certutilStore) Uninstall(ctx context.Context, name string, pem []byte) (bool, error) {
+	if err := checkName(name); err != nil {
+		return false, err
+	}
+	c, err := parseCA(pem)
+	if err != nil {
+		return false, err
+	}
+	if ok, err := s.present(ctx, c); err != nil || !ok {
+		return false, err
+	}
+	argv := certutilDelete(c.sha1)
+	s.log.Debug("deleting root certificate", "argv", argv)
+	if _, err := run(ctx, s.run, argv); err != nil {
+		return false, fmt.Errorf("removing %s from Windows Root store: %w", name, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,115 @@
+package trust
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+)
+
+// SystemKeychain is the macOS keychain that holds machine-wide roots.
+const SystemKeychain = "/Library/Keychains/System.keychain"
+
+func keychainFind() []string {
+	return []string{"security", "find-certificate", "-a", "-Z", SystemKeychain}
+}
+
+func keychainAdd(file string) []string {
+	return []string{"security", "add-trusted-cert", "-d", "-r", "trustRoot", "-k", SystemKeychain, file}
+}
+
+// keychainUntrust removes the admin trust setting that add-trusted-cert -d
+// made; delete-certificate alone would leave it behind.
+func keychainUntrust(file string) []string {
+	return []string{"security", "remove-trusted-cert", "-d", file}
+}
+
+func keychainDelete(sha1 string) []string {
+	return []string{"security", "delete-certificate", "-Z", sha1, SystemKeychain}
+}
+
+// keychainStore is the macOS System keychain with an admin trust setting
+// (trustRoot), driven by the security tool. The name is not recorded: the
+// keychain identifies the certificate by its SHA-1 thumbprint.
+type keychainStore struct {
+	run     Runner
+	tempDir string
+	log     *slog.Logger
+}
+
+// Installed implements Store: the System keychain holds a certificate with the
+// CA's thumbprint. Reading the System keychain needs no privileges.
+func (s *keychainStore) Installed(ctx context.Context, name string, pem []byte) (bool, error) {
+	if err := checkName(name); err != nil {
+		return false, err
+	}
+	c, err := parseCA(pem)
+	if err != nil {
+		return false, err
+	}
+	return s.present(ctx, c)
+}
+
+func (s *keychainStore) present(ctx context.Context, c caCert) (bool, error) {
+	out, err := run(ctx, s.run, keychainFind())
+	if err != nil {
+		return false, fmt.Errorf("querying macOS System keychain: %w", err)
+	}
+	return containsThumbprint(out, c.sha1), nil
+}
+
+// Install implements Store.
+func (s *keychainStore) Install(ctx context.Context, name string, pem []byte) (bool, error) {
+	if err := checkName(name); err != nil {
+		return false, err
+	}
+	c, err := parseCA(pem)
+	if err != nil {
+		return false, err
+	}
+	if ok, err := s.present(ctx, c); err != nil || ok {
+		return false, err
+	}
+	file, cleanup, err := stagePEM(s.tempDir, c)
+	if err != nil {
+		return false, err
+	}
+	defer cleanup()
+	argv := keychainAdd(file)
+	s.log.Debug("adding trusted certificate", "argv", argv)
+	if _, err := run(ctx, s.run, argv); err != nil {
+		return false, fmt.Errorf("installing %s into macOS System keychain: %w", name, err)
+	}
+	return true, nil
+}
+
+// Uninstall implements Store: it removes the admin trust setting, then the
+// certificate itself (smallstep/truststore removes only the former).
+func (s *keychainStore) Uninstall(ctx context.Context, name string, pem []byte) (bool, error) {
+	if err := checkName(name); err != nil {
+		return false, err
+	}
+	c, err := parseCA(pem)
+	if err != nil {
+		return false, err
+	}
+	if ok, err := s.present(ctx, c); err != nil || !ok {
+		return false, err
+	}
+	file, cleanup, err := stagePEM(s.tempDir, c)
+	if err != nil {
+		return false, err
+	}
+	defer cleanup()
+	argv := keychainUntrust(file)
+	s.log.Debug("removing trust setting", "argv", argv)
+	if out, err := run(ctx, s.run, argv); err != nil && !bytes.Contains(out, []byte("could not be found")) {
+		return false, fmt.Errorf("removing %s from macOS trust settings: %w", name, err)
+	}
+	argv = keychainDelete(c.sha1)
+	s.log.Debug("deleting certificate", "argv", argv)
+	if _, err := run(ctx, s.run, argv); err != nil {
+		return true, fmt.Errorf("removing %s from macOS System keychain: %w", name, err)
+	}
+	return true, nil
+}
