@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the default storage driver
+	"gopkg.in/yaml.v3"
 )
 
 func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
@@ -19,21 +21,34 @@ func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) 
 // registryConfig is the distribution configuration edgecrd runs with:
 // filesystem storage under the data dir, deletion on, an in-memory blob
 // descriptor cache, stale uploads purged. Auth is ours (accessControl), so
-// distribution's own auth section stays empty.
-func registryConfig(storageRoot, httpSecret string) *configuration.Configuration {
-	c := &configuration.Configuration{Version: "0.1"}
-	c.Log.Level = "warn"
-	c.Storage = configuration.Storage{
-		"filesystem": configuration.Parameters{"rootdirectory": storageRoot},
-		"delete":     configuration.Parameters{"enabled": true},
-		"cache":      configuration.Parameters{"blobdescriptor": "inmemory"},
-		"maintenance": configuration.Parameters{"uploadpurging": map[any]any{
-			"enabled": true, "age": "168h", "interval": "24h", "dryrun": false,
-		}},
-		"redirect": configuration.Parameters{"disable": true},
+// distribution's own auth section stays empty. It goes through
+// configuration.Parse, which validates it and fills in the defaults the
+// handlers rely on (catalog and tag-list page sizes among them); REGISTRY_*
+// environment variables override it as they do for distribution itself.
+func registryConfig(storageRoot, httpSecret string) (*configuration.Configuration, error) {
+	doc := map[string]any{
+		"version": "0.1",
+		"log":     map[string]any{"level": "warn"},
+		"storage": map[string]any{
+			"filesystem": map[string]any{"rootdirectory": storageRoot},
+			"delete":     map[string]any{"enabled": true},
+			"cache":      map[string]any{"blobdescriptor": "inmemory"},
+			"maintenance": map[string]any{"uploadpurging": map[string]any{
+				"enabled": true, "age": "168h", "interval": "24h", "dryrun": false,
+			}},
+			"redirect": map[string]any{"disable": true},
+		},
+		"http": map[string]any{"secret": httpSecret},
 	}
-	c.HTTP.Secret = httpSecret
-	return c
+	y, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encoding registry configuration: %w", err)
+	}
+	c, err := configuration.Parse(bytes.NewReader(y))
+	if err != nil {
+		return nil, fmt.Errorf("validating registry configuration: %w", err)
+	}
+	return c, nil
 }
 
 // newRegistryApp builds distribution's handler. NewApp panics on a bad
@@ -47,13 +62,17 @@ func newRegistryApp(ctx context.Context, log *slog.Logger, storageRoot, httpSecr
 	if err := os.MkdirAll(storageRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("creating registry storage %s: %w", storageRoot, err)
 	}
+	cfg, err := registryConfig(storageRoot, httpSecret)
+	if err != nil {
+		return nil, err
+	}
 	routeDistributionLogs(log)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("configuring registry engine: %v", r)
 		}
 	}()
-	return handlers.NewApp(ctx, registryConfig(storageRoot, httpSecret)), nil
+	return handlers.NewApp(ctx, cfg), nil
 }
 
 var _ http.Handler = (*handlers.App)(nil)
