@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -15,8 +17,7 @@ import (
 // edgecrd over TLS with auth, and returns its summary counts.
 func conformanceRun(t *testing.T, name string, env []string) (counts map[string]int, out string, err error) {
 	t.Helper()
-	suite := os.Getenv("EDGECR_CONFORMANCE")
-	need(t, suite != "", "EDGECR_CONFORMANCE is not set: build github.com/opencontainers/distribution-spec/conformance and point it at the binary (.ci/run does)")
+	suite := conformanceSuite(t)
 	d := startDevice(t, "")
 	results := filepath.Join(t.TempDir(), name)
 	if a := os.Getenv("EDGECR_ARTIFACTS"); a != "" {
@@ -47,6 +48,38 @@ func conformanceRun(t *testing.T, name string, env []string) (counts map[string]
 	t.Logf("conformance %s: total %d, pass %d, fail %d, skip %d, error %d (results in %s)",
 		name, counts["Total"], counts["Pass"], counts["FAIL"], counts["Skip"], counts["Error"], results)
 	return counts, out, err
+}
+
+// conformanceModule is the pinned OCI conformance suite (a main package).
+const conformanceModule = "github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111"
+
+var (
+	conformanceOnce sync.Once
+	conformanceBin  string
+	conformanceErr  error
+)
+
+// conformanceSuite returns $EDGECR_CONFORMANCE, or builds the pinned suite
+// from the module proxy once per test run.
+func conformanceSuite(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("EDGECR_CONFORMANCE"); p != "" {
+		return p
+	}
+	conformanceOnce.Do(func() {
+		gobin := filepath.Join(os.TempDir(), "edgecr-e2e-conformance")
+		cmd := exec.Command("go", "install", conformanceModule)
+		cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=")
+		cmd.Dir = gobin
+		os.MkdirAll(gobin, 0o755)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			conformanceErr = fmt.Errorf("go install %s: %v\n%s", conformanceModule, err, out)
+			return
+		}
+		conformanceBin = filepath.Join(gobin, "conformance"+exe())
+	})
+	need(t, conformanceErr == nil, fmt.Sprintf("cannot build the OCI conformance suite (set EDGECR_CONFORMANCE to a built one): %v", conformanceErr))
+	return conformanceBin
 }
 
 // TestConformance is the acceptance gate: zero failures with the features

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgecr/edgecr/e2e/testenv"
 )
 
 // bin holds the paths of the binaries built for this run.
@@ -66,17 +68,10 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(strings.TrimSpace(string(out))), nil
 }
 
-// need skips a test whose prerequisite is missing, or fails it when
-// EDGECR_NO_SKIP=1 (CI sets it, so CI can never pass by skipping).
+// need skips a test whose prerequisite is missing (fails it in CI).
 func need(t *testing.T, ok bool, reason string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("EDGECR_NO_SKIP") == "1" {
-		t.Fatalf("prerequisite missing and EDGECR_NO_SKIP=1: %s", reason)
-	}
-	t.Skip(reason)
+	testenv.Need(t, ok, reason)
 }
 
 // device is an edgecrd process with its data dir.

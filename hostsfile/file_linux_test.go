@@ -2,10 +2,13 @@ package hostsfile
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/edgecr/edgecr/e2e/testenv"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,12 +17,9 @@ import (
 // duration of the test, or skips the test where mounting is not allowed.
 func bindMount(t *testing.T, src, dst string, flags uintptr) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to bind-mount")
-	}
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-		t.Skipf("cannot bind-mount here: %v", err)
-	}
+	testenv.NeedRoot(t, "bind-mounting a hosts file")
+	err := unix.Mount(src, dst, "", unix.MS_BIND, "")
+	testenv.Need(t, err == nil, fmt.Sprintf("cannot bind-mount here: %v", err))
 	t.Cleanup(func() {
 		if err := unix.Unmount(dst, unix.MNT_DETACH); err != nil {
 			t.Errorf("unmounting %s: %v", dst, err)
@@ -111,13 +111,10 @@ func TestCopyXattr(t *testing.T) {
 // a full file system: the write fails, the old content is put back, and the
 // error says so.
 func TestFileInPlaceDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
+	testenv.NeedRoot(t, "mounting a small tmpfs")
 	small := t.TempDir()
-	if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=4k"); err != nil {
-		t.Skipf("cannot mount tmpfs here: %v", err)
-	}
+	err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=4k")
+	testenv.Need(t, err == nil, fmt.Sprintf("cannot mount tmpfs here: %v", err))
 	t.Cleanup(func() {
 		if err := unix.Unmount(small, unix.MNT_DETACH); err != nil {
 			t.Errorf("unmounting %s: %v", small, err)
@@ -129,7 +126,7 @@ func TestFileInPlaceDiskFull(t *testing.T) {
 	path := writeHosts(t, t.TempDir(), "", 0o644)
 	bindMount(t, src, path, 0)
 
-	_, err := NewFile(path).Add(t.Context(), ip1, host)
+	_, err = NewFile(path).Add(t.Context(), ip1, host)
 	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "old content restored") {
 		t.Fatalf("Add: got %v, want ENOSPC with the old content restored", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/edgecr/edgecr/e2e/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -14,9 +16,7 @@ import (
 var renameBlockedErrs = []error{unix.EBUSY, unix.EXDEV}
 
 func TestFileKeepsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give the file another owner")
-	}
+	testenv.NeedRoot(t, "giving the file another owner")
 	path := writeHosts(t, t.TempDir(), userHosts, 0o644)
 	if err := os.Chown(path, 1234, 5678); err != nil {
 		t.Fatal(err)

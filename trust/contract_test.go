@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgecr/edgecr/e2e/testenv"
+
 	"github.com/edgecr/edgecr/trust"
 	"github.com/edgecr/edgecr/trust/trusttest"
 )
@@ -88,16 +90,12 @@ func realDebianTool(t *testing.T) string {
 			}
 		}
 	}
-	if err != nil {
-		t.Skip("update-ca-certificates not installed (Debian package ca-certificates): skipping the real-tool test")
-	}
+	testenv.Need(t, err == nil, "update-ca-certificates not installed (Debian package ca-certificates): cannot run the real-tool test")
 	script, err := os.ReadFile(path)
 	if err != nil || !containsAll(string(script), "--certsconf", "--certsdir", "--localcertsdir", "--etccertsdir", "--hooksdir") {
 		t.Skipf("%s does not take Debian's relocation flags: not running it", path)
 	}
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not on PATH: update-ca-certificates needs it for rehash")
-	}
+	testenv.NeedCommand(t, "openssl", "update-ca-certificates needs it for rehash")
 	return path
 }
 
