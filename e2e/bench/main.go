@@ -1,0 +1,130 @@
+// Command bench measures edgecrd on loopback TLS: throughput of a large
+// blob push and pull, edgecrd's peak RSS during the push, and the latency of
+// authenticated GET /v2/ against edgecrd and against distribution with
+// htpasswd auth and without auth. It prints a markdown table, and with -o
+// updates that table in a file (docs/benchmarks.md).
+//
+//	go run ./e2e/bench [-edgecrd PATH] [-size 1GiB] [-n 500] [-runs 3] [-proto h2] [-o FILE]
+//
+// A target that is missed is reported as FAIL in the table; the exit status
+// is non-zero only when the benchmark could not run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options are the command line.
+type options struct {
+	edgecrd, size, proto, out string
+	n, runs                   int
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.edgecrd, "edgecrd", "", "edgecrd binary to run (default: go build ./cmd/edgecrd into a temp dir)")
+	fs.StringVar(&o.size, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
+	fs.IntVar(&o.n, "n", 500, "GET /v2/ requests per target")
+	fs.IntVar(&o.runs, "runs", 3, "runs of each throughput measurement")
+	fs.StringVar(&o.proto, "proto", "h2", "HTTP version for every target: h2 (what Go's default transport and crane negotiate) or http/1.1")
+	fs.StringVar(&o.out, "o", "", "also write the report into this markdown file (between bench markers; the rest is kept)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := o.config(fs.Args())
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	res, err := runBench(ctx, cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	var b strings.Builder
+	report(&b, res, commandLine(args))
+	io.WriteString(stdout, b.String())
+	if o.out != "" {
+		if err := writeReport(o.out, b.String()); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// config checks the flag combination in one place.
+func (o options) config(rest []string) (config, error) {
+	if len(rest) > 0 {
+		return config{}, fmt.Errorf("unexpected arguments %q", rest)
+	}
+	size, err := parseSize(o.size)
+	if err != nil {
+		return config{}, err
+	}
+	if o.n < 1 || o.runs < 1 {
+		return config{}, fmt.Errorf("-n and -runs must be at least 1, got %d and %d", o.n, o.runs)
+	}
+	p, err := parseProto(o.proto)
+	if err != nil {
+		return config{}, err
+	}
+	return config{edgecrd: o.edgecrd, size: size, n: o.n, runs: o.runs, proto: p}, nil
+}
+
+// parseSize reads "1GiB", "512MiB", "100MB", "4096".
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+		{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"b", 1},
+	}
+	num, mult := strings.ToLower(strings.TrimSpace(s)), int64(1)
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(v), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid -size %q: want a positive byte count such as 1GiB or 500MB", s)
+	}
+	return n * mult, nil
+}
+
+// commandLine is how the report names the command that produced it.
+func commandLine(args []string) string {
+	q := make([]string, 0, len(args)+3)
+	q = append(q, "go", "run", "./e2e/bench")
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t'\"$`\\") {
+			a = strconv.Quote(a)
+		}
+		q = append(q, a)
+	}
+	return strings.Join(q, " ")
+}

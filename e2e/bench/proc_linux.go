@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// peakRSS is the process's high-water resident set size (VmHWM), in bytes.
+func peakRSS(pid int) (int64, error) {
+	v := procField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM")
+	if v == "" {
+		return 0, fmt.Errorf("reading VmHWM of process %d: not in /proc/%d/status", pid, pid)
+	}
+	kb, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parsing VmHWM %q of process %d: %w", v, pid, err)
+	}
+	return kb << 10, nil
+}
+
+// userHZ is the unit of the times in /proc/<pid>/stat (USER_HZ, fixed at
+// 100 by the kernel ABI).
+const userHZ = 100
+
+// cpuTime is the user and system CPU time the process has used so far.
+func cpuTime(pid int) (cpuUse, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return cpuUse{}, fmt.Errorf("reading CPU time of process %d: %w", pid, err)
+	}
+	// The command name (field 2) may hold spaces; fields count from its ")".
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return cpuUse{}, fmt.Errorf("parsing /proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return cpuUse{}, fmt.Errorf("parsing /proc/%d/stat: too few fields", pid)
+	}
+	var t [2]time.Duration
+	for i, s := range f[11:13] { // utime, stime: fields 14 and 15
+		ticks, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return cpuUse{}, fmt.Errorf("parsing /proc/%d/stat: %w", pid, err)
+		}
+		t[i] = time.Duration(ticks) * time.Second / userHZ
+	}
+	return cpuUse{user: t[0], sys: t[1]}, nil
+}
+
+// loadAverage is the 1-minute load average, or "" where it cannot be read.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+// childAttr makes the kernel kill the child if the benchmark dies without
+// running its cleanup (SIGKILL).
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
