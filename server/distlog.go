@@ -24,7 +24,7 @@ func routeDistributionLogs(l *slog.Logger) {
 	distLogger.Store(l)
 	distLogOnce.Do(func() {
 		logrus.SetOutput(io.Discard)
-		logrus.SetLevel(logrus.InfoLevel)
+		logrus.SetLevel(logrus.WarnLevel) // below warn, entries are not even formatted
 		logrus.AddHook(distHook{})
 	})
 }
