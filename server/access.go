@@ -58,6 +58,7 @@ type accessControl struct {
 	log     *slog.Logger
 	router  *mux.Router
 	now     func() time.Time
+	seen    func(id string, now time.Time) // successful authentications, for "last seen"
 	next    http.Handler
 }
 
@@ -156,6 +157,9 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 		return "", false
 	}
 	info.user = user
+	if a.seen != nil {
+		a.seen(user, now)
+	}
 	return role, true
 }
 

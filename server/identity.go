@@ -55,6 +55,7 @@ const AdminUser = "admin"
 type Identity struct {
 	ID         string     `json:"id"` // the user name clients send
 	Name       string     `json:"name"`
+	Kind       string     `json:"kind,omitempty"` // "" (admin), "client" (joined), "kube" (pull secret)
 	Role       Role       `json:"role"`
 	SecretHash string     `json:"secretHash"`
 	Created    time.Time  `json:"created"`
@@ -64,6 +65,7 @@ type Identity struct {
 // Records is the content of identities.json.
 type Records struct {
 	Identities []*Identity `json:"identities"`
+	Tokens     []*Token    `json:"tokens,omitempty"`
 }
 
 // Find returns the identity with id, or nil.
@@ -146,6 +148,14 @@ func parseRecords(path string, b []byte) (*Records, error) {
 		}
 		if _, err := ParseRole(string(i.Role)); err != nil {
 			return nil, fmt.Errorf("reading identities %s: identity %s: %w", path, i.ID, err)
+		}
+	}
+	for _, tk := range r.Tokens {
+		if tk == nil || tk.ID == "" {
+			return nil, fmt.Errorf("reading identities %s: corrupt file: token without id", path)
+		}
+		if _, err := decodeHash(tk.SecretHash); err != nil {
+			return nil, fmt.Errorf("reading identities %s: token %s: %w", path, tk.ID, err)
 		}
 	}
 	return &r, nil

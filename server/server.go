@@ -46,6 +46,7 @@ type Server struct {
 	cert  atomic.Pointer[tls.Certificate]
 	ln    net.Listener
 	http  *http.Server
+	seen  *lastSeen
 }
 
 // New prepares a server on an initialised state and binds its listener, so
@@ -89,18 +90,23 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		return nil, err
 	}
 	m := newMetrics(st.StorageDir())
+	limiter := newFailureLimiter(o.FailureEvery, o.FailureBurst)
+	s.seen = newLastSeen(st, s.log)
 	ac := &accessControl{
 		auth:    authn,
-		limiter: newFailureLimiter(o.FailureEvery, o.FailureBurst),
+		limiter: limiter,
 		metrics: m,
 		log:     s.log,
 		router:  v2.Router(),
 		now:     o.Now,
+		seen:    s.seen.mark,
 		next:    app,
 	}
+	api := &joinAPI{state: st, auth: authn, limiter: limiter, metrics: m, log: s.log, now: o.Now}
 
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", ac)
+	api.register(mux)
 	mux.Handle("/metrics", named("metrics", m.handler()))
 	mux.Handle("/healthz", named("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("/", named("other", http.NotFoundHandler()))
@@ -154,6 +160,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
 	go s.renewLoop(ctx)
+	go s.flushLoop(ctx)
+	defer s.seen.flush()
 	s.log.Info("registry listening", "addr", s.ln.Addr().String(), "endpoint", s.state.Device.Endpoint())
 	select {
 	case err := <-errc:
@@ -170,6 +178,19 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("serving registry: %w", err)
 	}
 	return nil
+}
+
+func (s *Server) flushLoop(ctx context.Context) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.seen.flush()
+		}
+	}
 }
 
 func (s *Server) renewLoop(ctx context.Context) {
@@ -201,7 +222,14 @@ func (s *Server) renew() (*tls.Certificate, error) {
 		return nil, err
 	}
 	defer unlock()
-	return s.state.ensureServerCert(s.opts.Now(), s.opts.CertLifetime)
+	cert, err := s.state.ensureServerCert(s.opts.Now(), s.opts.CertLifetime)
+	if err != nil {
+		return nil, err
+	}
+	// Send the CA with the leaf: a joining client checks the chain against
+	// the pin in its token before it has the CA anywhere else.
+	cert.Certificate = append(cert.Certificate, s.state.CA.Cert.Raw)
+	return cert, nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

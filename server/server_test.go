@@ -390,3 +390,13 @@ func sha256Digest(b []byte) string {
 	s := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(s[:])
 }
+
+func (ts *testServer) peerChain(t *testing.T) []*x509.Certificate {
+	t.Helper()
+	c, err := tls.Dial("tcp", ts.addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates
+}

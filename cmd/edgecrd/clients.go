@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgecr/edgecr/server"
+	"github.com/spf13/cobra"
+)
+
+func newClientsCmd(io streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "clients", Short: "List and revoke client credentials"}
+	cmd.AddCommand(newClientsLsCmd(io), newClientsRevokeCmd(io))
+	return cmd
+}
+
+func newClientsLsCmd(io streams) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List joined clients",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			st, err := server.Load(dataDir(cmd))
+			if err != nil {
+				return err
+			}
+			cs, err := st.Clients()
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(io.Out, cs)
+			}
+			tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tROLE\tJOINED\tLAST SEEN\tREVOKED")
+			for _, c := range cs {
+				seen, revoked := "never", "no"
+				if c.LastSeen != nil {
+					seen = c.LastSeen.Local().Format(time.RFC3339)
+				}
+				if c.Revoked {
+					revoked = c.RevokedAt.Local().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.Role, c.Joined.Local().Format(time.RFC3339), seen, revoked)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func newClientsRevokeCmd(io streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a client; the registry refuses it from its next request on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := server.Load(dataDir(cmd))
+			if err != nil {
+				return err
+			}
+			if err := st.RevokeClient(args[0], time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(io.Out, "Revoked %s\n", args[0])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgecr/edgecr/server"
+	"github.com/spf13/cobra"
+)
+
+func newTokenCmd(io streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Create, list and remove join tokens"}
+	cmd.AddCommand(newTokenCreateCmd(io), newTokenLsCmd(io), newTokenRmCmd(io))
+	return cmd
+}
+
+// tokenCreated is the contract of `edgecrd token create -o json`.
+type tokenCreated struct {
+	Token       string      `json:"token"`
+	ID          string      `json:"id"`
+	Role        server.Role `json:"role"`
+	Uses        int         `json:"uses"`
+	Expires     time.Time   `json:"expires"`
+	JoinCommand string      `json:"joinCommand"`
+}
+
+func joinURL(st *server.State) string {
+	host := st.Device.Host
+	if len(st.Device.IPs) > 0 {
+		host = st.Device.IPs[0]
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(st.Device.Port))
+}
+
+func newTokenCreateCmd(io streams) *cobra.Command {
+	var ttl time.Duration
+	var uses int
+	var role, output string
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create a join token and print the edgecr join command that uses it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			r, err := server.ParseRole(role)
+			if err != nil {
+				return err
+			}
+			st, err := server.Load(dataDir(cmd))
+			if err != nil {
+				return err
+			}
+			tk, token, err := st.CreateToken(server.TokenOptions{TTL: ttl, Uses: uses, Role: r}, time.Now())
+			if err != nil {
+				return err
+			}
+			out := tokenCreated{Token: token, ID: tk.ID, Role: tk.Role, Uses: tk.Uses, Expires: tk.Expires,
+				JoinCommand: fmt.Sprintf("edgecr join %s --token %s", joinURL(st), token)}
+			if output == "json" {
+				return writeJSON(io.Out, out)
+			}
+			fmt.Fprintf(io.Out, "Join token %s (%s, %d use(s), expires %s):\n\n  %s\n\nRun on the client:\n\n  %s\n",
+				tk.ID, tk.Role, tk.Uses, tk.Expires.Local().Format(time.RFC3339), token, out.JoinCommand)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
+	cmd.Flags().IntVar(&uses, "uses", 1, "how many clients may join with it")
+	cmd.Flags().StringVar(&role, "role", "push", "role of the clients that join with it: push or pull")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func newTokenLsCmd(io streams) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List join tokens",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			st, err := server.Load(dataDir(cmd))
+			if err != nil {
+				return err
+			}
+			tks, err := st.Tokens()
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				type row struct {
+					ID      string      `json:"id"`
+					Role    server.Role `json:"role"`
+					Uses    int         `json:"uses"`
+					Used    int         `json:"used"`
+					Created time.Time   `json:"created"`
+					Expires time.Time   `json:"expires"`
+					Expired bool        `json:"expired"`
+				}
+				rows := []row{}
+				for _, t := range tks {
+					rows = append(rows, row{t.ID, t.Role, t.Uses, t.Used, t.Created, t.Expires, !time.Now().Before(t.Expires)})
+				}
+				return writeJSON(io.Out, rows)
+			}
+			tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tROLE\tUSED\tEXPIRES\tSTATE")
+			for _, t := range tks {
+				state := "valid"
+				switch {
+				case !time.Now().Before(t.Expires):
+					state = "expired"
+				case t.Used >= t.Uses:
+					state = "used up"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Role, t.Used, t.Uses, t.Expires.Local().Format(time.RFC3339), state)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func newTokenRmCmd(io streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm ID",
+		Short: "Remove a join token (clients that joined with it stay)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := server.Load(dataDir(cmd))
+			if err != nil {
+				return err
+			}
+			if err := st.RemoveToken(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(io.Out, "Removed token %s\n", args[0])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,162 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Join API paths, on the registry listener outside /v2/.
+const (
+	APICA       = "/edgecr/v1/ca"
+	APIJoin     = "/edgecr/v1/join"
+	APIClientMe = "/edgecr/v1/clients/self"
+)
+
+// JoinRequest is the body of POST /edgecr/v1/join.
+type JoinRequest struct {
+	Token string `json:"token"`
+	Name  string `json:"name"`
+}
+
+// JoinResponse is what a client receives for a valid token.
+type JoinResponse struct {
+	RegistryHost string   `json:"registryHost"`
+	Port         int      `json:"port"`
+	IPs          []string `json:"ips"`
+	CAPEM        string   `json:"caPEM"`
+	ClientID     string   `json:"clientID"`
+	Username     string   `json:"username"`
+	Password     string   `json:"password"`
+	Role         Role     `json:"role"`
+}
+
+// APIError is the error body of the join API.
+type APIError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+type joinAPI struct {
+	state   *State
+	auth    verifier
+	limiter *failureLimiter
+	metrics *metrics
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+func (j *joinAPI) register(mux *http.ServeMux) {
+	mux.Handle("GET "+APICA, named("api-ca", http.HandlerFunc(j.ca)))
+	mux.Handle("POST "+APIJoin, named("api-join", http.HandlerFunc(j.join)))
+	mux.Handle("DELETE "+APIClientMe, named("api-leave", http.HandlerFunc(j.leave)))
+}
+
+func apiError(w http.ResponseWriter, status int, code, msg string) {
+	var e APIError
+	e.Error.Code, e.Error.Message = code, msg
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(e)
+}
+
+func (j *joinAPI) ca(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Write(j.state.CA.PEM)
+}
+
+// throttled answers 429 when addr has too many failures.
+func (j *joinAPI) throttled(w http.ResponseWriter, addr string) bool {
+	if blocked, wait := j.limiter.blocked(addr, j.now()); blocked {
+		j.metrics.authFailures.WithLabelValues("throttled").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		apiError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "too many failed attempts from "+addr+"; retry later")
+		return true
+	}
+	return false
+}
+
+func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
+	addr := remoteHost(r)
+	if j.throttled(w, addr) {
+		return
+	}
+	var req JoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "BAD_REQUEST", "decoding join request: "+err.Error())
+		return
+	}
+	p, err := ParseToken(req.Token)
+	if err != nil {
+		j.fail(w, addr, "token_malformed", http.StatusBadRequest, "BAD_REQUEST", err)
+		return
+	}
+	name := CleanClientName(req.Name)
+	res, err := j.state.Redeem(p, name, j.now())
+	switch {
+	case errors.Is(err, ErrTokenExpired):
+		j.fail(w, addr, "token_expired", http.StatusUnauthorized, "TOKEN_EXPIRED", err)
+		return
+	case errors.Is(err, ErrTokenUsedUp):
+		j.fail(w, addr, "token_used_up", http.StatusUnauthorized, "TOKEN_USED_UP", err)
+		return
+	case errors.Is(err, ErrTokenInvalid):
+		j.fail(w, addr, "token_invalid", http.StatusUnauthorized, "TOKEN_INVALID", err)
+		return
+	case err != nil:
+		j.log.Error("redeeming join token", "token", p.ID, "err", err)
+		apiError(w, http.StatusInternalServerError, "INTERNAL", "redeeming the join token failed on the device")
+		return
+	}
+	d := j.state.Device
+	j.log.Info("client joined", "client", res.ClientID, "name", name, "role", res.Role, "token", p.ID, "remote", addr)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(JoinResponse{
+		RegistryHost: d.Host, Port: d.Port, IPs: d.IPs, CAPEM: string(j.state.CA.PEM),
+		ClientID: res.ClientID, Username: res.ClientID, Password: res.Secret, Role: res.Role,
+	})
+}
+
+func (j *joinAPI) fail(w http.ResponseWriter, addr, reason string, status int, code string, err error) {
+	j.limiter.fail(addr, j.now())
+	j.metrics.authFailures.WithLabelValues(reason).Inc()
+	j.log.Warn("join refused", "remote", addr, "reason", err.Error())
+	apiError(w, status, code, err.Error())
+}
+
+// leave revokes the calling client's own credential (edgecr leave).
+func (j *joinAPI) leave(w http.ResponseWriter, r *http.Request) {
+	addr := remoteHost(r)
+	if j.throttled(w, addr) {
+		return
+	}
+	user, secret, ok := r.BasicAuth()
+	if !ok {
+		w.Header().Set("WWW-Authenticate", challenge)
+		apiError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+		return
+	}
+	role, err := j.auth.Verify(user, secret)
+	if err != nil {
+		j.fail(w, addr, failureReason(err), http.StatusUnauthorized, "UNAUTHORIZED", fmt.Errorf("authentication failed: %w", err))
+		return
+	}
+	if role == RoleAdmin {
+		apiError(w, http.StatusForbidden, "DENIED", "the admin identity cannot revoke itself")
+		return
+	}
+	if err := j.state.Identities().Revoke(user, j.now()); err != nil {
+		j.log.Error("revoking client", "client", user, "err", err)
+		apiError(w, http.StatusInternalServerError, "INTERNAL", "revoking failed on the device")
+		return
+	}
+	j.log.Info("client left", "client", user, "remote", addr)
+	w.WriteHeader(http.StatusNoContent)
+}
