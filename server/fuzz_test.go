@@ -12,8 +12,8 @@ func FuzzParseToken(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParseToken(s)
 		if err != nil {
-			if len(s) >= 8 && strings.Contains(err.Error(), s) {
-				t.Fatalf("error echoes the input")
+			if err != ErrTokenMalformed { // a fixed text: nothing of the input, so no secret, is echoed
+				t.Fatalf("unexpected error %v", err)
 			}
 			return
 		}
