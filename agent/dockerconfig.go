@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/edgecr/edgecr/credhelper"
+)
+
+// HelperName is the credHelpers value that names docker-credential-edgecr.
+const HelperName = "edgecr"
+
+// DockerConfig is the user's Docker client config.json.
+type DockerConfig interface {
+	// Path is the config.json that join registers the helper in.
+	Path() string
+	// Check fails when the config cannot be edited (it does not parse), so
+	// that join refuses before spending the token.
+	Check() error
+	// Register makes credHelpers[hostPort] name the edgecr helper.
+	Register(hostPort string) (credhelper.Change, error)
+	// Unregister undoes ch in the config at path.
+	Unregister(path string, ch credhelper.Change) (bool, error)
+	// Helper returns credHelpers[hostPort] of the config at path.
+	Helper(path, hostPort string) (string, error)
+}
+
+// DockerConfigFile is the DockerConfig on disk, edited through credhelper.
+type DockerConfigFile struct {
+	File string
+	// DefaultStore returns the credsStore Docker would use for a config
+	// with no credentials configured (credhelper.DefaultCredsStore).
+	DefaultStore func() string
+	// User owns a config.json (and directories) that join creates.
+	User User
+}
+
+// Path implements DockerConfig.
+func (d *DockerConfigFile) Path() string { return d.File }
+
+// Check implements DockerConfig with the parser Register uses.
+func (d *DockerConfigFile) Check() error {
+	data, err := os.ReadFile(d.File)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading Docker config %s: %w", d.File, err)
+	}
+	if _, _, err := credhelper.Register(data, "edgecr-preflight.invalid:1", HelperName, ""); err != nil {
+		return fmt.Errorf("checking Docker config %s: %w", d.File, err)
+	}
+	return nil
+}
+
+// Register implements DockerConfig.
+func (d *DockerConfigFile) Register(hostPort string) (credhelper.Change, error) {
+	var opts []credhelper.Option
+	if d.User.Sudo {
+		opts = append(opts, credhelper.WithOwner(d.User.UID, d.User.GID))
+	}
+	store := ""
+	if d.DefaultStore != nil {
+		store = d.DefaultStore()
+	}
+	return credhelper.RegisterFile(d.File, hostPort, HelperName, store, opts...)
+}
+
+// Unregister implements DockerConfig.
+func (d *DockerConfigFile) Unregister(path string, ch credhelper.Change) (bool, error) {
+	return credhelper.UnregisterFile(path, ch)
+}
+
+// Helper implements DockerConfig.
+func (d *DockerConfigFile) Helper(path, hostPort string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading Docker config %s: %w", path, err)
+	}
+	var doc struct {
+		CredHelpers map[string]string `json:"credHelpers"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return "", fmt.Errorf("reading Docker config %s: %w", path, credhelper.ErrMalformed)
+	}
+	return doc.CredHelpers[hostPort], nil
+}

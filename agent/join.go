@@ -1,0 +1,550 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker-credential-helpers/credentials"
+	"github.com/edgecr/edgecr/hostsfile"
+	"github.com/edgecr/edgecr/trust"
+)
+
+// JoinOptions are the inputs of Join.
+type JoinOptions struct {
+	URL   string // https://<device>:31001
+	Token string // edgecr1.<pin>.<id>.<secret>
+	Name  string // the client's name on the device
+	// Report receives each event as it happens (nil: none).
+	Report func(Event)
+	// AfterStep runs after each step's state has been saved. An error from
+	// it stops the join as a crash would: nothing is rolled back. It is the
+	// test hook behind EDGECR_TEST_CRASH_AFTER.
+	AfterStep func(step string) error
+}
+
+// JoinResult is what a join did; `edgecr join -o json` prints it. It holds
+// no secret.
+type JoinResult struct {
+	Registry      string   `json:"registry"`
+	Host          string   `json:"host"`
+	Port          int      `json:"port"`
+	IP            string   `json:"ip"`
+	DeviceURL     string   `json:"deviceURL"`
+	CAFingerprint string   `json:"caFingerprint"`
+	ClientID      string   `json:"clientID"`
+	Username      string   `json:"username"`
+	Role          string   `json:"role"`
+	AlreadyJoined bool     `json:"alreadyJoined"`
+	Events        []Event  `json:"events"`
+	Notices       []string `json:"notices"`
+	Warnings      []string `json:"warnings"`
+}
+
+// haltError marks an AfterStep stop: the join ends as a crash would, with
+// no rollback, and the caller sees the hook's error.
+type haltError struct{ err error }
+
+func (h *haltError) Error() string { return h.err.Error() }
+func (h *haltError) Unwrap() error { return h.err }
+
+// Join puts this client on the device's registry: the five steps of
+// DESIGN.md, in order, each idempotent and reported as it happens, with the
+// state saved after each so that a rerun after a crash converges and
+// `leave` undoes exactly what was done.
+//
+// A join that fails undoes, in reverse, everything its registry's entry
+// records (revoking the new client on the device last), unless the entry
+// was a completed join before this run (then the earlier join stays as it
+// was), or it was there from an earlier, interrupted run and this one failed
+// in the bootstrap, changing nothing (then it is kept for a retry or for
+// leave).
+//
+// A second join of a device whose client credential still works does not
+// spend the token: it reports "already joined" and re-converges the other
+// steps.
+func (s *System) Join(ctx context.Context, o JoinOptions) (*JoinResult, error) {
+	tok, err := ParseToken(o.Token)
+	if err != nil {
+		return nil, err
+	}
+	base, err := ParseDeviceURL(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	// Refuse before the token is spent what would fail later anyway.
+	if err := s.Docker.Check(); err != nil {
+		return nil, err
+	}
+	release, err := s.State.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	st, err := s.State.Load()
+	if err != nil {
+		return nil, err
+	}
+	j := &joinRun{System: s, o: o, tok: tok, base: base, st: st, rep: &reporter{report: o.Report}}
+	j.e = st.FindPin(tok.Pin)
+	existed := j.e != nil
+	wasComplete := existed && j.e.Complete()
+	err = j.run(ctx)
+	res := j.result()
+	if err == nil {
+		return res, nil
+	}
+	var halt *haltError
+	switch {
+	case errors.As(err, &halt), j.e == nil, wasComplete:
+		return res, err
+	case existed && j.failed == StepBootstrap:
+		// A rerun that could not get going (the device unreachable, say)
+		// changed nothing: keep what the earlier run did, and its
+		// credential, whose token is spent, for the next try or for leave.
+		return res, err
+	}
+	// Undo even when the join failed because ctx ended (Ctrl-C): the
+	// rollback gets a context of its own, bounded.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	if uerr := s.undo(rctx, st, j.e, j.rep, undoRollback); uerr != nil {
+		err = fmt.Errorf("%w (undoing the join: %w; run `edgecr leave` to finish)", err, uerr)
+	}
+	res.Events = j.rep.events
+	return res, err
+}
+
+// rollbackTimeout bounds the undo of a failed join.
+const rollbackTimeout = 2 * time.Minute
+
+type joinRun struct {
+	*System
+	o    JoinOptions
+	tok  Token
+	base *url.URL
+	st   *State
+	e    *Entry
+	rep  *reporter
+
+	already  bool
+	failed   string // the step that failed
+	notices  []string
+	warnings []string
+}
+
+func (j *joinRun) run(ctx context.Context) error {
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{StepBootstrap, j.bootstrap},
+		{StepHosts, j.hosts},
+		{StepTrust, j.trust},
+		{StepCredentials, j.credentials},
+		{StepVerify, j.verify},
+	}
+	for _, step := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := step.fn(ctx); err != nil {
+			j.failed = step.name
+			if j.e != nil {
+				_ = j.save() // keep what the step recorded, for the rollback
+			}
+			return err
+		}
+		j.e.markDone(step.name)
+		if err := j.save(); err != nil {
+			return err
+		}
+		if j.o.AfterStep != nil {
+			if err := j.o.AfterStep(step.name); err != nil {
+				return &haltError{err: err}
+			}
+		}
+	}
+	return nil
+}
+
+func (j *joinRun) save() error {
+	j.e.UpdatedAt = j.Now().UTC()
+	j.st.put(j.e)
+	return j.State.Save(j.st)
+}
+
+func (j *joinRun) emit(step, item string, st Status, detail string) {
+	switch st {
+	case StatusWarning:
+		j.warnings = append(j.warnings, item+": "+detail)
+	case StatusNotice:
+		j.notices = append(j.notices, detail)
+	}
+	j.rep.emit(step, item, st, detail)
+}
+
+func (j *joinRun) result() *JoinResult {
+	r := &JoinResult{
+		DeviceURL:     j.base.String(),
+		AlreadyJoined: j.already,
+		Events:        j.rep.events,
+		Notices:       j.notices,
+		Warnings:      j.warnings,
+	}
+	if e := j.e; e != nil {
+		r.Registry, r.Host, r.Port, r.IP = e.Registry, e.Host, e.Port, e.IP
+		r.CAFingerprint = "sha256:" + e.Pin
+		r.ClientID, r.Username, r.Role = e.ClientID, e.Username, e.Role
+	}
+	if r.Events == nil {
+		r.Events = []Event{}
+	}
+	if r.Notices == nil {
+		r.Notices = []string{}
+	}
+	if r.Warnings == nil {
+		r.Warnings = []string{}
+	}
+	return r
+}
+
+// chooseIP is the address the hosts entry maps the registry to: the join
+// URL's host when it is an IP (the address this client demonstrably
+// reaches), else the first the device advertises.
+func chooseIP(base *url.URL, advertised []string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(base.Hostname()); err == nil {
+		return a.Unmap(), nil
+	}
+	for _, s := range advertised {
+		if a, err := netip.ParseAddr(s); err == nil {
+			return a.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("choosing the device's address: the join URL names no IP and the device advertises none: join by IP (https://<device IP>:%d)", DefaultPort)
+}
+
+// bootstrap: pinned TLS, then the join request (or, when this device's
+// client credential still works, nothing at all).
+func (j *joinRun) bootstrap(ctx context.Context) error {
+	client := NewDeviceClient(j.base, j.tok.Pin)
+	defer client.Close()
+
+	if e := j.e; e != nil && e.Done(StepBootstrap) {
+		if user, secret, found := j.storedCredential(e); found {
+			err := client.CheckCredential(ctx, user, secret)
+			switch {
+			case err == nil:
+				j.already = true
+				if ip, err := chooseIP(j.base, []string{e.IP}); err == nil {
+					e.IP = ip.String()
+				}
+				e.DeviceURL = j.base.String()
+				j.emit(StepBootstrap, "bootstrap", StatusUnchanged, fmt.Sprintf("already joined as %s: %s accepts its credential (token not spent)", e.ClientID, e.Registry))
+				return nil
+			case errors.Is(err, ErrCredentialRejected):
+				j.emit(StepBootstrap, "bootstrap", StatusWarning, fmt.Sprintf("the device no longer accepts %s: joining again with the token", e.ClientID))
+			default:
+				return fmt.Errorf("checking whether %s is still joined: %w", e.Registry, err)
+			}
+		}
+	}
+
+	// The handshake proves the pin before anything is sent; the CA the
+	// device serves must be the pinned one too.
+	if _, err := client.FetchCA(ctx); err != nil {
+		return err
+	}
+	resp, err := client.Join(ctx, j.tok, j.o.Name)
+	if err != nil {
+		return err
+	}
+	registry := net.JoinHostPort(resp.RegistryHost, strconv.Itoa(resp.Port))
+	ip, err := chooseIP(j.base, resp.IPs)
+	if err == nil {
+		if other := j.st.Find(registry); other != nil && other.Pin != j.tok.Pin {
+			err = fmt.Errorf("registry %s is already joined with another device CA (sha256:%s): run `edgecr leave %s` first", registry, other.Pin, registry)
+		} else if j.e != nil && j.e.Registry != registry {
+			err = fmt.Errorf("this device was joined as %s but now serves %s: run `edgecr leave %s` first", j.e.Registry, registry, j.e.Registry)
+		}
+	}
+	if err != nil {
+		// The token is spent: do not leave a client behind on the device.
+		_ = client.Revoke(ctx, resp.Username, resp.Password)
+		return err
+	}
+	now := j.Now().UTC()
+	e := j.e
+	if e == nil {
+		e = &Entry{Registry: registry, JoinedAt: now}
+		j.e = e
+	}
+	e.Host, e.Port, e.IP = resp.RegistryHost, resp.Port, ip.String()
+	e.DeviceURL, e.Pin, e.CAPEM = j.base.String(), j.tok.Pin, resp.CAPEM
+	e.ClientID, e.Username, e.Role, e.Name = resp.ClientID, resp.Username, resp.Role, j.o.Name
+	e.PendingSecret = resp.Password.reveal()
+	role := resp.Role
+	if role == "" {
+		role = "unknown"
+	}
+	j.emit(StepBootstrap, "bootstrap", StatusChanged, fmt.Sprintf("joined %s as %s (role %s); the device CA sha256:%s matches the token's pin", registry, resp.ClientID, role, j.tok.Pin[:16]+"…"))
+	return nil
+}
+
+// hosts: <ip> <host> in edgecr's block of the hosts file.
+func (j *joinRun) hosts(ctx context.Context) error {
+	e := j.e
+	path := j.HostsPath
+	ip := netip.MustParseAddr(e.IP)
+	prior := e.Hosts
+	e.Hosts = &HostsRecord{Path: path, Host: e.Host, IP: e.IP, Added: prior != nil && prior.Added}
+	if err := j.save(); err != nil { // recorded before the change, so a crash cannot orphan it
+		return err
+	}
+	hf := j.Hosts(path)
+	// Refuse a user's line before taking the file's lock, so that a refusal
+	// leaves no trace at all; Add checks again under the lock.
+	if content, err := hf.Read(ctx); err == nil {
+		if _, err := hostsfile.Add(content, ip, e.Host); errors.Is(err, hostsfile.ErrHostOwnedByUser) {
+			return fmt.Errorf("adding %s %s to %s: %w", ip, e.Host, path, err)
+		}
+	}
+	changed, err := hf.Add(ctx, ip, e.Host)
+	if err != nil {
+		return fmt.Errorf("adding %s %s to %s: %w", ip, e.Host, path, err)
+	}
+	e.Hosts.Added = e.Hosts.Added || changed
+	if changed {
+		j.emit(StepHosts, "hosts", StatusChanged, fmt.Sprintf("added %s %s to %s", ip, e.Host, path))
+	} else {
+		j.emit(StepHosts, "hosts", StatusUnchanged, fmt.Sprintf("unchanged: %s already maps %s to %s", path, e.Host, ip))
+	}
+	return nil
+}
+
+// trust: the CA into the OS trust store and every container runtime found.
+func (j *joinRun) trust(ctx context.Context) error {
+	e := j.e
+	pem := []byte(e.CAPEM)
+	var kind trust.Kind
+	if e.Trust != nil {
+		kind = e.Trust.Kind
+	}
+	store, kind, err := j.OpenTrust(kind)
+	if err != nil {
+		return fmt.Errorf("opening the OS trust store: %w", err)
+	}
+	name := TrustName(e.Registry)
+	if e.Trust == nil {
+		e.Trust = &TrustRecord{Kind: kind, Name: name}
+		if err := j.save(); err != nil {
+			return err
+		}
+	}
+	changed, err := store.Install(ctx, e.Trust.Name, pem)
+	if err != nil {
+		return fmt.Errorf("installing the CA into the %s trust store: %w", kind, err)
+	}
+	e.Trust.Installed = e.Trust.Installed || changed
+	where := describeStore(kind, j.Root, e.Trust.Name, pem)
+	if changed {
+		j.emit(StepTrust, "trust store", StatusChanged, fmt.Sprintf("installed the CA (sha256:%s…) %s", e.Pin[:16], where))
+	} else {
+		j.emit(StepTrust, "trust store", StatusUnchanged, fmt.Sprintf("unchanged: the CA is already installed %s", where))
+	}
+	if plan, err := trust.PlanStore(kind, j.Root, e.Trust.Name, pem); err == nil {
+		for _, n := range plan.Notes {
+			j.emit(StepTrust, "trust store", StatusWarning, n)
+		}
+	}
+	return j.runtimes(ctx)
+}
+
+// describeStore says where a store keeps the CA, for messages.
+func describeStore(kind trust.Kind, root, name string, pem []byte) string {
+	switch kind {
+	case trust.MacOS:
+		return "in the System keychain (" + trust.SystemKeychain + ")"
+	case trust.Windows:
+		return "in the LocalMachine Root store"
+	}
+	plan, err := trust.PlanStore(kind, root, name, pem)
+	if err != nil || plan.File == "" {
+		return "in the " + string(kind) + " trust store"
+	}
+	s := "as " + plan.File
+	if len(plan.Install) > 0 {
+		s += " (" + plan.Install[0][0] + ")"
+	}
+	return s
+}
+
+func (j *joinRun) runtimes(ctx context.Context) error {
+	e := j.e
+	found := j.DetectRuntimes()
+	var absent []string
+	for _, rt := range trust.AllRuntimes() {
+		if !slices.Contains(found, rt) {
+			absent = append(absent, string(rt))
+		}
+	}
+	if len(found) == 0 {
+		j.emit(StepTrust, "runtimes", StatusSkipped, "no container runtime found ("+strings.Join(absent, ", ")+" not present)")
+		return nil
+	}
+	plan, err := trust.PlanRuntimes(j.RuntimePaths, e.Registry, []byte(e.CAPEM), found)
+	if err != nil {
+		return fmt.Errorf("planning container runtime trust: %w", err)
+	}
+	if e.Runtimes == nil {
+		e.Runtimes = &trust.RuntimeReceipt{Registry: e.Registry}
+		if err := j.save(); err != nil {
+			return err
+		}
+	}
+	rc, changed, err := j.Runtimes.Install(ctx, plan, e.Runtimes)
+	e.Runtimes = &rc // on error too: it says what to roll back
+	if err != nil {
+		return fmt.Errorf("configuring container runtimes: %w", err)
+	}
+	dockerChanged, k3sChanged := false, false
+	for _, rt := range plan.Runtimes {
+		var files []string
+		rtChanged := false
+		for _, f := range plan.Files {
+			if f.Runtime != rt {
+				continue
+			}
+			p := Rooted(j.GOOS, j.Root, f.Path)
+			files = append(files, p)
+			if slices.Contains(changed, p) {
+				rtChanged = true
+			}
+		}
+		if rt == trust.K3s && plan.K3s != nil {
+			p := Rooted(j.GOOS, j.Root, plan.K3s.Path)
+			files = append(files, p)
+			if slices.Contains(changed, p) {
+				rtChanged, k3sChanged = true, true
+			}
+		}
+		if rt == trust.Docker && rtChanged {
+			dockerChanged = true
+		}
+		if rtChanged {
+			j.emit(StepTrust, string(rt), StatusChanged, "configured: "+strings.Join(files, ", "))
+		} else {
+			j.emit(StepTrust, string(rt), StatusUnchanged, "unchanged: "+strings.Join(files, ", "))
+		}
+	}
+	if len(absent) > 0 {
+		j.emit(StepTrust, "runtimes", StatusSkipped, "not present: "+strings.Join(absent, ", "))
+	}
+	for _, n := range RestartNotices(j.GOOS, dockerChanged, k3sChanged) {
+		j.emit(StepTrust, "restart", StatusNotice, n)
+	}
+	return nil
+}
+
+// credentials: the credential into the helper's store, and credHelpers in
+// Docker's config.json.
+func (j *joinRun) credentials(ctx context.Context) error {
+	e := j.e
+	path := j.CredentialsPath
+	if e.Credential != nil && e.Credential.Path != "" {
+		path = e.Credential.Path
+	}
+	if path == "" {
+		return errors.New("storing the credential: cannot locate the user's config directory: set EDGECR_CONFIG_DIR")
+	}
+	store := j.Credentials(path)
+	if e.Credential == nil {
+		e.Credential = &CredentialRecord{Path: path, Key: e.Registry, FileExisted: exists(path), CreatedDirs: missingDirs(filepath.Dir(path))}
+		if err := j.save(); err != nil {
+			return err
+		}
+	}
+	owner := ""
+	if j.User.Sudo {
+		owner = ", owned by " + j.User.Name
+	}
+	if e.PendingSecret != "" {
+		u, p, err := store.Get(e.Registry)
+		same := err == nil && u == e.Username && p == e.PendingSecret
+		if !same {
+			if err := store.Add(&credentials.Credentials{ServerURL: e.Registry, Username: e.Username, Secret: e.PendingSecret}); err != nil {
+				return fmt.Errorf("storing the credential in %s: %w", path, err)
+			}
+		}
+		e.PendingSecret = ""
+		if err := j.save(); err != nil {
+			return err
+		}
+		if same {
+			j.emit(StepCredentials, "credential", StatusUnchanged, fmt.Sprintf("unchanged: %s holds the credential of %s", path, e.Username))
+		} else {
+			j.emit(StepCredentials, "credential", StatusChanged, fmt.Sprintf("stored the credential of %s for %s in %s (0600%s)", e.Username, e.Registry, path, owner))
+		}
+	} else {
+		if _, _, err := store.Get(e.Registry); err != nil {
+			return fmt.Errorf("reading the stored credential for %s from %s: %w", e.Registry, path, err)
+		}
+		j.emit(StepCredentials, "credential", StatusUnchanged, fmt.Sprintf("unchanged: %s holds the credential of %s", path, e.Username))
+	}
+
+	ch, err := j.Docker.Register(e.Registry)
+	if err != nil {
+		return err
+	}
+	if e.DockerConfig == nil || ch.Changed() {
+		// Keep the Change that did the work: a later Register finds
+		// everything in place and returns an empty one.
+		e.DockerConfig = &DockerRecord{Path: j.Docker.Path(), Change: ch}
+	}
+	if ch.Changed() {
+		msg := fmt.Sprintf("set credHelpers[%q] = %q in %s", e.Registry, HelperName, j.Docker.Path())
+		if ch.CredsStore != "" {
+			msg += fmt.Sprintf(`, and credsStore = %q so that Docker keeps using it for your other registries`, ch.CredsStore)
+		}
+		j.emit(StepCredentials, "docker config", StatusChanged, msg)
+	} else {
+		j.emit(StepCredentials, "docker config", StatusUnchanged, fmt.Sprintf("unchanged: credHelpers[%q] = %q in %s", e.Registry, HelperName, j.Docker.Path()))
+	}
+	if j.User.Sudo {
+		j.emit(StepCredentials, "docker", StatusNotice, fmt.Sprintf("the Docker config and credential are %s's: run docker as %s (sudo docker reads root's config, not these)", j.User.Name, j.User.Name))
+	}
+	return nil
+}
+
+// verify: the name resolves, TLS verifies, the helper returns the
+// credential and the registry accepts it.
+func (j *joinRun) verify(ctx context.Context) error {
+	e := j.e
+	checks := []Check{j.checkResolve(ctx, e), j.checkTLS(ctx, e)}
+	found, got, user, secret := j.checkHelper(ctx, e)
+	if !found.OK {
+		j.emit(StepVerify, "helper", StatusWarning, found.Detail+"; "+found.Fix+". Checking the stored credential directly")
+	} else {
+		checks = append(checks, got)
+	}
+	checks = append(checks, j.checkRegistry(ctx, e, user, secret))
+	for _, c := range checks {
+		if !c.OK {
+			msg := fmt.Sprintf("verifying %s: %s: %s", e.Registry, c.Name, c.Detail)
+			if c.Fix != "" {
+				msg += " (" + c.Fix + ")"
+			}
+			return errors.New(msg)
+		}
+		j.emit(StepVerify, "verify", StatusUnchanged, c.Detail)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/edgecr/edgecr/hostsfile"
+	"github.com/edgecr/edgecr/trust"
+)
+
+// PlanResult is what `edgecr join --dry-run` would do; `-o json` prints it.
+type PlanResult struct {
+	DryRun        bool    `json:"dryRun"`
+	DeviceURL     string  `json:"deviceURL"`
+	CAFingerprint string  `json:"caFingerprint"`
+	Registry      string  `json:"registry"`
+	Host          string  `json:"host"`
+	Port          int     `json:"port"`
+	IP            string  `json:"ip"`
+	Steps         []Event `json:"steps"`
+}
+
+// placeholderHost stands for the registry host when the device's
+// certificate names none.
+const placeholderHost = "<registry host>"
+
+// PlanJoin prints what Join would do and changes nothing, on the client or
+// on the device: it does not spend the token. It connects to the device
+// over the pinned connection and fetches the CA (GET /edgecr/v1/ca, which
+// needs no secret), so the pin check is real; the registry host comes from
+// the device certificate's names and the port from the URL, since only the
+// join answer would say them for sure.
+func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, error) {
+	tok, err := ParseToken(o.Token)
+	if err != nil {
+		return nil, err
+	}
+	base, err := ParseDeviceURL(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	client := NewDeviceClient(base, tok.Pin)
+	defer client.Close()
+	caPEM, err := client.FetchCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	port, _ := strconv.Atoi(base.Port())
+	host := placeholderHost
+	if names := client.ServerNames(); len(names) > 0 {
+		host = names[0]
+	}
+	registry := net.JoinHostPort(host, strconv.Itoa(port))
+	res := &PlanResult{DryRun: true, DeviceURL: base.String(), CAFingerprint: "sha256:" + tok.Pin, Registry: registry, Host: host, Port: port}
+	rep := &reporter{report: o.Report}
+	plan := func(step, item, format string, args ...any) {
+		rep.emit(step, item, StatusPlanned, fmt.Sprintf(format, args...))
+	}
+	warn := func(step, item, format string, args ...any) {
+		rep.emit(step, item, StatusWarning, fmt.Sprintf(format, args...))
+	}
+
+	// bootstrap
+	plan(StepBootstrap, "bootstrap", "%s presents the device CA sha256:%s, as the token pins", base, tok.Pin)
+	if st, err := s.State.Load(); err != nil {
+		warn(StepBootstrap, "state", "%v", err)
+	} else if e := st.FindPin(tok.Pin); e != nil && e.Done(StepBootstrap) {
+		plan(StepBootstrap, "bootstrap", "already joined as %s (%s): the token is spent only if the device no longer accepts that credential", e.ClientID, e.Registry)
+	} else {
+		name := o.Name
+		if name == "" {
+			name = "(unnamed)"
+		}
+		plan(StepBootstrap, "bootstrap", "POST %s%s spends one use of token %s for a client named %s; the credential is kept in %s (0600) until step credentials", base, pathJoin, tok.ID, name, s.State.Path())
+	}
+	if host == placeholderHost {
+		warn(StepBootstrap, "registry", "the device certificate names no host: the device's answer will say the registry host")
+	} else {
+		plan(StepBootstrap, "registry", "registry %s (from the device certificate; the device's answer decides)", registry)
+	}
+
+	// hosts
+	ip, err := chooseIP(base, nil)
+	ipText := "<device IP>"
+	if err == nil {
+		ipText = ip.String()
+		res.IP = ipText
+	} else {
+		ipText = "<first IP the device advertises>"
+	}
+	plan(StepHosts, "hosts", "add %s %s to %s, in a block marked # BEGIN/END edgecr %s", ipText, host, s.HostsPath, host)
+	if host != placeholderHost && ip.IsValid() {
+		if content, err := s.Hosts(s.HostsPath).Read(ctx); err == nil {
+			if _, err := hostsfile.Add(content, ip, host); err != nil {
+				warn(StepHosts, "hosts", "join would stop here: %v", err)
+			}
+		}
+	}
+
+	// trust
+	s.planTrust(ctx, registry, caPEM, plan, warn)
+
+	// credentials
+	owner := ""
+	if s.User.Sudo {
+		owner = ", owned by " + s.User.Name
+	}
+	plan(StepCredentials, "credential", "store the client credential for %s in %s (0600%s)", registry, s.CredentialsPath, owner)
+	plan(StepCredentials, "docker config", "set credHelpers[%q] = %q in %s (other keys kept; a credsStore is added only if the config configures no credentials at all)", registry, HelperName, s.Docker.Path())
+	if err := s.Docker.Check(); err != nil {
+		warn(StepCredentials, "docker config", "join would refuse before spending the token: %v", err)
+	}
+
+	// verify
+	if _, err := s.Helper.Find(); err != nil {
+		warn(StepVerify, "helper", "%s is not on PATH: %s", HelperCommand, helperInstallFix)
+	}
+	roots := "the system trust store"
+	if !IsLiveRoot(s.Root) {
+		roots = "the trust bundle under " + s.Root
+	}
+	plan(StepVerify, "verify", "check that %s resolves to %s, TLS to %s verifies with %s, %s get returns the credential, and GET /v2/ accepts it", host, ipText, registry, roots, HelperCommand)
+	res.Steps = rep.events
+	return res, nil
+}
+
+func (s *System) planTrust(_ context.Context, registry string, caPEM []byte, plan, warn func(step, item, format string, args ...any)) {
+	name := TrustName(registry)
+	_, kind, err := s.OpenTrust("")
+	if err != nil {
+		warn(StepTrust, "trust store", "join would stop here: %v", err)
+	} else if sp, err := trust.PlanStore(kind, s.Root, name, caPEM); err != nil {
+		warn(StepTrust, "trust store", "join would stop here: %v", err)
+	} else {
+		if sp.File != "" {
+			plan(StepTrust, "trust store", "write %s (%s)", sp.File, kind)
+		}
+		for _, c := range sp.Install {
+			plan(StepTrust, "trust store", "run %s", strings.Join(c, " "))
+		}
+		for _, n := range sp.Notes {
+			warn(StepTrust, "trust store", "%s", n)
+		}
+	}
+	found := s.DetectRuntimes()
+	var absent []string
+	for _, rt := range trust.AllRuntimes() {
+		if !slices.Contains(found, rt) {
+			absent = append(absent, string(rt))
+		}
+	}
+	if len(found) > 0 {
+		rp, err := trust.PlanRuntimes(s.RuntimePaths, registry, caPEM, found)
+		if err != nil {
+			warn(StepTrust, "runtimes", "join would stop here: %v", err)
+		} else {
+			for _, f := range rp.Files {
+				plan(StepTrust, string(f.Runtime), "write %s", Rooted(s.GOOS, s.Root, f.Path))
+			}
+			if rp.K3s != nil {
+				plan(StepTrust, string(trust.K3s), "add configs.%q.tls.ca_file: %s to %s", registry, rp.K3s.CAFile, Rooted(s.GOOS, s.Root, rp.K3s.Path))
+			}
+			for _, n := range rp.Notices {
+				plan(StepTrust, "restart", "%s", n)
+			}
+		}
+	}
+	if len(absent) > 0 {
+		rep := "not present: " + strings.Join(absent, ", ")
+		plan(StepTrust, "runtimes", "%s", rep)
+	}
+}

@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/edgecr/edgecr/credhelper"
+	"github.com/edgecr/edgecr/trust"
+)
+
+// The join steps, in order. Their names are the values of
+// EDGECR_TEST_CRASH_AFTER and of Entry.Steps.
+const (
+	StepBootstrap   = "bootstrap"
+	StepHosts       = "hosts"
+	StepTrust       = "trust"
+	StepCredentials = "credentials"
+	StepVerify      = "verify"
+)
+
+// Steps lists the join steps in order.
+func Steps() []string {
+	return []string{StepBootstrap, StepHosts, StepTrust, StepCredentials, StepVerify}
+}
+
+// stateVersion is the format version this package writes and reads.
+const stateVersion = 1
+
+// State is what the agent remembers between join, status and leave: one
+// Entry per joined registry. See the package documentation for the format.
+type State struct {
+	Version int `json:"version"`
+	// CreatedDirs are the directories created for the state file, outermost
+	// first; they are removed with the file when the last entry goes.
+	CreatedDirs []string `json:"createdDirs,omitempty"`
+	Registries  []*Entry `json:"registries"`
+}
+
+// Entry is one joined registry: the device, the client identity, and what
+// each join step changed, so that leave undoes exactly that and a rerun
+// after a crash picks up where the last run stopped.
+type Entry struct {
+	Registry  string    `json:"registry"` // host:port, the key
+	Host      string    `json:"host"`
+	Port      int       `json:"port"`
+	IP        string    `json:"ip"`
+	DeviceURL string    `json:"deviceURL"`
+	Pin       string    `json:"pin"` // sha256 of the CA's DER, hex
+	CAPEM     string    `json:"caPEM"`
+	ClientID  string    `json:"clientID"`
+	Username  string    `json:"username"`
+	Role      string    `json:"role,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	JoinedAt  time.Time `json:"joinedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// Steps are the join steps completed, in order.
+	Steps []string `json:"steps"`
+	// PendingSecret holds the client's password from the bootstrap until the
+	// credentials step has stored it for the helper (then it is cleared), so
+	// that a crash in between does not lose a credential whose token is
+	// spent. The state file is 0600.
+	PendingSecret string `json:"pendingSecret,omitempty"`
+
+	Hosts        *HostsRecord          `json:"hosts,omitempty"`
+	Trust        *TrustRecord          `json:"trust,omitempty"`
+	Runtimes     *trust.RuntimeReceipt `json:"runtimes,omitempty"`
+	Credential   *CredentialRecord     `json:"credential,omitempty"`
+	DockerConfig *DockerRecord         `json:"dockerConfig,omitempty"`
+}
+
+// HostsRecord is the hosts entry the hosts step made.
+type HostsRecord struct {
+	Path  string `json:"path"`
+	Host  string `json:"host"`
+	IP    string `json:"ip"`
+	Added bool   `json:"added"` // a join changed the file (rather than finding the entry)
+}
+
+// TrustRecord is the OS trust store entry the trust step made.
+type TrustRecord struct {
+	Kind      trust.Kind `json:"kind"`
+	Name      string     `json:"name"`
+	Installed bool       `json:"installed"` // a join changed the store
+}
+
+// CredentialRecord is the credential the credentials step stored for the
+// helper (the secret itself lives only in the credentials file).
+type CredentialRecord struct {
+	Path string `json:"path"`
+	Key  string `json:"key"` // host:port
+	// FileExisted says whether the credentials file was there before, and
+	// CreatedDirs which directories join made for it (outermost first):
+	// leave removes what join created, once nothing else is in it.
+	FileExisted bool     `json:"fileExisted"`
+	CreatedDirs []string `json:"createdDirs,omitempty"`
+}
+
+// DockerRecord is the credHelpers entry the credentials step registered.
+type DockerRecord struct {
+	Path   string            `json:"path"`
+	Change credhelper.Change `json:"change"`
+}
+
+// Done reports whether the step completed.
+func (e *Entry) Done(step string) bool { return slices.Contains(e.Steps, step) }
+
+// Complete reports whether every join step completed.
+func (e *Entry) Complete() bool {
+	for _, s := range Steps() {
+		if !e.Done(s) {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Entry) markDone(step string) {
+	if !e.Done(step) {
+		e.Steps = append(e.Steps, step)
+	}
+}
+
+// Find returns the entry of registry (host:port), or nil.
+func (s *State) Find(registry string) *Entry {
+	for _, e := range s.Registries {
+		if e.Registry == registry {
+			return e
+		}
+	}
+	return nil
+}
+
+// FindPin returns the entry of the device whose CA has this pin, or nil.
+func (s *State) FindPin(pin string) *Entry {
+	for _, e := range s.Registries {
+		if e.Pin == pin {
+			return e
+		}
+	}
+	return nil
+}
+
+func (s *State) put(e *Entry) {
+	for i, x := range s.Registries {
+		if x.Registry == e.Registry {
+			s.Registries[i] = e
+			return
+		}
+	}
+	s.Registries = append(s.Registries, e)
+}
+
+func (s *State) remove(registry string) {
+	s.Registries = slices.DeleteFunc(s.Registries, func(e *Entry) bool { return e.Registry == registry })
+}
+
+// StateFile is the state on disk: JSON, mode 0600, written atomically
+// (temp file, fsync, rename). Join and leave hold its lock (a ".lock" file
+// next to it) from before they read it until they are done, so that two
+// agents never lose each other's entries; status reads it without the lock.
+type StateFile struct {
+	path string
+	// made are directories this process created for the file; known are
+	// those the file says earlier runs created.
+	made, known []string
+}
+
+// NewStateFile returns the state file at path (see StatePath). Nothing is
+// read or created until a method is called.
+func NewStateFile(path string) *StateFile { return &StateFile{path: path} }
+
+// Path returns the file's path.
+func (f *StateFile) Path() string { return f.path }
+
+// Load reads the state; a missing file is an empty state. A file that does
+// not parse is an error naming it, and is never overwritten.
+func (f *StateFile) Load() (*State, error) {
+	data, err := os.ReadFile(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &State{Version: stateVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading state %s: %w", f.path, err)
+	}
+	var st State
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("reading state %s: malformed JSON: %w (fix or remove the file)", f.path, err)
+	}
+	if st.Version > stateVersion {
+		return nil, fmt.Errorf("reading state %s: format version %d is newer than this edgecr (%d)", f.path, st.Version, stateVersion)
+	}
+	for i, e := range st.Registries {
+		if e == nil || e.Registry == "" {
+			return nil, fmt.Errorf("reading state %s: entry %d has no registry", f.path, i)
+		}
+	}
+	f.known = st.CreatedDirs
+	return &st, nil
+}
+
+// Save writes st, or removes the file when st has no entries left.
+func (f *StateFile) Save(st *State) error {
+	st.Version = stateVersion
+	for _, d := range f.made {
+		if !slices.Contains(st.CreatedDirs, d) {
+			st.CreatedDirs = append(st.CreatedDirs, d)
+		}
+	}
+	f.known = st.CreatedDirs
+	if len(st.Registries) == 0 {
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing state %s: %w", f.path, err)
+		}
+		return nil
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding state: %w", err)
+	}
+	if err := writeFileAtomic(f.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("writing state %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// lockTimeout bounds the wait for another agent's join or leave.
+const lockTimeout = 2 * time.Minute
+
+// Lock takes the state's lock, creating the state directory if needed, and
+// returns the function that releases it. Release also tidies up: when no
+// state file is left, the lock file and the directories edgecr created for
+// the state are removed (if empty), so that a join that changed nothing, or
+// a leave of the last registry, leaves no trace.
+func (f *StateFile) Lock(ctx context.Context) (release func(), err error) {
+	made, err := mkdirAllRecord(filepath.Dir(f.path), 0o700)
+	f.made = append(f.made, made...)
+	if err != nil {
+		f.tidy()
+		return nil, fmt.Errorf("creating the state directory: %w", err)
+	}
+	lp := f.path + ".lock"
+	lf, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		f.tidy()
+		return nil, fmt.Errorf("opening lock %s: %w", lp, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
+	defer cancel()
+	for {
+		ok, err := tryLock(lf)
+		if err != nil {
+			lf.Close()
+			f.tidy()
+			return nil, fmt.Errorf("locking %s: %w", lp, err)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			lf.Close()
+			return nil, fmt.Errorf("locking %s: another edgecr join or leave is running: %w", lp, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return func() {
+		_ = unlock(lf)
+		lf.Close()
+		f.tidy()
+	}, nil
+}
+
+// tidy removes the lock file and the directories edgecr created for the
+// state, when there is no state file.
+func (f *StateFile) tidy() {
+	if _, err := os.Lstat(f.path); !errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	_ = os.Remove(f.path + ".lock")
+	dirs := slices.Concat(f.known, f.made)
+	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) }) // innermost first
+	for _, d := range dirs {
+		_ = os.Remove(d) // fails, as it should, unless empty
+	}
+}
