@@ -279,6 +279,10 @@ func (f *StateFile) Lock(ctx context.Context) (release func(), err error) {
 	}, nil
 }
 
+// HostsLockPath is the lock file hosts-file writers take, beside the state
+// file at statePath.
+func HostsLockPath(statePath string) string { return statePath + ".hosts.lock" }
+
 // tidy removes the lock file and the directories edgecr created for the
 // state, when there is no state file.
 func (f *StateFile) tidy() {
@@ -286,6 +290,7 @@ func (f *StateFile) tidy() {
 		return
 	}
 	_ = os.Remove(f.path + ".lock")
+	_ = os.Remove(HostsLockPath(f.path))
 	dirs := slices.Concat(f.known, f.made)
 	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) }) // innermost first
 	for _, d := range dirs {

@@ -100,13 +100,16 @@ func NewSystem(c SystemConfig) *System {
 	}
 	u := c.User
 	userEnv := u.Env(c.Getenv)
+	statePath := StatePath(c.GOOS, root, c.Getenv)
 	s := &System{
 		GOOS:      c.GOOS,
 		Root:      root,
 		User:      u,
 		HostsPath: Rooted(c.GOOS, root, hostsfile.DefaultPath(c.GOOS, c.Getenv)),
 		Hosts: func(path string) Hosts {
-			return hostsfile.NewFile(path, hostsfile.WithLogger(log))
+			// The lock sits beside the state file, which join and leave
+			// remove when nothing is joined: no file of ours stays in /etc.
+			return hostsfile.NewFile(path, hostsfile.WithLogger(log), hostsfile.WithLockPath(HostsLockPath(statePath)))
 		},
 		OpenTrust: func(kind trust.Kind) (trust.Store, trust.Kind, error) {
 			if kind == "" {
@@ -129,7 +132,7 @@ func NewSystem(c SystemConfig) *System {
 			User:         u,
 		},
 		Helper: &ExecHelper{LookPath: c.LookPath, Env: helperEnv(c.Environ, u)},
-		State:  NewStateFile(StatePath(c.GOOS, root, c.Getenv)),
+		State:  NewStateFile(statePath),
 		Now:    time.Now,
 		Log:    log,
 	}

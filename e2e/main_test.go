@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ import (
 
 // bin holds the paths of the binaries built for this run.
 var bin struct {
-	edgecrd string
+	edgecrd, edgecr, helper string
 }
 
 func TestMain(m *testing.M) {
@@ -41,12 +42,16 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		bin.edgecrd = filepath.Join(dir, "edgecrd"+exe())
-		cmd := exec.Command("go", "build", "-o", bin.edgecrd, "./cmd/edgecrd")
-		cmd.Dir = root
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: building edgecrd:", err)
-			return 1
+		bin.edgecr = filepath.Join(dir, "edgecr"+exe())
+		bin.helper = filepath.Join(dir, "docker-credential-edgecr"+exe())
+		for out, pkg := range map[string]string{bin.edgecrd: "./cmd/edgecrd", bin.edgecr: "./cmd/edgecr", bin.helper: "./cmd/docker-credential-edgecr"} {
+			cmd := exec.Command("go", "build", "-o", out, pkg)
+			cmd.Dir = root
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: building %s: %v\n", pkg, err)
+				return 1
+			}
 		}
 		return m.Run()
 	}()
@@ -80,8 +85,8 @@ type device struct {
 	dataDir string
 	addr    string // 127.0.0.1:port
 	cmd     *exec.Cmd
-	stdout  *bytes.Buffer
-	stderr  *bytes.Buffer
+	stdout  *lockedBuffer
+	stderr  *lockedBuffer
 	exited  chan struct{}
 	info    deviceInfo
 }
@@ -123,7 +128,7 @@ func startDevice(t *testing.T, dataDir string, extra ...string) *device {
 		dataDir = filepath.Join(t.TempDir(), "data")
 	}
 	port := freePort(t)
-	d := &device{t: t, dataDir: dataDir, addr: fmt.Sprintf("127.0.0.1:%d", port), stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, exited: make(chan struct{})}
+	d := &device{t: t, dataDir: dataDir, addr: fmt.Sprintf("127.0.0.1:%d", port), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"serve", "--data-dir", dataDir, "--name", "e2e", "--ip", "198.18.0.1", "--listen", d.addr}, extra...)
 	d.cmd = exec.Command(bin.edgecrd, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
@@ -188,4 +193,23 @@ func (d *device) get(ctx context.Context, path string) (*http.Response, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+d.addr+path, nil)
 	req.SetBasicAuth(d.info.Username, d.info.Password)
 	return (&http.Client{Transport: d.transport()}).Do(req)
+}
+
+// lockedBuffer collects a running process's output; tests read it while the
+// process still writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Scaffolding for tests that run as root and change the real machine: a
@@ -48,7 +50,7 @@ import (
 
 const (
 	// rootLockFile serializes root tests across processes.
-	rootLockFile = "/run/lock/edgecr-e2e-root.lock"
+	rootLockFile = testenv.MachineLock
 	// journalDir keeps each live system snapshot on disk (survives reboots,
 	// unlike /run, as the changes to /etc do).
 	journalDir = "/var/tmp/edgecr-e2e"

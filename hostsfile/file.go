@@ -18,6 +18,7 @@ import (
 // changes.
 type File struct {
 	path   string
+	lock   string // lock file; "" = path + ".edgecr.lock"
 	logger *slog.Logger
 	rename func(oldpath, newpath string) error // os.Rename; tests inject failures
 }
@@ -44,10 +45,24 @@ func NewFile(path string, opts ...Option) *File {
 // Path returns the path the File was created with.
 func (f *File) Path() string { return f.path }
 
+// WithLockPath sets the lock file writers take (default: the hosts file's
+// path + ".edgecr.lock"). edgecr join/leave put it in their own state
+// directory, which they remove when nothing is joined, so that no file of
+// ours is left in /etc. Every writer of one hosts file must use the same
+// lock path.
+func WithLockPath(p string) Option {
+	return func(f *File) { f.lock = p }
+}
+
 // lockPath is the lock file every writer locks: the hosts file itself cannot
 // serve, since an atomic write replaces it with a new file. The lock file
 // stays after use: removing it would let two writers lock two different files.
-func (f *File) lockPath() string { return f.path + ".edgecr.lock" }
+func (f *File) lockPath() string {
+	if f.lock != "" {
+		return f.lock
+	}
+	return f.path + ".edgecr.lock"
+}
 
 // Read returns the content of the file; a file that does not exist reads as
 // empty. It takes no lock (so that `edgecr status` needs no privileges).

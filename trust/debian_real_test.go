@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgecr/edgecr/e2e/testenv"
+
 	"github.com/edgecr/edgecr/trust"
 	"github.com/edgecr/edgecr/trust/trusttest"
 )
@@ -37,6 +39,7 @@ func liveCertsState(t *testing.T) string {
 // byte-identical to before, and the whole root too.
 func TestDebianStoreRealTool(t *testing.T) {
 	ctx := context.Background()
+	testenv.LockMachine(t) // root e2e tests change the live trust store
 	live := liveCertsState(t)
 	root := realDebianRoot(t)
 	ca := trusttest.NewCA(t, "device CA")

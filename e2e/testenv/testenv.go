@@ -38,3 +38,9 @@ func NeedCommand(t testing.TB, name, why string) string {
 	Need(t, err == nil, name+" not on PATH: "+why)
 	return p
 }
+
+// MachineLock is the lock every test that changes (or checks that nothing
+// changed) this machine's system files holds: /etc/hosts, the trust store,
+// Docker's config, network namespaces. go test runs packages in parallel;
+// the lock serialises those tests across test processes.
+const MachineLock = "/run/lock/edgecr-e2e-root.lock"
