@@ -235,11 +235,14 @@ func (s *anchorStore) Uninstall(ctx context.Context, name string, pem []byte) (b
 		return removed, err
 	}
 	if !removed && !stale {
-		return false, nil
+		return s.cleanJava(ctx, name)
 	}
 	s.log.Debug("refreshing trust store", "kind", s.layout.kind, "argv", out)
 	if _, err := run(ctx, s.run, out); err != nil {
 		return true, fmt.Errorf("removing %s from %s trust store: %w", name, s.layout.kind, err)
+	}
+	if _, err := s.cleanJava(ctx, name); err != nil {
+		return true, err
 	}
 	return true, nil
 }
