@@ -5,44 +5,14 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/edgecr/edgecr/e2e/testenv"
 )
-
-// treeListing is every path under the roots with its type, mode, link
-// target and bytes: for the runtime config dirs the system snapshot does
-// not track.
-func treeListing(t *testing.T, roots ...string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, r := range roots {
-		filepath.WalkDir(r, func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			fi, _ := e.Info()
-			switch {
-			case e.Type()&fs.ModeSymlink != 0:
-				l, _ := os.Readlink(p)
-				out[p] = "link:" + l
-			case e.IsDir():
-				out[p] = "dir:" + fi.Mode().String()
-			default:
-				b, _ := os.ReadFile(p)
-				out[p] = fi.Mode().String() + ":" + string(b)
-			}
-			return nil
-		})
-	}
-	return out
-}
 
 // TestDockerJoinRealMachine is acceptance point 2 of the join issue: as
 // root on this machine, with the device on a non-loopback address (Docker
@@ -155,7 +125,7 @@ func TestDockerJoinRealMachine(t *testing.T) {
 	// creation dates, so its bytes differ after any rebuild; what must be
 	// identical is its entries: no edgecr CA left in it.
 	javaAfter := javaTrust(t)
-	if d := diffListings(javaBefore, javaAfter); len(d) > 0 {
+	if d := diffTrees(javaBefore, javaAfter); len(d) > 0 {
 		t.Errorf("the Java keystore's entries differ after leave:\n%s", indent(strings.Join(d, "\n")))
 	}
 	var bad []string
@@ -169,7 +139,7 @@ func TestDockerJoinRealMachine(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("join + leave left the system different:\n%s", indent(strings.Join(bad, "\n")))
 	}
-	if d := diffListings(runtimesBefore, treeListing(t, runtimeDirs...)); len(d) > 0 {
+	if d := diffTrees(runtimesBefore, treeListing(t, runtimeDirs...)); len(d) > 0 {
 		t.Errorf("join + leave left container runtime config behind:\n%s", indent(strings.Join(d, "\n")))
 	}
 	if b, _ := os.ReadFile(filepath.Join(credDir, "credentials.json")); strings.Contains(string(b), dev.info.Endpoint) {
@@ -179,24 +149,6 @@ func TestDockerJoinRealMachine(t *testing.T) {
 	if !strings.Contains(cl, `"revoked": true`) {
 		t.Errorf("leave did not revoke the client on the device:\n%s", cl)
 	}
-}
-
-func diffListings(a, b map[string]string) []string {
-	var d []string
-	for k, v := range a {
-		if w, ok := b[k]; !ok {
-			d = append(d, "removed "+k)
-		} else if v != w {
-			d = append(d, "changed "+k)
-		}
-	}
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			d = append(d, "added "+k)
-		}
-	}
-	sort.Strings(d)
-	return d
 }
 
 func jsonUnmarshal(s string, v any) error {

@@ -98,13 +98,20 @@ func (c *client) edgecrEnv(extra []string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// snapshot is every file under the client's root and Docker config dir, by
-// path, with its bytes (or link target) and mode. The credential store is
-// checked separately (credentialsFor): an emptied store may stay.
+// snapshot is every file under the client's root and Docker config dir
+// (see treeListing). The credential store is checked separately
+// (credentials): an emptied store may stay.
 func (c *client) snapshot() map[string]string {
 	c.t.Helper()
+	return treeListing(c.t, c.root, c.dockerDir)
+}
+
+// treeListing is every path under the roots with its type, mode, link
+// target and bytes.
+func treeListing(t *testing.T, roots ...string) map[string]string {
+	t.Helper()
 	out := map[string]string{}
-	for _, top := range []string{c.root, c.dockerDir} {
+	for _, top := range roots {
 		filepath.WalkDir(top, func(p string, e fs.DirEntry, err error) error {
 			if err != nil {
 				return nil
