@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,9 +22,19 @@ type metrics struct {
 	bytesIn      *prometheus.CounterVec
 	bytesOut     *prometheus.CounterVec
 	authFailures *prometheus.CounterVec
+
+	quotaRejections prometheus.Counter
+	gcRuns          *prometheus.CounterVec
+	gcReclaimed     prometheus.Counter
+	gcBlobs         prometheus.Counter
+	gcManifests     prometheus.Counter
+	gcLastRun       prometheus.Gauge
+	gcLastDuration  prometheus.Gauge
+	gcLastReclaimed prometheus.Gauge
 }
 
-func newMetrics(storageRoot string) *metrics {
+// newMetrics registers the series; storage usage and quota are read from u.
+func newMetrics(u *usage) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -45,11 +54,38 @@ func newMetrics(storageRoot string) *metrics {
 			Name: "edgecr_auth_failures_total", Help: "Rejected authentication attempts by reason.",
 		}, []string{"reason"}),
 	}
-	du := &dirUsage{root: storageRoot, ttl: 30 * time.Second}
+	m.quotaRejections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "edgecr_storage_quota_rejections_total", Help: "Uploads refused because they would exceed the storage quota.",
+	})
+	m.gcRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgecr_gc_runs_total", Help: "Garbage collections (in serve or by edgecrd gc), by result.",
+	}, []string{"result"})
+	m.gcReclaimed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "edgecr_gc_reclaimed_bytes_total", Help: "Bytes garbage collection removed.",
+	})
+	m.gcBlobs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "edgecr_gc_deleted_blobs_total", Help: "Blobs garbage collection removed.",
+	})
+	m.gcManifests = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "edgecr_gc_deleted_manifests_total", Help: "Untagged manifests garbage collection removed.",
+	})
+	m.gcLastRun = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "edgecr_gc_last_run_timestamp_seconds", Help: "When the last garbage collection finished (Unix time; 0: never).",
+	})
+	m.gcLastDuration = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "edgecr_gc_last_duration_seconds", Help: "How long the last garbage collection took.",
+	})
+	m.gcLastReclaimed = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "edgecr_gc_last_reclaimed_bytes", Help: "Bytes the last garbage collection removed.",
+	})
 	m.reg.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.authFailures,
+		m.quotaRejections, m.gcRuns, m.gcReclaimed, m.gcBlobs, m.gcManifests, m.gcLastRun, m.gcLastDuration, m.gcLastReclaimed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "edgecr_storage_bytes", Help: "Bytes used by the registry's storage directory.",
-		}, func() float64 { return float64(du.bytes()) }),
+		}, func() float64 { return float64(u.used()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "edgecr_storage_quota_bytes", Help: "The storage quota in bytes (0: none).",
+		}, func() float64 { return float64(u.quota) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -127,28 +163,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// dirUsage sums file sizes under root, at most once per ttl: a walk of a
-// large store is not something to do on every scrape.
-type dirUsage struct {
-	root string
-	ttl  time.Duration
-
-	mu   sync.Mutex
-	at   time.Time
-	last int64
-}
-
-func (d *dirUsage) bytes() int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if time.Since(d.at) < d.ttl && !d.at.IsZero() {
-		return d.last
-	}
-	d.last = DirSize(d.root)
-	d.at = time.Now()
-	return d.last
 }
 
 // DirSize is the total size of the regular files under root; files that

@@ -19,8 +19,12 @@ import (
 func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
 
 // registryConfig is the distribution configuration edgecrd runs with:
-// filesystem storage under the data dir, deletion on, an in-memory blob
-// descriptor cache, stale uploads purged. Auth is ours (accessControl), so
+// filesystem storage under the data dir, deletion on, stale uploads
+// purged, and no blob descriptor cache: garbage collection (another
+// process, or this one) deletes blobs behind distribution's back, and a
+// cache that still says "exists" would let a client skip the upload of a
+// swept layer and a manifest reference it. On local disk the cache saved a
+// stat or two per blob request. Auth is ours (accessControl), so
 // distribution's own auth section stays empty. It goes through
 // configuration.Parse, which validates it and fills in the defaults the
 // handlers rely on (catalog and tag-list page sizes among them); REGISTRY_*
@@ -32,7 +36,6 @@ func registryConfig(storageRoot, httpSecret string) (*configuration.Configuratio
 		"storage": map[string]any{
 			"filesystem": map[string]any{"rootdirectory": storageRoot},
 			"delete":     map[string]any{"enabled": true},
-			"cache":      map[string]any{"blobdescriptor": "inmemory"},
 			"maintenance": map[string]any{"uploadpurging": map[string]any{
 				"enabled": true, "age": "168h", "interval": "24h", "dryrun": false,
 			}},
@@ -48,6 +51,8 @@ func registryConfig(storageRoot, httpSecret string) (*configuration.Configuratio
 	if err != nil {
 		return nil, fmt.Errorf("validating registry configuration: %w", err)
 	}
+	// Not even REGISTRY_STORAGE_CACHE_* may bring the cache back (see above).
+	delete(c.Storage, "cache")
 	return c, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,20 @@ type Options struct {
 	FailureBurst int
 	FailureEvery time.Duration
 
+	// GCSchedule is when serve collects garbage in-process; the zero
+	// value is off. GCGrace (zero: DefaultGCGrace) and GCDeleteUntagged
+	// configure those runs.
+	GCSchedule       GCSchedule
+	GCGrace          time.Duration
+	GCDeleteUntagged bool
+
+	// TouchInterval is how stale a blob's mtime may get before a request
+	// that uses it refreshes it (zero: a minute); GC grace periods must be
+	// well above it. UsageRefresh is how often storage usage is recounted
+	// (zero: 10 minutes).
+	TouchInterval time.Duration
+	UsageRefresh  time.Duration
+
 	Now func() time.Time
 }
 
@@ -47,6 +62,9 @@ type Server struct {
 	ln    net.Listener
 	http  *http.Server
 	seen  *lastSeen
+	usage *usage
+	gc    gcTracker
+	loops sync.WaitGroup // background work Serve waits for: garbage collection
 }
 
 // New prepares a server on an initialised state and binds its listener, so
@@ -73,6 +91,15 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.Listen == "" {
 		o.Listen = fmt.Sprintf(":%d", DefaultPort)
 	}
+	if o.GCGrace == 0 {
+		o.GCGrace = DefaultGCGrace
+	}
+	if o.TouchInterval == 0 {
+		o.TouchInterval = time.Minute
+	}
+	if o.UsageRefresh == 0 {
+		o.UsageRefresh = 10 * time.Minute
+	}
 	s := &Server{state: st, opts: o, log: o.Logger}
 
 	cert, err := s.renew()
@@ -89,7 +116,19 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := newMetrics(st.StorageDir())
+	s.usage = newUsage(st.StorageDir(), st.Device.QuotaBytes, o.Now)
+	m := newMetrics(s.usage)
+	if err := s.gc.init(st, m); err != nil {
+		return nil, err
+	}
+	guard := &storageGuard{
+		fresh:   &freshness{root: st.StorageDir(), every: o.TouchInterval, now: o.Now},
+		usage:   s.usage,
+		router:  v2.Router(),
+		metrics: m,
+		log:     s.log,
+		next:    app,
+	}
 	limiter := newFailureLimiter(o.FailureEvery, o.FailureBurst)
 	s.seen = newLastSeen(st, s.log)
 	ac := &accessControl{
@@ -100,7 +139,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		router:  v2.Router(),
 		now:     o.Now,
 		seen:    s.seen.mark,
-		next:    app,
+		next:    guard,
 	}
 	api := &joinAPI{state: st, auth: authn, limiter: limiter, metrics: m, log: s.log, now: o.Now}
 
@@ -161,6 +200,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
 	go s.renewLoop(ctx)
 	go s.flushLoop(ctx)
+	go s.storageLoop(ctx)
+	if !s.opts.GCSchedule.Off() {
+		s.loops.Add(1)
+		go s.gcLoop(ctx)
+	}
+	defer s.loops.Wait()
 	defer s.seen.flush()
 	s.log.Info("registry listening", "addr", s.ln.Addr().String(), "endpoint", s.state.Device.Endpoint())
 	select {

@@ -38,6 +38,7 @@ type Device struct {
 	Port       int       `json:"port"`
 	HTTPSecret string    `json:"httpSecret"` // signs upload state across restarts
 	Created    time.Time `json:"created"`
+	QuotaBytes int64     `json:"quotaBytes,omitempty"` // storage quota; 0: none
 }
 
 // Endpoint is host:port of the registry.
@@ -59,6 +60,7 @@ type InitOptions struct {
 	Domain *string
 	IPs    []net.IP
 	Port   *int
+	Quota  *int64 // storage quota in bytes; 0 removes it
 	// DefaultName and DefaultIPs are used on the first start only.
 	DefaultName func() (string, error)
 	DefaultIPs  func() ([]net.IP, error)
@@ -184,6 +186,9 @@ func (s *State) parseDevice(b []byte) error {
 			return fmt.Errorf("reading %s: invalid IP %q", path, ip)
 		}
 	}
+	if d.QuotaBytes < 0 {
+		return fmt.Errorf("reading %s: negative quotaBytes %d", path, d.QuotaBytes)
+	}
 	if len(d.HTTPSecret) < 32 {
 		return fmt.Errorf("reading %s: httpSecret missing or too short", path)
 	}
@@ -216,6 +221,12 @@ func (s *State) ensureDevice(o InitOptions, now time.Time) error {
 	}
 	if o.Port != nil {
 		d.Port = *o.Port
+	}
+	if o.Quota != nil {
+		if *o.Quota < 0 {
+			return fmt.Errorf("storage quota %d is negative", *o.Quota)
+		}
+		d.QuotaBytes = *o.Quota
 	}
 	if len(o.IPs) > 0 {
 		d.IPs = d.IPs[:0]

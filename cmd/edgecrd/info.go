@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/edgecr/edgecr/server"
 	"github.com/spf13/cobra"
@@ -19,6 +20,11 @@ type infoJSON struct {
 	Password      string   `json:"password"`
 	CAFile        string   `json:"caFile"`
 	CAFingerprint string   `json:"caFingerprint"`
+
+	StorageUsedBytes     int64      `json:"storageUsedBytes"`
+	QuotaBytes           int64      `json:"quotaBytes"` // 0: no quota
+	LastGC               *time.Time `json:"lastGC"`     // when the last collection finished; null: never
+	LastGCReclaimedBytes int64      `json:"lastGCReclaimedBytes"`
 }
 
 func newInfoCmd(io streams) *cobra.Command {
@@ -47,6 +53,16 @@ func newInfoCmd(io streams) *cobra.Command {
 				CAFile:        st.CAFile(),
 				CAFingerprint: st.CA.Fingerprint(),
 			}
+			info.StorageUsedBytes = server.DirSize(st.StorageDir())
+			info.QuotaBytes = st.Device.QuotaBytes
+			last, err := st.LastGC()
+			if err != nil {
+				return err
+			}
+			if last != nil {
+				info.LastGC = &last.Finished
+				info.LastGCReclaimedBytes = last.ReclaimedBytes
+			}
 			if info.IPAddresses == nil {
 				info.IPAddresses = []string{}
 			}
@@ -63,6 +79,16 @@ func newInfoCmd(io streams) *cobra.Command {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", info.Endpoint, strings.Join(info.IPAddresses, ","), info.Username, info.Password)
 			tw.Flush()
 			fmt.Fprintf(io.Out, "\nCA fingerprint: %s\nCA file:        %s\n", info.CAFingerprint, info.CAFile)
+			quota := "no quota"
+			if info.QuotaBytes > 0 {
+				quota = fmt.Sprintf("of %s quota (%d%%)", server.FormatSize(info.QuotaBytes), info.StorageUsedBytes*100/info.QuotaBytes)
+			}
+			fmt.Fprintf(io.Out, "Storage:        %s used, %s\n", server.FormatSize(info.StorageUsedBytes), quota)
+			if info.LastGC != nil {
+				fmt.Fprintf(io.Out, "Last GC:        %s, reclaimed %s\n", info.LastGC.Local().Format(time.RFC3339), server.FormatSize(info.LastGCReclaimedBytes))
+			} else {
+				fmt.Fprintf(io.Out, "Last GC:        never\n")
+			}
 			return nil
 		},
 	}

@@ -1,16 +1,66 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/edgecr/edgecr/server"
 	"github.com/spf13/cobra"
 )
 
+// minScheduledGrace keeps scheduled collections well clear of the
+// server's mtime refresh interval (a minute), which their safety relies on.
+const minScheduledGrace = 2 * time.Minute
+
+// serveFlags are serve's own flags, next to the ones it shares with init.
+type serveFlags struct {
+	logFormat        string
+	quota            string
+	gcSchedule       string
+	gcGrace          time.Duration
+	gcDeleteUntagged bool
+}
+
+// parseQuota reads --quota: a size, or 0/off/none for no quota.
+func parseQuota(s string) (int64, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "off", "none", "unlimited":
+		return 0, nil
+	}
+	n, err := server.ParseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("--quota: %w", err)
+	}
+	return n, nil
+}
+
+// check validates the flag combination and returns the parsed schedule.
+func (f *serveFlags) check(cmd *cobra.Command, o *server.InitOptions) (server.GCSchedule, error) {
+	if f.logFormat != "json" && f.logFormat != "text" {
+		return server.GCSchedule{}, fmt.Errorf("unknown --log-format %q (want json or text)", f.logFormat)
+	}
+	if cmd.Flags().Changed("quota") {
+		q, err := parseQuota(f.quota)
+		if err != nil {
+			return server.GCSchedule{}, err
+		}
+		o.Quota = &q
+	}
+	sched, err := server.ParseGCSchedule(f.gcSchedule)
+	if err != nil {
+		return server.GCSchedule{}, fmt.Errorf("--gc-schedule: %w", err)
+	}
+	if f.gcGrace < minScheduledGrace {
+		return server.GCSchedule{}, fmt.Errorf("--gc-grace %s: must be at least %s, so that a collection never removes what a push running at the time is about to reference", f.gcGrace, minScheduledGrace)
+	}
+	return sched, nil
+}
+
 func newServeCmd(io streams) *cobra.Command {
 	var f initFlags
-	var logFormat string
+	var sf serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the registry (creating the device's state on first start)",
@@ -20,8 +70,12 @@ func newServeCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			sched, err := sf.check(cmd, &o)
+			if err != nil {
+				return err
+			}
 			var h slog.Handler = slog.NewJSONHandler(io.Err, nil)
-			if logFormat == "text" {
+			if sf.logFormat == "text" {
 				h = slog.NewTextHandler(io.Err, nil)
 			}
 			log := slog.New(h)
@@ -29,7 +83,10 @@ func newServeCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := server.New(cmd.Context(), st, server.Options{Listen: f.listen, Logger: log})
+			srv, err := server.New(cmd.Context(), st, server.Options{
+				Listen: f.listen, Logger: log,
+				GCSchedule: sched, GCGrace: sf.gcGrace, GCDeleteUntagged: sf.gcDeleteUntagged,
+			})
 			if err != nil {
 				return err
 			}
@@ -38,6 +95,12 @@ func newServeCmd(io streams) *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	fl := cmd.Flags()
+	fl.StringVar(&sf.logFormat, "log-format", "json", "log format: json or text")
+	fl.StringVar(&sf.quota, "quota", "", "storage quota, e.g. 40GiB or 500MB (0 or off: none); kept in the data dir until changed")
+	fl.StringVar(&sf.gcSchedule, "gc-schedule", server.DefaultGCSchedule,
+		"when to collect garbage: off, daily@HH:MM, weekly@DAY@HH:MM (mon…sun) or every@DURATION; device local time")
+	fl.DurationVar(&sf.gcGrace, "gc-grace", server.DefaultGCGrace, "scheduled collections never remove content younger than this")
+	fl.BoolVar(&sf.gcDeleteUntagged, "gc-delete-untagged", false, "scheduled collections also remove manifests no tag reaches")
 	return cmd
 }

@@ -5,6 +5,7 @@
 // updates that table in a file (docs/benchmarks.md).
 //
 //	go run ./e2e/bench [-edgecrd PATH] [-size 1GiB] [-n 500] [-runs 3] [-proto h2] [-o FILE]
+//	go run ./e2e/bench -gc [-edgecrd PATH] [-size 2GiB]
 //
 // A target that is missed is reported as FAIL in the table; the exit status
 // is non-zero only when the benchmark could not run.
@@ -46,11 +47,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.runs, "runs", 3, "runs of each throughput measurement")
 	fs.StringVar(&o.proto, "proto", "h2", "HTTP version for every target: h2 (what Go's default transport and crane negotiate) or http/1.1")
 	fs.StringVar(&o.out, "o", "", "also write the report into this markdown file (between bench markers; the rest is kept)")
+	gc := fs.Bool("gc", false, "instead: time `edgecrd gc` on a store of -size (default 2GiB) and on many small blobs, half of each garbage (gc.go)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *gc {
+		return runGC(ctx, fs, o, args, stdout, stderr)
 	}
 	cfg, err := o.config(fs.Args())
 	if err != nil {

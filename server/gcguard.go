@@ -1,0 +1,363 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"regexp"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	v2 "github.com/distribution/distribution/v3/registry/api/v2"
+	"github.com/gorilla/mux"
+)
+
+// freshness is the server's half of online garbage collection: before the
+// registry tells a client that content exists, or links existing content
+// into a new manifest, the content's files get a current mtime. The
+// collector sweeps only what is older than its grace period, so content a
+// push is about to reference is never swept under it (gc.go).
+//
+// A file is touched only when its mtime is older than every, so a busy pull
+// costs a stat, not a write, per blob; the grace period must be well above
+// every (the default grace is an hour, every a minute).
+type freshness struct {
+	root  string // filesystem root of the registry storage
+	every time.Duration
+	now   func() time.Time
+}
+
+// touch refreshes the file at driver path p and reports whether it exists.
+func (f *freshness) touch(p string) bool {
+	full := osPath(f.root, p)
+	fi, err := os.Stat(full)
+	if err != nil {
+		return false
+	}
+	now := f.now()
+	if now.Sub(fi.ModTime()) >= f.every {
+		if err := os.Chtimes(full, time.Time{}, now); err != nil {
+			return false // gone meanwhile: the collector took it
+		}
+	}
+	return true
+}
+
+// blob refreshes a blob and repo's link to it.
+func (f *freshness) blob(repo string, d digest) {
+	f.touch(blobDataPath(d))
+	if repo != "" {
+		f.touch(path.Join(layerLinkDir(repo, d), "link"))
+	}
+}
+
+// manifest refreshes a manifest's content and repo's revision link.
+func (f *freshness) manifest(repo string, d digest) {
+	f.touch(blobDataPath(d))
+	f.touch(path.Join(revisionLinkDir(repo, d), "link"))
+}
+
+// manifestTree refreshes everything a manifest being pushed references:
+// its blobs and, for an index, each child manifest with everything that
+// child references, read from storage.
+func (f *freshness) manifestTree(repo string, refs manifestRefs) {
+	seen := map[digest]bool{}
+	var walk func(r manifestRefs)
+	walk = func(r manifestRefs) {
+		for _, b := range r.blobs {
+			f.blob(repo, b)
+		}
+		for _, c := range r.manifests {
+			if seen[c] || len(seen) >= 10000 {
+				continue
+			}
+			seen[c] = true
+			f.manifest(repo, c)
+			full := osPath(f.root, blobDataPath(c))
+			if fi, err := os.Stat(full); err != nil || fi.Size() > maxManifestSize {
+				continue
+			}
+			b, err := os.ReadFile(full)
+			if err != nil {
+				continue
+			}
+			if cr, err := parseManifestRefs(b); err == nil {
+				walk(cr)
+			}
+		}
+	}
+	walk(refs)
+}
+
+// tagRE is the OCI tag grammar.
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+
+// storageGuard sits between access control and distribution: it keeps
+// content fresh for the collector and enforces the storage quota.
+type storageGuard struct {
+	fresh   *freshness
+	usage   *usage
+	router  *mux.Router
+	metrics *metrics
+	log     *slog.Logger
+	next    http.Handler
+}
+
+func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	route := routeInfoFrom(r.Context()).route
+	switch route {
+	case v2.RouteNameBlob, v2.RouteNameBlobUpload, v2.RouteNameBlobUploadChunk, v2.RouteNameManifest:
+	default:
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	var m mux.RouteMatch
+	if !g.router.Match(r, &m) {
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	repo := m.Vars["name"]
+	switch route {
+	case v2.RouteNameBlob:
+		if d, err := parseDigest(m.Vars["digest"]); err == nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			g.fresh.blob(repo, d)
+		}
+	case v2.RouteNameBlobUpload:
+		if r.Method == http.MethodPost {
+			g.startUpload(w, r, repo)
+			return
+		}
+	case v2.RouteNameBlobUploadChunk:
+		uuid := m.Vars["uuid"]
+		if !uploadIDRE.MatchString(uuid) {
+			break
+		}
+		switch r.Method {
+		case http.MethodPatch, http.MethodPut:
+			g.upload(w, r, repo, uuid)
+			return
+		case http.MethodDelete:
+			before := DirSize(osPath(g.fresh.root, path.Join(uploadsDir(repo), uuid)))
+			g.next.ServeHTTP(w, r)
+			g.usage.add(DirSize(osPath(g.fresh.root, path.Join(uploadsDir(repo), uuid))) - before)
+			return
+		}
+	case v2.RouteNameManifest:
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			if d, err := parseDigest(m.Vars["reference"]); err == nil {
+				g.fresh.manifest(repo, d)
+			}
+		case http.MethodPut:
+			g.putManifest(w, r, repo, m.Vars["reference"])
+			return
+		}
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+// refuse answers an upload that does not fit the quota: 403 DENIED, a
+// policy refusal that no retry or smaller chunk will change.
+func (g *storageGuard) refuse(w http.ResponseWriter, r *http.Request, msg string) {
+	g.metrics.quotaRejections.Inc()
+	i := routeInfoFrom(r.Context())
+	g.log.Warn("upload refused: storage quota full", "user", i.user, "repo", i.repo, "route", i.route,
+		"usedBytes", g.usage.used(), "quotaBytes", g.usage.quota)
+	writeError(w, errcode.ErrorCodeDenied.WithMessage(msg))
+}
+
+// sizes sums the regular files at the driver paths (directories walked).
+func (g *storageGuard) sizes(paths ...string) int64 {
+	var n int64
+	for _, p := range paths {
+		n += DirSize(osPath(g.fresh.root, p))
+	}
+	return n
+}
+
+// startUpload handles POST /v2/<name>/blobs/uploads/: a new session, or
+// a cross-repository mount of an existing blob.
+func (g *storageGuard) startUpload(w http.ResponseWriter, r *http.Request, repo string) {
+	var touched []string
+	if d, err := parseDigest(r.URL.Query().Get("mount")); err == nil {
+		g.fresh.blob(repo, d)
+		if from := r.URL.Query().Get("from"); from != "" && validRepoName(from) == nil {
+			g.fresh.blob(from, d)
+		}
+		touched = append(touched, path.Join(layerLinkDir(repo, d), "link"))
+	}
+	// Distribution does not store a POST body, but a client that sends one
+	// hears about the quota before anything else happens.
+	if r.ContentLength > 0 && g.usage.quota > 0 {
+		acct := &uploadAccount{u: g.usage}
+		if !acct.reserve(r.ContentLength) {
+			g.refuse(w, r, g.usage.quotaError(r.ContentLength, false))
+			return
+		}
+		acct.done()
+	}
+	before := g.sizes(touched...)
+	g.next.ServeHTTP(w, r)
+	if id := w.Header().Get("Docker-Upload-UUID"); uploadIDRE.MatchString(id) {
+		touched = append(touched, path.Join(uploadsDir(repo), id))
+	}
+	g.usage.add(g.sizes(touched...) - before)
+}
+
+// upload handles PATCH and PUT of an upload session: the body is counted
+// against the quota (up front by Content-Length when given, as it streams
+// otherwise), and a session that does not fit is cancelled with its data.
+// What the request changes on disk besides the body (hash states, the
+// commit's move, the link) is measured before and after.
+func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid string) {
+	dir := path.Join(uploadsDir(repo), uuid)
+	touched := []string{dir}
+	if r.Method == http.MethodPut {
+		if d, err := parseDigest(r.URL.Query().Get("digest")); err == nil {
+			// The commit keeps an existing blob instead of the upload:
+			// that blob must not be swept before the manifest comes.
+			g.fresh.blob(repo, d)
+			touched = append(touched, blobDataPath(d), path.Join(layerLinkDir(repo, d), "link"))
+		}
+		g.fresh.touch(path.Join(dir, "data"))
+	}
+	before := g.sizes(touched...)
+	acct := &uploadAccount{u: g.usage}
+	defer func() {
+		acct.done()
+		// Body bytes were counted as they came.
+		g.usage.add(g.sizes(touched...) - before - acct.read)
+	}()
+	if r.ContentLength > 0 && !acct.reserve(r.ContentLength) {
+		msg := g.usage.quotaError(r.ContentLength, false)
+		g.cancelUpload(repo, uuid)
+		g.refuse(w, r, msg)
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &quotaReader{body: r.Body, acct: acct}
+	}
+	qw := &quotaWriter{ResponseWriter: w, g: g, r: r, acct: acct}
+	g.next.ServeHTTP(qw, r)
+	if acct.exceeded {
+		g.cancelUpload(repo, uuid)
+	}
+}
+
+// cancelUpload removes an upload session and its data: nothing of a
+// refused upload is kept.
+func (g *storageGuard) cancelUpload(repo, uuid string) {
+	if err := os.RemoveAll(osPath(g.fresh.root, path.Join(uploadsDir(repo), uuid))); err != nil {
+		g.log.Error("removing refused upload", "repo", repo, "upload", uuid, "err", err)
+	}
+}
+
+// quotaWriter replaces distribution's answer to an upload whose body was
+// cut at the quota (an "unknown error" reading the payload) with the quota
+// refusal.
+type quotaWriter struct {
+	http.ResponseWriter
+	g        *storageGuard
+	r        *http.Request
+	acct     *uploadAccount
+	status   int
+	replaced bool
+}
+
+func (q *quotaWriter) WriteHeader(code int) {
+	if q.status != 0 {
+		return
+	}
+	if q.acct.exceeded {
+		h := q.Header()
+		for _, k := range []string{"Location", "Range", "Docker-Upload-UUID", "Content-Length"} {
+			h.Del(k)
+		}
+		q.replaced = true
+		q.status = http.StatusForbidden
+		q.g.refuse(q.ResponseWriter, q.r, q.g.usage.quotaError(q.acct.read, true))
+		return
+	}
+	q.status = code
+	q.ResponseWriter.WriteHeader(code)
+}
+
+func (q *quotaWriter) Write(p []byte) (int, error) {
+	if q.status == 0 {
+		q.WriteHeader(http.StatusOK)
+	}
+	if q.replaced {
+		return len(p), nil
+	}
+	return q.ResponseWriter.Write(p)
+}
+
+func (q *quotaWriter) Unwrap() http.ResponseWriter { return q.ResponseWriter }
+
+// statusWriter records the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// putManifest reads the manifest (bounded), checks it against the quota,
+// refreshes what it references and hands it to distribution.
+func (g *storageGuard) putManifest(w http.ResponseWriter, r *http.Request, repo, reference string) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxManifestSize+1))
+	if err != nil {
+		writeError(w, errcode.ErrorCodeManifestInvalid.WithMessage(fmt.Sprintf("reading manifest: %v", err)))
+		return
+	}
+	if len(body) > maxManifestSize {
+		writeErrorStatus(w, http.StatusRequestEntityTooLarge, errcode.ErrorCodeManifestInvalid.WithMessage(
+			fmt.Sprintf("manifest exceeds the %d byte limit", maxManifestSize)))
+		return
+	}
+	acct := &uploadAccount{u: g.usage}
+	defer acct.done()
+	n := int64(len(body))
+	if !acct.reserve(n) {
+		g.refuse(w, r, g.usage.quotaError(n, false))
+		return
+	}
+	sum := sha256.Sum256(body)
+	d := digest("sha256:" + hex.EncodeToString(sum[:]))
+	g.fresh.manifest(repo, d)
+	if refs, err := parseManifestRefs(body); err == nil {
+		g.fresh.manifestTree(repo, refs)
+	}
+	touched := []string{blobDataPath(d), revisionLinkDir(repo, d)}
+	if tagRE.MatchString(reference) {
+		touched = append(touched, path.Join(tagsDir(repo), reference))
+	}
+	before := g.sizes(touched...)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = n
+	sw := &statusWriter{ResponseWriter: w}
+	g.next.ServeHTTP(sw, r)
+	if sw.status/100 == 2 {
+		g.usage.add(g.sizes(touched...) - before)
+	}
+}

@@ -1,0 +1,242 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+)
+
+// sizeUnits are the units ParseSize accepts, case-insensitively: SI
+// (powers of 1000) and IEC (powers of 1024), with or without the "B".
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+	"ki": 1 << 10, "kib": 1 << 10, "mi": 1 << 20, "mib": 1 << 20,
+	"gi": 1 << 30, "gib": 1 << 30, "ti": 1 << 40, "tib": 1 << 40,
+}
+
+// ParseSize reads a byte count such as "40GiB", "500MB", "1.5GB", "100MiB"
+// or "1048576". Fractions of a byte are dropped.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	mult, ok := sizeUnits[unit]
+	if !ok {
+		return 0, fmt.Errorf("invalid size %q: unknown unit %q (want B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)", s, t[i:])
+	}
+	if num == "" || num == "." || strings.Count(num, ".") > 1 {
+		return 0, fmt.Errorf("invalid size %q: want a number followed by a unit, such as 40GiB or 500MB", s)
+	}
+	if len(num) > 40 {
+		return 0, fmt.Errorf("invalid size %q: number too long", s)
+	}
+	r, ok := new(big.Rat).SetString(num)
+	if !ok {
+		return 0, fmt.Errorf("invalid size %q: bad number %q", s, num)
+	}
+	r.Mul(r, new(big.Rat).SetInt64(mult))
+	n := new(big.Int).Quo(r.Num(), r.Denom()) // truncates: whole bytes
+	if !n.IsInt64() {
+		return 0, fmt.Errorf("invalid size %q: too large", s)
+	}
+	return n.Int64(), nil
+}
+
+// FormatSize prints n bytes with an IEC unit, e.g. "1.5 GiB".
+func FormatSize(n int64) string {
+	const unit = 1024
+	if n < unit && n > -unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, exp := math.Abs(float64(n)), 0
+	for v >= unit && exp < 5 {
+		v /= unit
+		exp++
+	}
+	if n < 0 {
+		v = -v
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp-1])
+}
+
+// usage is the registry's storage usage as a running counter: a walk of
+// the storage directory at start, after each collection and periodically,
+// plus the bytes uploads write in between. A request costs a mutex, never
+// a walk; only a request that the counter would refuse triggers a fresh
+// walk first (at most every refreshMin), so that a counter that
+// over-counts (an upload deduplicated on commit, a cancelled upload) does
+// not refuse what fits.
+type usage struct {
+	root       string
+	quota      int64 // bytes; 0: no quota
+	now        func() time.Time
+	refreshMin time.Duration
+
+	walkMu   sync.Mutex // one walk at a time
+	mu       sync.Mutex
+	base     int64 // the last walk
+	delta    int64 // bytes written (or removed) since it started
+	reserved int64 // bytes in-flight requests may still write
+	walkedAt time.Time
+}
+
+func newUsage(root string, quota int64, now func() time.Time) *usage {
+	u := &usage{root: root, quota: quota, now: now, refreshMin: 5 * time.Second}
+	u.walk()
+	return u
+}
+
+// walk recounts the storage directory. Bytes written while it runs may be
+// counted twice until the next walk: the counter errs high, never low.
+func (u *usage) walk() {
+	u.walkMu.Lock()
+	defer u.walkMu.Unlock()
+	u.mu.Lock()
+	start := u.delta
+	u.mu.Unlock()
+	n := DirSize(u.root)
+	u.mu.Lock()
+	u.base, u.delta, u.walkedAt = n, u.delta-start, u.now()
+	u.mu.Unlock()
+}
+
+// used is the current storage usage in bytes.
+func (u *usage) used() int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.base + u.delta
+}
+
+func (u *usage) tryReserve(n int64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.quota > 0 && u.base+u.delta+u.reserved+n > u.quota {
+		return false
+	}
+	u.reserved += n
+	return true
+}
+
+// reserve sets n bytes aside for a request, or reports false when they
+// would take usage over the quota.
+func (u *usage) reserve(n int64) bool {
+	if u.tryReserve(n) {
+		return true
+	}
+	u.mu.Lock()
+	stale := u.now().Sub(u.walkedAt) >= u.refreshMin
+	u.mu.Unlock()
+	if !stale {
+		return false
+	}
+	u.walk()
+	return u.tryReserve(n)
+}
+
+// written turns n reserved bytes into used ones.
+func (u *usage) written(n int64) {
+	u.mu.Lock()
+	u.reserved -= n
+	u.delta += n
+	u.mu.Unlock()
+}
+
+func (u *usage) release(n int64) {
+	u.mu.Lock()
+	u.reserved -= n
+	u.mu.Unlock()
+}
+
+// add corrects the counter by n bytes (negative: removed).
+func (u *usage) add(n int64) {
+	u.mu.Lock()
+	u.delta += n
+	u.mu.Unlock()
+}
+
+// quotaError is the message a refused upload gets: the quota is full.
+func (u *usage) quotaError(adding int64, stopped bool) string {
+	used := u.used()
+	what := fmt.Sprintf("this upload needs %s more", FormatSize(adding))
+	if stopped {
+		what = fmt.Sprintf("the upload was stopped after %s", FormatSize(adding))
+	}
+	return fmt.Sprintf("storage quota full: %s of %s used (%d of %d bytes); %s. Delete images and run garbage collection to free space",
+		FormatSize(used), FormatSize(u.quota), used, u.quota, what)
+}
+
+// errQuotaExceeded ends the body of an upload that crossed the quota.
+var errQuotaExceeded = errors.New("storage quota exceeded")
+
+// uploadAccount is one request's share of the counter.
+type uploadAccount struct {
+	u        *usage
+	held     int64 // reserved, not yet written
+	read     int64 // body bytes that went through
+	exceeded bool  // the body crossed the quota and was cut
+}
+
+// reserveSlack is how much a streamed upload reserves ahead, so that the
+// counter's mutex is taken once per MiB rather than once per read.
+const reserveSlack = 1 << 20
+
+func (a *uploadAccount) reserve(n int64) bool {
+	if !a.u.reserve(n) {
+		return false
+	}
+	a.held += n
+	return true
+}
+
+// consume accounts n body bytes, reserving more when they exceed what the
+// request holds; false when the quota does not allow them.
+func (a *uploadAccount) consume(n int64) bool {
+	if n > a.held {
+		need := n - a.held
+		if !a.reserve(max(need, reserveSlack)) && !a.reserve(need) {
+			return false
+		}
+	}
+	a.held -= n
+	a.read += n
+	a.u.written(n)
+	return true
+}
+
+// done gives back what the request reserved and did not write.
+func (a *uploadAccount) done() {
+	a.u.release(a.held)
+	a.held = 0
+}
+
+// quotaReader counts an upload body against the quota and cuts it when it
+// crosses it.
+type quotaReader struct {
+	body interface {
+		Read([]byte) (int, error)
+		Close() error
+	}
+	acct *uploadAccount
+}
+
+func (q *quotaReader) Read(p []byte) (int, error) {
+	if q.acct.exceeded {
+		return 0, errQuotaExceeded
+	}
+	n, err := q.body.Read(p)
+	if n > 0 && !q.acct.consume(int64(n)) {
+		q.acct.exceeded = true
+		return 0, errQuotaExceeded
+	}
+	return n, err
+}
+
+func (q *quotaReader) Close() error { return q.body.Close() }
