@@ -65,7 +65,7 @@ func TestGCConcurrentWithPushes(t *testing.T) {
 	const (
 		rounds  = 20
 		pushers = 4
-		grace   = 4 * time.Second
+		grace   = 10 * time.Second // well above a push here (about a second), also under -race
 	)
 	ts := startServer(t, func(o *Options) { o.TouchInterval = time.Millisecond })
 	slow := append(ts.admin(), remote.WithTransport(&slowTransport{

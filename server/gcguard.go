@@ -197,7 +197,7 @@ func (g *storageGuard) startUpload(w http.ResponseWriter, r *http.Request, repo 
 	if r.ContentLength > 0 && g.usage.quota > 0 {
 		acct := &uploadAccount{u: g.usage}
 		if !acct.reserve(r.ContentLength) {
-			g.refuse(w, r, g.usage.quotaError(r.ContentLength, false))
+			g.refuse(w, r, g.usage.quotaError(r.ContentLength, 0, false))
 			return
 		}
 		acct.done()
@@ -235,7 +235,7 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 		g.usage.add(g.sizes(touched...) - before - acct.read)
 	}()
 	if r.ContentLength > 0 && !acct.reserve(r.ContentLength) {
-		msg := g.usage.quotaError(r.ContentLength, false)
+		msg := g.usage.quotaError(r.ContentLength, g.sizes(dir), false)
 		g.cancelUpload(repo, uuid)
 		g.refuse(w, r, msg)
 		return
@@ -243,7 +243,7 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &quotaReader{body: r.Body, acct: acct}
 	}
-	qw := &quotaWriter{ResponseWriter: w, g: g, r: r, acct: acct}
+	qw := &quotaWriter{ResponseWriter: w, g: g, r: r, acct: acct, session: dir}
 	g.next.ServeHTTP(qw, r)
 	if acct.exceeded {
 		g.cancelUpload(repo, uuid)
@@ -266,6 +266,7 @@ type quotaWriter struct {
 	g        *storageGuard
 	r        *http.Request
 	acct     *uploadAccount
+	session  string // the upload's driver path
 	status   int
 	replaced bool
 }
@@ -281,7 +282,7 @@ func (q *quotaWriter) WriteHeader(code int) {
 		}
 		q.replaced = true
 		q.status = http.StatusForbidden
-		q.g.refuse(q.ResponseWriter, q.r, q.g.usage.quotaError(q.acct.read, true))
+		q.g.refuse(q.ResponseWriter, q.r, q.g.usage.quotaError(q.acct.read, q.g.sizes(q.session), true))
 		return
 	}
 	q.status = code
@@ -339,7 +340,7 @@ func (g *storageGuard) putManifest(w http.ResponseWriter, r *http.Request, repo,
 	defer acct.done()
 	n := int64(len(body))
 	if !acct.reserve(n) {
-		g.refuse(w, r, g.usage.quotaError(n, false))
+		g.refuse(w, r, g.usage.quotaError(n, 0, false))
 		return
 	}
 	sum := sha256.Sum256(body)

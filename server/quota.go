@@ -163,8 +163,10 @@ func (u *usage) add(n int64) {
 }
 
 // quotaError is the message a refused upload gets: the quota is full.
-func (u *usage) quotaError(adding int64, stopped bool) string {
-	used := u.used()
+// dropped is what the refusal removes (the upload session's data so far),
+// so that the usage shown is the usage that remains.
+func (u *usage) quotaError(adding, dropped int64, stopped bool) string {
+	used := u.used() - dropped
 	what := fmt.Sprintf("this upload needs %s more", FormatSize(adding))
 	if stopped {
 		what = fmt.Sprintf("the upload was stopped after %s", FormatSize(adding))

@@ -388,6 +388,6 @@ func gcReport(w io.Writer, rs []gcResult, started time.Time, load, command strin
 	fmt.Fprintln(w, "the collector's own time is in parentheses. The store is pushed through the registry (POST, PATCH,")
 	fmt.Fprintln(w, "PUT per blob, then the manifest); garbage is what only the deleted images referenced.")
 	for _, r := range rs {
-		fmt.Fprintf(w, "Building the %s store: %.0f MB/s, %.0f blobs/s.\n", r.sc.name, r.pushMBps, r.pushBlobsPerSec)
+		fmt.Fprintf(w, "Building the %s store (pushes through the registry): %.1f MB/s, %.0f blobs/s.\n", r.sc.name, r.pushMBps, r.pushBlobsPerSec)
 	}
 }
