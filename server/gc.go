@@ -235,6 +235,9 @@ func (c *collector) run() error {
 			if err := c.deleteUntagged(s); err != nil {
 				return err
 			}
+			for d := range s.refs { // manifests put back keep their blobs
+				marked[d] = true
+			}
 		}
 	}
 	swept, err := c.sweepBlobs(marked)
@@ -618,7 +621,8 @@ func (c *collector) recoverTrash() error {
 
 // deleteUntagged removes the revisions of s that are not kept. They are
 // moved aside together; then the tags are read again and every candidate
-// that a tag now reaches, or that a client used meanwhile, goes back.
+// that a tag now reaches, or that a client used meanwhile, goes back, and
+// is kept (with what it references) for the rest of the run.
 func (c *collector) deleteUntagged(s *repoScan) error {
 	var cands []digest
 	for d := range s.revisions {
@@ -639,6 +643,9 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 		ok, err := c.takeOut(revisionLinkDir(s.name, d))
 		if err != nil {
 			c.fail("repository %s: manifest %s: %v", s.name, d, err)
+			if err := c.keep(s, []digest{d}); err != nil {
+				return err
+			}
 			continue
 		}
 		if ok {
@@ -665,7 +672,7 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 			}
 		}
 		c.fail("repository %s: re-reading tags: %v", s.name, err)
-		return nil
+		return c.keep(s, out)
 	}
 	for _, d := range out {
 		p := revisionLinkDir(s.name, d)
@@ -677,10 +684,16 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 			if err := c.putBack(p); err != nil {
 				c.fail("repository %s: %v", s.name, err)
 			}
+			if err := c.keep(s, []digest{d}); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := c.dispose(p); err != nil {
 			c.fail("repository %s: deleting manifest %s: %v", s.name, d, err)
+			if err := c.keep(s, []digest{d}); err != nil { // it may still be there
+				return err
+			}
 			continue
 		}
 		for t := range c.allTags(s.name) {

@@ -280,6 +280,34 @@ func TestGCPutsBackBlobUsedDuringSweep(t *testing.T) {
 	ts.pullVerified(t, "race/a:2")
 }
 
+// An untagged manifest that a client pulls by digest while the collector
+// removes untagged manifests goes back, and keeps its layers.
+func TestGCKeepsUntaggedManifestPulledDuringRun(t *testing.T) {
+	ts := startServer(t, nil)
+	img := ociImage(t, 24<<10, 2)
+	d, _ := img.Digest()
+	if err := remote.Write(ts.ref("race/c@"+d.String()), img, ts.admin()...); err != nil {
+		t.Fatal(err)
+	}
+	ts.age(t, old)
+	var fired bool
+	rep := ts.gc(t, GCOptions{DeleteUntagged: true, Grace: time.Hour, beforeRemove: func(p string) {
+		if p == revisionLinkDir("race/c", digest(d.String())) {
+			fired = true
+			resp := ts.do("GET", "/v2/race/c/manifests/"+d.String(), "admin", ts.adminPW, nil,
+				map[string]string{"Accept": string(types.OCIManifestSchema1)})
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET during gc: %d", resp.StatusCode)
+			}
+		}
+	}})
+	if !fired || rep.ManifestsDeleted != 0 || rep.BlobsDeleted != 0 || rep.Restored != 1 {
+		t.Fatalf("fired %v; %d manifests, %d blobs deleted, %d restored; want 0, 0, 1", fired, rep.ManifestsDeleted, rep.BlobsDeleted, rep.Restored)
+	}
+	ts.pullVerified(t, "race/c@"+d.String())
+}
+
 // A manifest pushed after the mark (so the collector never saw it) that
 // references an old, unreferenced blob keeps that blob alive.
 func TestGCKeepsBlobReferencedByManifestPushedDuringRun(t *testing.T) {
