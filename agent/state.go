@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"time"
 
@@ -235,48 +236,111 @@ func (f *StateFile) Save(st *State) error {
 // lockTimeout bounds the wait for another agent's join or leave.
 const lockTimeout = 2 * time.Minute
 
+// stateDirMode is the mode of the directories made for the state.
+const stateDirMode = 0o700
+
 // Lock takes the state's lock, creating the state directory if needed, and
 // returns the function that releases it. Release also tidies up: when no
 // state file is left, the lock file and the directories edgecr created for
 // the state are removed (if empty), so that a join that changed nothing, or
 // a leave of the last registry, leaves no trace.
+//
+// Because release removes the lock file, a waiting locker may get the lock
+// of a file that is no longer at the path (or the directories it was
+// creating may vanish): it then starts over, so that at most one agent
+// holds the lock of the file at the path.
 func (f *StateFile) Lock(ctx context.Context) (release func(), err error) {
-	made, err := mkdirAllRecord(filepath.Dir(f.path), 0o700)
-	f.made = append(f.made, made...)
-	if err != nil {
-		f.tidy()
-		return nil, fmt.Errorf("creating the state directory: %w", err)
-	}
-	lp := f.path + ".lock"
-	lf, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		f.tidy()
-		return nil, fmt.Errorf("opening lock %s: %w", lp, err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
 	defer cancel()
-	for {
-		ok, err := tryLock(lf)
-		if err != nil {
-			lf.Close()
-			f.tidy()
-			return nil, fmt.Errorf("locking %s: %w", lp, err)
-		}
-		if ok {
-			break
-		}
+	lp := f.path + ".lock"
+	retry := func() error {
 		select {
 		case <-ctx.Done():
-			lf.Close()
-			return nil, fmt.Errorf("locking %s: another edgecr join or leave is running: %w", lp, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+			return fmt.Errorf("locking %s: another edgecr join or leave is running: %w", lp, ctx.Err())
+		case <-time.After(lockPollInterval):
+			return nil
 		}
 	}
-	return func() {
-		_ = unlock(lf)
-		lf.Close()
-		f.tidy()
-	}, nil
+	for {
+		made, err := mkdirAllRecord(filepath.Dir(f.path), stateDirMode)
+		for _, d := range made {
+			if !slices.Contains(f.made, d) {
+				f.made = append(f.made, d)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && retry() == nil {
+				continue // another agent's release removed a parent meanwhile
+			}
+			f.removeMadeDirs()
+			return nil, fmt.Errorf("creating the state directory: %w", err)
+		}
+		lf, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && retry() == nil {
+				continue
+			}
+			f.removeMadeDirs()
+			return nil, fmt.Errorf("opening lock %s: %w", lp, err)
+		}
+		for {
+			ok, err := tryLock(lf)
+			if err != nil {
+				lf.Close()
+				f.removeMadeDirs()
+				return nil, fmt.Errorf("locking %s: %w", lp, err)
+			}
+			if ok {
+				break
+			}
+			if err := retry(); err != nil {
+				lf.Close()
+				return nil, err
+			}
+		}
+		if !lockedAtPath(lf, lp) {
+			// The holder before us removed the file we waited on: its
+			// lock no longer excludes anyone who opens the path now.
+			_ = unlock(lf)
+			lf.Close()
+			if err := retry(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return func() {
+			f.tidy() // still holding the lock: nobody can be using the file
+			_ = unlock(lf)
+			lf.Close()
+			if runtime.GOOS == "windows" {
+				f.tidy() // Windows removes no open file
+			}
+		}, nil
+	}
+}
+
+// lockPollInterval is how often Lock retries.
+const lockPollInterval = 20 * time.Millisecond
+
+// lockedAtPath reports whether lf is the file at path now.
+func lockedAtPath(lf *os.File, path string) bool {
+	held, err := lf.Stat()
+	if err != nil {
+		return false
+	}
+	cur, err := os.Stat(path)
+	return err == nil && os.SameFile(held, cur)
+}
+
+// removeMadeDirs removes the directories this process created for the
+// state, if empty; for a Lock that failed before it held the lock, which
+// must not remove a lock file another agent may hold.
+func (f *StateFile) removeMadeDirs() {
+	dirs := slices.Clone(f.made)
+	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) }) // innermost first
+	for _, d := range dirs {
+		_ = os.Remove(d)
+	}
 }
 
 // HostsLockPath is the lock file hosts-file writers take, beside the state
@@ -284,7 +348,7 @@ func (f *StateFile) Lock(ctx context.Context) (release func(), err error) {
 func HostsLockPath(statePath string) string { return statePath + ".hosts.lock" }
 
 // tidy removes the lock file and the directories edgecr created for the
-// state, when there is no state file.
+// state, when there is no state file. Only the holder of the lock calls it.
 func (f *StateFile) tidy() {
 	if _, err := os.Lstat(f.path); !errors.Is(err, fs.ErrNotExist) {
 		return

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,4 +86,37 @@ func TestStateLockExcludes(t *testing.T) {
 		t.Fatal(err)
 	}
 	release2()
+}
+
+// Release removes the lock file when no state is left; a locker that was
+// waiting on the removed file must not think it holds the lock while
+// another one locks the new file at the same path: at most one holder at a
+// time, whatever the interleaving.
+func TestStateLockExcludesAcrossTidy(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "var/lib/edgecr/state.json")
+	var holders, overlaps atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 40 {
+				release, err := NewStateFile(p).Lock(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if holders.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				time.Sleep(100 * time.Microsecond)
+				holders.Add(-1)
+				release() // no state file: removes the lock file and the dirs
+			}
+		}()
+	}
+	wg.Wait()
+	if n := overlaps.Load(); n > 0 {
+		t.Errorf("two lockers held the state lock at once %d times", n)
+	}
 }
