@@ -62,6 +62,7 @@ func newRootCmd(f *Factory) *cobra.Command {
 		NewCmdJoin(f, &g, nil),
 		NewCmdStatus(f, &g, nil),
 		NewCmdLeave(f, &g, nil),
+		NewCmdLs(f, &g, nil), NewCmdRm(f, &g, nil), NewCmdCp(f, &g, nil),
 		NewCmdVersion(f),
 	)
 	return root
