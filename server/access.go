@@ -127,12 +127,10 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 		writeError(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication required"))
 		return "", false
 	}
-	if blocked, wait := a.limiter.blocked(addr, now); blocked {
-		a.metrics.authFailures.WithLabelValues("throttled").Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		writeError(w, errcode.ErrorCodeTooManyRequests.WithMessage("too many failed authentication attempts from "+addr+"; retry later"))
-		return "", false
-	}
+	// Credentials are checked first: a valid 256-bit secret is not what
+	// brute force looks like, and refusing it would let anyone who shares
+	// an address (NAT, the device itself) lock legitimate clients out.
+	// Failures spend the address's allowance; past it, 429.
 	user, secret, ok := r.BasicAuth()
 	var role Role
 	var err error
@@ -148,7 +146,12 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 			writeErrorStatus(w, http.StatusInternalServerError, errcode.ErrorCodeUnknown.WithMessage("verifying credentials failed"))
 			return "", false
 		}
-		a.limiter.fail(addr, now)
+		if allowed, wait, _ := a.limiter.take(addr, now); !allowed {
+			a.metrics.authFailures.WithLabelValues("throttled").Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			writeError(w, errcode.ErrorCodeTooManyRequests.WithMessage("too many failed authentication attempts from "+addr+"; retry later"))
+			return "", false
+		}
 		a.metrics.authFailures.WithLabelValues(reason).Inc()
 		// user is what the client claimed; the secret is never logged.
 		a.log.Warn("authentication failed", "remote", addr, "user", user, "reason", err.Error())

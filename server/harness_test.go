@@ -83,6 +83,7 @@ func startServer(t *testing.T, mod func(*Options)) *testServer {
 	ts.client = &http.Client{Transport: ts.transport()}
 	go func() { ts.done <- srv.Serve(ctx) }()
 	t.Cleanup(func() {
+		ts.client.CloseIdleConnections()
 		cancel()
 		if err := <-ts.done; err != nil {
 			t.Errorf("serve: %v", err)

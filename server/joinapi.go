@@ -72,20 +72,27 @@ func (j *joinAPI) ca(w http.ResponseWriter, r *http.Request) {
 	w.Write(j.state.CA.PEM)
 }
 
-// throttled answers 429 when addr has too many failures.
-func (j *joinAPI) throttled(w http.ResponseWriter, addr string) bool {
-	if blocked, wait := j.limiter.blocked(addr, j.now()); blocked {
+// attempt spends one failure allowance of addr up front (atomically, so
+// concurrent guesses cannot overshoot it) and answers 429 when there is
+// none; the caller refunds it when the attempt succeeds.
+func (j *joinAPI) attempt(w http.ResponseWriter, r *http.Request, addr string) (refund func(), ok bool) {
+	allowed, wait, refund := j.limiter.take(addr, j.now())
+	if !allowed {
+		// Read what the client sent before refusing: an HTTP/2 stream whose
+		// body was left unread kept graceful shutdown waiting.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 16<<10))
 		j.metrics.authFailures.WithLabelValues("throttled").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 		apiError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "too many failed attempts from "+addr+"; retry later")
-		return true
+		return nil, false
 	}
-	return false
+	return refund, true
 }
 
 func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 	addr := remoteHost(r)
-	if j.throttled(w, addr) {
+	refund, ok := j.attempt(w, r, addr)
+	if !ok {
 		return
 	}
 	var req JoinRequest
@@ -115,6 +122,7 @@ func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusInternalServerError, "INTERNAL", "redeeming the join token failed on the device")
 		return
 	}
+	refund()
 	d := j.state.Device
 	j.log.Info("client joined", "client", res.ClientID, "name", name, "role", res.Role, "token", p.ID, "remote", addr)
 	w.Header().Set("Content-Type", "application/json")
@@ -125,7 +133,6 @@ func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 }
 
 func (j *joinAPI) fail(w http.ResponseWriter, addr, reason string, status int, code string, err error) {
-	j.limiter.fail(addr, j.now())
 	j.metrics.authFailures.WithLabelValues(reason).Inc()
 	j.log.Warn("join refused", "remote", addr, "reason", err.Error())
 	apiError(w, status, code, err.Error())
@@ -134,7 +141,8 @@ func (j *joinAPI) fail(w http.ResponseWriter, addr, reason string, status int, c
 // leave revokes the calling client's own credential (edgecr leave).
 func (j *joinAPI) leave(w http.ResponseWriter, r *http.Request) {
 	addr := remoteHost(r)
-	if j.throttled(w, addr) {
+	refund, ok := j.attempt(w, r, addr)
+	if !ok {
 		return
 	}
 	user, secret, ok := r.BasicAuth()
@@ -148,6 +156,7 @@ func (j *joinAPI) leave(w http.ResponseWriter, r *http.Request) {
 		j.fail(w, addr, failureReason(err), http.StatusUnauthorized, "UNAUTHORIZED", fmt.Errorf("authentication failed: %w", err))
 		return
 	}
+	refund()
 	if role == RoleAdmin {
 		apiError(w, http.StatusForbidden, "DENIED", "the admin identity cannot revoke itself")
 		return

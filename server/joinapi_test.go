@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -197,5 +198,48 @@ func TestCreateTokenRejectsBadOptions(t *testing.T) {
 		if _, _, err := st.CreateToken(o, time.Now()); err == nil {
 			t.Errorf("CreateToken(%+v) accepted", o)
 		}
+	}
+}
+
+func TestJoinThrottleIsAtomicAndSeparateFromTheRegistry(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.FailureBurst = 10; o.FailureEvery = time.Hour })
+	_, token, _ := ts.state.CreateToken(TokenOptions{TTL: time.Hour, Uses: 1, Role: RolePush}, time.Now())
+	p, _ := ParseToken(token)
+	bad := FormatToken(p.Pin, p.ID, strings.Repeat("C", 43))
+	body, _ := json.Marshal(JoinRequest{Token: bad, Name: "g"})
+	// One connection per request, HTTP/1.1: 30 clients, not 30 streams.
+	tr := ts.transport()
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	tr.DisableKeepAlives = true
+	client := &http.Client{Transport: tr}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	for range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Post(ts.url(APIJoin), "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			codes[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[http.StatusUnauthorized] != 10 || codes[http.StatusTooManyRequests] != 20 {
+		t.Fatalf("30 concurrent bad joins with a burst of 10: %v, want 10×401 and 20×429", codes)
+	}
+	// The registry's allowance is untouched.
+	pw := ts.addIdentity("c-ok", RolePush)
+	resp := ts.do("GET", "/v2/", "c-ok", pw, nil, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/v2/ after bad joins from the same address: %d, want 200", resp.StatusCode)
 	}
 }

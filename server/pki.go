@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -42,7 +43,74 @@ func Fingerprint(c *x509.Certificate) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func newCA(name string, now time.Time) (certPEM, keyPEM []byte, err error) {
+// privateRanges are the address ranges a device CA may certify besides the
+// device's own configured addresses: loopback, RFC 1918, CGNAT, link-local,
+// the benchmarking range, IPv6 ULA and link-local.
+var privateRanges = func() []*net.IPNet {
+	var out []*net.IPNet
+	for _, c := range []string{"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+		"169.254.0.0/16", "198.18.0.0/15", "::1/128", "fc00::/7", "fe80::/10"} {
+		_, n, _ := net.ParseCIDR(c)
+		out = append(out, n)
+	}
+	return out
+}()
+
+// caConstraints limit what the device CA can vouch for. Clients install it
+// as a trusted root; without constraints, whoever steals an edge box's
+// ca.key could impersonate any web site to every joined client. With them
+// it certifies only names under the device's DNS domain and localhost, and
+// private addresses plus the device's own.
+func caConstraints(domain string, ips []net.IP) (dns []string, nets []*net.IPNet) {
+	dns = []string{domain, "localhost"}
+	nets = append(nets, privateRanges...)
+	for _, ip := range ips {
+		if permittedIP(nets, ip) {
+			continue
+		}
+		bits := 32
+		if ip.To4() == nil {
+			bits = 128
+		}
+		nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+	}
+	return dns, nets
+}
+
+func permittedIP(nets []*net.IPNet, ip net.IP) bool {
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkConstraints reports a host or IP the CA may not certify.
+func (ca *CA) checkConstraints(host string, ips []net.IP) error {
+	c := ca.Cert
+	if len(c.PermittedDNSDomains) > 0 {
+		ok := false
+		for _, d := range c.PermittedDNSDomains {
+			if host == d || strings.HasSuffix(host, "."+d) {
+				ok = true
+			}
+		}
+		if !ok {
+			return fmt.Errorf("registry host %s is outside the device CA's permitted domains %v: the domain cannot change without a new CA (and every client re-joining)", host, c.PermittedDNSDomains)
+		}
+	}
+	if len(c.PermittedIPRanges) > 0 {
+		for _, ip := range ips {
+			if !permittedIP(c.PermittedIPRanges, ip) {
+				return fmt.Errorf("IP %s is outside the ranges the device CA may certify (private ranges and the IPs given when it was created): a new public IP needs a new CA (and every client re-joining)", ip)
+			}
+		}
+	}
+	return nil
+}
+
+func newCA(name, domain string, ips []net.IP, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating CA key: %w", err)
@@ -61,6 +129,8 @@ func newCA(name string, now time.Time) (certPEM, keyPEM []byte, err error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
+	tmpl.PermittedDNSDomains, tmpl.PermittedIPRanges = caConstraints(domain, ips)
+	tmpl.PermittedDNSDomainsCritical = true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating CA certificate: %w", err)
@@ -81,6 +151,9 @@ func (ca *CA) issueServerCert(host string, ips []net.IP, lifetime time.Duration,
 	}
 	serial, err := randomSerial()
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := ca.checkConstraints(host, ips); err != nil {
 		return nil, nil, err
 	}
 	dns, allIPs := serverSANs(host, ips)

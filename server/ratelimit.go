@@ -29,26 +29,10 @@ func newFailureLimiter(every time.Duration, burst int) *failureLimiter {
 	return &failureLimiter{every: every, burst: burst, max: 10000, peers: map[string]*peerLimit{}}
 }
 
-// blocked reports whether addr has used up its failures, and when it may
-// try again.
-func (f *failureLimiter) blocked(addr string, now time.Time) (bool, time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p := f.peers[addr]
-	if p == nil {
-		return false, 0
-	}
-	if p.lim.TokensAt(now) >= 1 {
-		return false, 0
-	}
-	r := p.lim.ReserveN(now, 1)
-	wait := r.DelayFrom(now)
-	r.CancelAt(now)
-	return true, wait
-}
-
-// fail records a failed attempt from addr.
-func (f *failureLimiter) fail(addr string, now time.Time) {
+// take spends one failure allowance of addr, atomically. ok is false when
+// addr has none left (nothing is spent then) and wait says when it may try
+// again; refund gives the allowance back, for an attempt that succeeded.
+func (f *failureLimiter) take(addr string, now time.Time) (ok bool, wait time.Duration, refund func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p := f.peers[addr]
@@ -60,7 +44,16 @@ func (f *failureLimiter) fail(addr string, now time.Time) {
 		f.peers[addr] = p
 	}
 	p.last = now
-	p.lim.AllowN(now, 1)
+	r := p.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); !r.OK() || d > 0 {
+		r.CancelAt(now)
+		return false, d, func() {}
+	}
+	return true, 0, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		r.CancelAt(now)
+	}
 }
 
 // evict drops peers whose bucket has refilled; if none has, the least

@@ -141,7 +141,9 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		seen:    s.seen.mark,
 		next:    guard,
 	}
-	api := &joinAPI{state: st, auth: authn, limiter: limiter, metrics: m, log: s.log, now: o.Now}
+	// The join API has its own allowance: bad join attempts must not lock
+	// an address out of the registry, nor registry failures out of joining.
+	api := &joinAPI{state: st, auth: authn, limiter: newFailureLimiter(o.FailureEvery, o.FailureBurst), metrics: m, log: s.log, now: o.Now}
 
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", ac)
@@ -267,7 +269,18 @@ func (s *Server) renew() (*tls.Certificate, error) {
 		return nil, err
 	}
 	defer unlock()
-	cert, err := s.state.ensureServerCert(s.opts.Now(), s.opts.CertLifetime)
+	// Judge the certificate against device.json as it is now: `edgecrd init
+	// --ip …` may have changed the IPs (and reissued) while serve runs, and
+	// the copy loaded at start would undo that.
+	cur := &State{Dir: s.state.Dir, CA: s.state.CA}
+	b, err := os.ReadFile(cur.Path(deviceFile))
+	if err != nil {
+		return nil, fmt.Errorf("reading device state: %w", err)
+	}
+	if err := cur.parseDevice(b); err != nil {
+		return nil, err
+	}
+	cert, err := cur.ensureServerCert(s.opts.Now(), s.opts.CertLifetime)
 	if err != nil {
 		return nil, err
 	}

@@ -147,11 +147,12 @@ func TestBruteForceIsThrottled(t *testing.T) {
 	if code := errorCode(t, resp); code != "TOOMANYREQUESTS" {
 		t.Errorf("code %q, want TOOMANYREQUESTS", code)
 	}
-	// Even the right password waits: the attacker must not learn it works.
+	// The right credential still works: a 256-bit secret is not guessed, and
+	// refusing it would let whoever shares the address lock clients out.
 	resp = ts.do("GET", "/v2/", "admin", ts.adminPW, nil, nil)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("right password while throttled: %d, want 429", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("right password while throttled: %d, want 200", resp.StatusCode)
 	}
 	// The anonymous ping every client sends first is not a failure.
 	resp = ts.do("GET", "/v2/", "", "", nil, nil)

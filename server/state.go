@@ -242,6 +242,13 @@ func (s *State) ensureDevice(o InitOptions, now time.Time) error {
 	if exists && string(after) == string(before) {
 		return nil
 	}
+	// Refuse a host or IP the existing CA may not certify before anything
+	// is written.
+	if ca, err := s.loadCA(); err == nil && ca != nil {
+		if err := ca.checkConstraints(d.Host, d.netIPs()); err != nil {
+			return err
+		}
+	}
 	out, _ := json.MarshalIndent(s.Device, "", "  ")
 	return writeFileAtomic(path, append(out, '\n'), 0o600)
 }
@@ -324,7 +331,7 @@ func (s *State) ensureCA(now time.Time) error {
 		if _, ok, _ := readOptional(s.Path(serverCertFile)); ok {
 			return fmt.Errorf("loading device CA in %s: %s exists but the CA is gone; refusing to create a new CA", s.Dir, serverCertFile)
 		}
-		certPEM, keyPEM, err := newCA(s.Device.Name, now)
+		certPEM, keyPEM, err := newCA(s.Device.Name, s.Device.Domain, s.Device.netIPs(), now)
 		if err != nil {
 			return err
 		}
@@ -354,7 +361,7 @@ func (s *State) LoadServerCert() (*tls.Certificate, error) {
 	}
 	c, err := parseServerPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("loading server certificate %s: %w", s.Path(serverCertFile), err)
+		return nil, fmt.Errorf("loading server certificate %s: %w (it is derived state: remove %s and %s to have them reissued under the same CA)", s.Path(serverCertFile), err, serverCertFile, serverKeyFile)
 	}
 	return c, nil
 }

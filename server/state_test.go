@@ -1,7 +1,12 @@
 package server
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -201,7 +206,7 @@ func replaceWithDir(name string) func(string) error {
 }
 
 func otherCAKey(dir string) error {
-	_, key, err := newCA("other", time.Now())
+	_, key, err := newCA("other", "internal", nil, time.Now())
 	if err != nil {
 		return err
 	}
@@ -281,3 +286,77 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestServeAdoptsInitWhileRunning(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.RenewCheck = 20 * time.Millisecond })
+	if _, err := Ensure(ts.state.Dir, InitOptions{IPs: []net.IP{net.ParseIP("198.18.0.99")}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := ts.peerCert(t)
+		if c.VerifyHostname("198.18.0.99") == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve does not serve the certificate init issued: IPs %v", c.IPAddresses)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // several renew checks
+	onDisk, err := ts.state.LoadServerCert()
+	if err != nil || onDisk.Leaf.VerifyHostname("198.18.0.99") != nil {
+		t.Fatalf("serve reissued the certificate with the old IPs (err %v)", err)
+	}
+}
+
+func TestCAIsNameConstrained(t *testing.T) {
+	dir := t.TempDir()
+	st, err := Ensure(dir, testOptions("box"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(st.CA.Cert)
+	sign := func(dns []string, ips []net.IP) *x509.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+			DNSNames: dns, IPAddresses: ips, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, st.CA.Cert, &key.PublicKey, st.CA.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return c
+	}
+	verify := func(c *x509.Certificate) error {
+		_, err := c.Verify(x509.VerifyOptions{Roots: pool})
+		return err
+	}
+	// What the device serves verifies.
+	cur, _ := st.LoadServerCert()
+	if err := verify(cur.Leaf); err != nil {
+		t.Fatalf("the device's own certificate: %v", err)
+	}
+	// A stolen ca.key cannot vouch for anyone else.
+	if err := verify(sign([]string{"github.com"}, nil)); err == nil {
+		t.Fatal("the device CA certifies github.com")
+	}
+	if err := verify(sign(nil, []net.IP{net.ParseIP("140.82.112.3")})); err == nil {
+		t.Fatal("the device CA certifies a public IP it was not given")
+	}
+	// A later public IP or another domain is refused with the reason.
+	before := snapshot(t, dir)
+	if _, err := Ensure(dir, InitOptions{IPs: []net.IP{net.ParseIP("203.0.113.7")}}, time.Now()); err == nil || !strings.Contains(err.Error(), "new CA") {
+		t.Fatalf("new public IP: %v", err)
+	}
+	if d := diffSnapshots(before, snapshot(t, dir)); len(d) != 0 {
+		t.Fatalf("refused change still wrote: %v", d)
+	}
+	dom := "example.com"
+	if _, err := Ensure(t.TempDir(), InitOptions{Name: ptr("x"), Domain: &dom, IPs: []net.IP{net.ParseIP("203.0.113.7")}}, time.Now()); err != nil {
+		t.Fatalf("a public IP given at creation is permitted: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -83,8 +83,14 @@ func newServeCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			listen := f.listen
+			if !cmd.Flags().Changed("listen") {
+				// The port clients were given is the one in device.json
+				// (set by init --listen); listen there on every address.
+				listen = fmt.Sprintf(":%d", st.Device.Port)
+			}
 			srv, err := server.New(cmd.Context(), st, server.Options{
-				Listen: f.listen, Logger: log,
+				Listen: listen, Logger: log,
 				GCSchedule: sched, GCGrace: sf.gcGrace, GCDeleteUntagged: sf.gcDeleteUntagged,
 			})
 			if err != nil {
