@@ -43,10 +43,11 @@
 // # State
 //
 // The state lives at StatePath: <root>/var/lib/edgecr/state.json on unix,
-// %ProgramData%\edgecr\state.json on Windows; mode 0600, written atomically
-// after every step (and before each change whose undo needs a record), under
-// a lock file (state.json.lock) held by join and leave. One entry per
-// registry host:port:
+// %ProgramData%\edgecr\state.json on Windows; mode 0644 in a 0755
+// directory, since it holds no secret and `edgecr status` reads it
+// unprivileged; written atomically after every step (and before each change
+// whose undo needs a record), under a lock file (state.json.lock) held by
+// join and leave. One entry per registry host:port:
 //
 //	{
 //	  "version": 1,
@@ -70,10 +71,11 @@
 //	  }]
 //	}
 //
-// "pendingSecret" holds the client's password only between the bootstrap
-// and the credentials step, so that a crash in between does not lose a
-// credential whose token is spent; the credentials step clears it. No other
-// secret is ever in the state. The Docker Change kept is the first one that
+// The client's password is kept between the bootstrap and the credentials
+// step, so that a crash in between does not lose a credential whose token is
+// spent, in pending-secrets.json beside the state (mode 0600, written before
+// the state that needs it); the credentials step removes it. No secret is
+// ever in the state itself. The Docker Change kept is the first one that
 // changed config.json (a later join returns an empty one).
 //
 // Leave (and a failed join's rollback) takes back exactly what the entry

@@ -85,7 +85,8 @@ func TestJoinHappyPathThenLeave(t *testing.T) {
 	}
 
 	statePath := filepath.Join(e.root, "var/lib/edgecr/state.json")
-	requireMode(t, statePath, 0o600)
+	requireMode(t, statePath, 0o644) // no secret in it: edgecr status reads it unprivileged
+	requireMode(t, filepath.Dir(statePath), 0o755)
 	st := e.state()
 	if len(st.Registries) != 1 {
 		t.Fatalf("state has %d entries", len(st.Registries))
@@ -391,8 +392,14 @@ func TestJoinCrashAfterEachStepConverges(t *testing.T) {
 			if len(st.Registries) != 1 || !slices.Equal(st.Registries[0].Steps, agent.Steps()[:slices.Index(agent.Steps(), step)+1]) {
 				t.Fatalf("state after the crash = %s", toJSON(t, st))
 			}
-			if step == agent.StepBootstrap && st.Registries[0].PendingSecret == "" {
-				t.Error("the credential was not kept across the crash")
+			if step == agent.StepBootstrap {
+				if st.Registries[0].PendingSecret == "" {
+					t.Error("the credential was not kept across the crash")
+				}
+				// Kept in a file of its own, never in the world-readable state.
+				requireMode(t, e.sys.State.SecretsPath(), 0o600)
+				stateBytes, _ := os.ReadFile(e.sys.State.Path())
+				e.requireNoSecret(token, string(stateBytes))
 			}
 
 			// The token had one use: the rerun must not need it again.
@@ -408,6 +415,9 @@ func TestJoinCrashAfterEachStepConverges(t *testing.T) {
 			stateBytes, _ := os.ReadFile(e.sys.State.Path())
 			if strings.Contains(string(stateBytes), "pendingSecret") {
 				t.Error("the state still holds the credential after the credentials step")
+			}
+			if _, err := os.Stat(e.sys.State.SecretsPath()); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the pending secret stays after the credentials step: %v", err)
 			}
 			e.leave()
 			e.requireSnapshot(before, "after crash, rerun and leave")

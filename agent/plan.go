@@ -75,7 +75,7 @@ func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, erro
 		if name == "" {
 			name = "(unnamed)"
 		}
-		plan(StepBootstrap, "bootstrap", "POST %s%s spends one use of token %s for a client named %s; the credential is kept in %s (0600) until step credentials", base, pathJoin, tok.ID, name, s.State.Path())
+		plan(StepBootstrap, "bootstrap", "POST %s%s spends one use of token %s for a client named %s; the credential is kept in %s (0600) until step credentials", base, pathJoin, tok.ID, name, s.State.SecretsPath())
 	}
 	if host == placeholderHost {
 		warn(StepBootstrap, "registry", "the device certificate names no host: the device's answer will say the registry host")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -67,8 +68,10 @@ type Entry struct {
 	// PendingSecret holds the client's password from the bootstrap until the
 	// credentials step has stored it for the helper (then it is cleared), so
 	// that a crash in between does not lose a credential whose token is
-	// spent. The state file is 0600.
-	PendingSecret string `json:"pendingSecret,omitempty"`
+	// spent. It is never in the state file, which anyone may read (`edgecr
+	// status` runs unprivileged): StateFile keeps it in a file of its own,
+	// mode 0600 (SecretsPath).
+	PendingSecret string `json:"-"`
 
 	Hosts        *HostsRecord          `json:"hosts,omitempty"`
 	Trust        *TrustRecord          `json:"trust,omitempty"`
@@ -163,15 +166,37 @@ func (s *State) remove(registry string) {
 	s.Registries = slices.DeleteFunc(s.Registries, func(e *Entry) bool { return e.Registry == registry })
 }
 
-// StateFile is the state on disk: JSON, mode 0600, written atomically
-// (temp file, fsync, rename). Join and leave hold its lock (a ".lock" file
-// next to it) from before they read it until they are done, so that two
-// agents never lose each other's entries; status reads it without the lock.
+// StateFile is the state on disk: JSON, mode 0644 in a 0755 directory
+// (it holds no secret, and `edgecr status` reads it unprivileged), written
+// atomically (temp file, fsync, rename). The entries' pending secrets live
+// beside it in SecretsPath, mode 0600, written before the state that needs
+// them. Join and leave hold its lock (a ".lock" file next to it) from
+// before they read it until they are done, so that two agents never lose
+// each other's entries; status reads it without the lock.
 type StateFile struct {
 	path string
 	// made are directories this process created for the file; known are
 	// those the file says earlier runs created.
 	made, known []string
+	// secrets is what SecretsPath holds, as last read or written, when
+	// secretsKnown.
+	secrets      map[string]string
+	secretsKnown bool
+	// dirsChecked is set once the state's directories have their mode.
+	dirsChecked bool
+}
+
+// stateFileMode is the state file's mode: readable by anyone.
+const stateFileMode = 0o644
+
+// secretsFileName is the pending secrets' file, beside the state.
+const secretsFileName = "pending-secrets.json"
+
+// secretsFile is the JSON document at SecretsPath.
+type secretsFile struct {
+	Version int `json:"version"`
+	// Secrets maps a registry (host:port) to its entry's pending secret.
+	Secrets map[string]string `json:"secrets"`
 }
 
 // NewStateFile returns the state file at path (see StatePath). Nothing is
@@ -180,6 +205,12 @@ func NewStateFile(path string) *StateFile { return &StateFile{path: path} }
 
 // Path returns the file's path.
 func (f *StateFile) Path() string { return f.path }
+
+// SecretsPath returns the file that holds the entries' pending secrets
+// (mode 0600), beside the state file; it exists only while one is pending.
+func (f *StateFile) SecretsPath() string {
+	return filepath.Join(filepath.Dir(f.path), secretsFileName)
+}
 
 // Load reads the state; a missing file is an empty state. A file that does
 // not parse is an error naming it, and is never overwritten.
@@ -204,8 +235,85 @@ func (f *StateFile) Load() (*State, error) {
 			return nil, fmt.Errorf("reading state %s: entry %d has no registry", f.path, i)
 		}
 	}
+	// A state written by an earlier edgecr may hold pending secrets itself;
+	// the next Save moves them to their own file.
+	var legacy struct {
+		Registries []struct {
+			Registry      string `json:"registry"`
+			PendingSecret string `json:"pendingSecret"`
+		} `json:"registries"`
+	}
+	_ = json.Unmarshal(data, &legacy)
+	for _, l := range legacy.Registries {
+		if e := st.Find(l.Registry); e != nil && l.PendingSecret != "" {
+			e.PendingSecret = l.PendingSecret
+		}
+	}
+	secrets, err := f.loadSecrets()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range st.Registries {
+		if s := secrets[e.Registry]; s != "" {
+			e.PendingSecret = s
+		}
+	}
 	f.known = st.CreatedDirs
 	return &st, nil
+}
+
+// loadSecrets reads SecretsPath. A missing file holds nothing; one this
+// process may not read (`edgecr status` run unprivileged) is skipped: only
+// join and leave, as root, need the secrets.
+func (f *StateFile) loadSecrets() (map[string]string, error) {
+	p := f.SecretsPath()
+	data, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		f.secrets, f.secretsKnown = nil, true
+		return nil, nil
+	case errors.Is(err, fs.ErrPermission):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	var sf secretsFile
+	if err := json.Unmarshal(data, &sf); err != nil {
+		// Never quote the content: it is secret.
+		return nil, fmt.Errorf("reading %s: malformed JSON (fix or remove the file)", p)
+	}
+	f.secrets, f.secretsKnown = maps.Clone(sf.Secrets), true
+	return sf.Secrets, nil
+}
+
+// saveSecrets makes SecretsPath hold the pending secrets of st's entries,
+// removing it when there are none; it writes only what changed.
+func (f *StateFile) saveSecrets(st *State) error {
+	want := map[string]string{}
+	for _, e := range st.Registries {
+		if e.PendingSecret != "" {
+			want[e.Registry] = e.PendingSecret
+		}
+	}
+	if f.secretsKnown && maps.Equal(want, f.secrets) {
+		return nil
+	}
+	p := f.SecretsPath()
+	if len(want) == 0 {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", p, err)
+		}
+	} else {
+		data, err := json.MarshalIndent(secretsFile{Version: stateVersion, Secrets: want}, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", p, err)
+		}
+		if err := writeFileAtomic(p, append(data, '\n'), 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+	}
+	f.secrets, f.secretsKnown = want, true
+	return nil
 }
 
 // Save writes st, or removes the file when st has no entries left.
@@ -217,6 +325,11 @@ func (f *StateFile) Save(st *State) error {
 		}
 	}
 	f.known = st.CreatedDirs
+	// The secrets first: the state never names a pending secret that is
+	// not on disk yet.
+	if err := f.saveSecrets(st); err != nil {
+		return err
+	}
 	if len(st.Registries) == 0 {
 		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing state %s: %w", f.path, err)
@@ -227,17 +340,33 @@ func (f *StateFile) Save(st *State) error {
 	if err != nil {
 		return fmt.Errorf("encoding state: %w", err)
 	}
-	if err := writeFileAtomic(f.path, append(data, '\n'), 0o600); err != nil {
+	f.openDirs(st.CreatedDirs)
+	if err := writeFileAtomic(f.path, append(data, '\n'), stateFileMode); err != nil {
 		return fmt.Errorf("writing state %s: %w", f.path, err)
 	}
 	return nil
+}
+
+// openDirs gives the directories edgecr made for the state mode 0755, so
+// that anyone can read the state: Mkdir is subject to the umask, and an
+// earlier edgecr made them 0700.
+func (f *StateFile) openDirs(dirs []string) {
+	if f.dirsChecked || runtime.GOOS == "windows" {
+		return
+	}
+	f.dirsChecked = true
+	for _, d := range dirs {
+		if fi, err := os.Lstat(d); err == nil && fi.IsDir() && fi.Mode().Perm() != stateDirMode {
+			_ = os.Chmod(d, stateDirMode)
+		}
+	}
 }
 
 // lockTimeout bounds the wait for another agent's join or leave.
 const lockTimeout = 2 * time.Minute
 
 // stateDirMode is the mode of the directories made for the state.
-const stateDirMode = 0o700
+const stateDirMode = 0o755
 
 // Lock takes the state's lock, creating the state directory if needed, and
 // returns the function that releases it. Release also tidies up: when no
@@ -353,6 +482,7 @@ func (f *StateFile) tidy() {
 	if _, err := os.Lstat(f.path); !errors.Is(err, fs.ErrNotExist) {
 		return
 	}
+	_ = os.Remove(f.SecretsPath()) // pending for an entry never saved
 	_ = os.Remove(f.path + ".lock")
 	_ = os.Remove(HostsLockPath(f.path))
 	dirs := slices.Concat(f.known, f.made)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,7 +31,7 @@ func TestStateFileRoundTripAndTidy(t *testing.T) {
 	release()
 	if runtime.GOOS != "windows" {
 		fi, err := os.Stat(f.Path())
-		if err != nil || fi.Mode().Perm() != 0o600 {
+		if err != nil || fi.Mode().Perm() != 0o644 {
 			t.Errorf("state mode = %v, %v", fi.Mode().Perm(), err)
 		}
 	}
@@ -119,4 +120,91 @@ func TestStateLockExcludesAcrossTidy(t *testing.T) {
 	if n := overlaps.Load(); n > 0 {
 		t.Errorf("two lockers held the state lock at once %d times", n)
 	}
+}
+
+// The state holds no secret, so that anyone may read it (edgecr status runs
+// unprivileged): a pending secret lives in its own 0600 file, which exists
+// only while one is pending. A state an earlier edgecr wrote with the
+// secret inside is read, and the next save moves the secret out.
+func TestStateKeepsSecretsOutOfTheStateFile(t *testing.T) {
+	const secret = "s3cr3t-password-of-the-client"
+	root := t.TempDir()
+	f := NewStateFile(filepath.Join(root, "var/lib/edgecr/state.json"))
+	release, err := f.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	st, _ := f.Load()
+	st.put(&Entry{Registry: "ecr.a:1", Pin: "p", PendingSecret: secret})
+	st.put(&Entry{Registry: "ecr.b:1", Pin: "q"})
+	if err := f.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(f.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), secret) || strings.Contains(string(data), "pendingSecret") {
+		t.Errorf("the state file holds the secret:\n%s", data)
+	}
+	if runtime.GOOS != "windows" {
+		for p, want := range map[string]os.FileMode{
+			f.Path():                       0o644,
+			f.SecretsPath():                0o600,
+			filepath.Join(root, "var"):     0o755,
+			filepath.Join(root, "var/lib"): 0o755,
+			filepath.Dir(f.Path()):         0o755,
+		} {
+			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+				t.Errorf("%s: mode %v, %v; want %v", p, fi.Mode().Perm(), err, want)
+			}
+		}
+	}
+	got, err := NewStateFile(f.Path()).Load()
+	if err != nil || got.Find("ecr.a:1").PendingSecret != secret || got.Find("ecr.b:1").PendingSecret != "" {
+		t.Fatalf("reloaded = %+v, %v", got, err)
+	}
+
+	// Cleared: the secrets file goes.
+	got.Find("ecr.a:1").PendingSecret = ""
+	f2 := NewStateFile(f.Path())
+	f2.Load()
+	if err := f2.Save(got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.SecretsPath()); !os.IsNotExist(err) {
+		t.Errorf("the secrets file stays once nothing is pending: %v", err)
+	}
+
+	// An earlier edgecr's state, 0600 in a 0700 directory, with the secret.
+	legacy := `{"version": 1, "createdDirs": [` + strings.Join([]string{
+		jsonString(filepath.Join(root, "var")), jsonString(filepath.Join(root, "var/lib")), jsonString(filepath.Dir(f.Path())),
+	}, ", ") + `], "registries": [{"registry": "ecr.a:1", "pin": "p", "pendingSecret": "` + secret + `"}]}`
+	os.WriteFile(f.Path(), []byte(legacy), 0o600)
+	os.Chmod(filepath.Dir(f.Path()), 0o700)
+	f3 := NewStateFile(f.Path())
+	st, err = f3.Load()
+	if err != nil || st.Find("ecr.a:1").PendingSecret != secret {
+		t.Fatalf("legacy state = %+v, %v", st, err)
+	}
+	if err := f3.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(f.Path()); strings.Contains(string(data), secret) {
+		t.Errorf("the secret stays in the state file after a save:\n%s", data)
+	}
+	if st, _ := NewStateFile(f.Path()).Load(); st.Find("ecr.a:1").PendingSecret != secret {
+		t.Error("the legacy secret was lost")
+	}
+	if runtime.GOOS != "windows" {
+		if fi, _ := os.Stat(filepath.Dir(f.Path())); fi.Mode().Perm() != 0o755 {
+			t.Errorf("the state directory stays %v", fi.Mode().Perm())
+		}
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
