@@ -263,6 +263,13 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 	if _, err := client.FetchCA(ctx); err != nil {
 		return err
 	}
+	// The device certificate names the registry host (as for --dry-run):
+	// a join the hosts step would refuse does not spend the token.
+	if names := client.ServerNames(); len(names) > 0 {
+		if err := j.refuseHostsConflict(ctx, names[0]); err != nil {
+			return err
+		}
+	}
 	resp, err := client.Join(ctx, j.tok, j.o.Name)
 	if err != nil {
 		return err
@@ -296,6 +303,27 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 		role = "unknown"
 	}
 	j.emit(StepBootstrap, "bootstrap", StatusChanged, fmt.Sprintf("joined %s as %s (role %s); the device CA sha256:%s matches the token's pin", registry, resp.ClientID, role, j.tok.Pin[:16]+"…"))
+	return nil
+}
+
+// refuseHostsConflict fails when the hosts step would refuse to map host: a
+// line of the user's maps it, or edgecr's markers do not pair up. The hosts
+// step checks again, for the host the device's answer names.
+func (j *joinRun) refuseHostsConflict(ctx context.Context, host string) error {
+	path := j.HostsPath
+	content, err := j.Hosts(path).Read(ctx)
+	if err != nil {
+		return nil //nolint:nilerr // the hosts step reports what is wrong with the file
+	}
+	entries, err := hostsfile.Lookup(content, host)
+	if errors.Is(err, hostsfile.ErrMalformedBlock) {
+		return fmt.Errorf("adding %s to %s: %w (the join token was not spent)", host, path, err)
+	}
+	for _, e := range entries {
+		if !e.Owned {
+			return fmt.Errorf("adding %s to %s: %w (the join token was not spent)", host, path, &hostsfile.ConflictError{Host: host, Line: e.Line, Text: e.Text})
+		}
+	}
 	return nil
 }
 

@@ -218,27 +218,36 @@ func TestJoinTokenErrors(t *testing.T) {
 }
 
 // A hosts line of the user's own for the registry host is never taken over:
-// join refuses, says why, and undoes the bootstrap (revoking the client).
+// join refuses and says why before it spends the token (the device
+// certificate names the host), so the same token works once the line is
+// gone.
 func TestJoinRefusesUserHostsLine(t *testing.T) {
 	userLine := "10.9.8.7   ecr.box.internal   # my registry\n"
 	e := newEnv(t, envOptions{root: agenttest.RootOptions{Hosts: "127.0.0.1 localhost\n" + userLine}})
 	before := e.snapshot()
-	_, err := e.join(e.dev.Token(agenttest.TokenOptions{}))
+	token := e.dev.Token(agenttest.TokenOptions{Uses: 1})
+	_, err := e.join(token)
 	if !errors.Is(err, hostsfile.ErrHostOwnedByUser) {
 		t.Fatalf("join = %v, want ErrHostOwnedByUser", err)
 	}
-	if !strings.Contains(err.Error(), `line 2 "10.9.8.7   ecr.box.internal   # my registry"`) {
-		t.Errorf("error does not say which line: %v", err)
+	if !strings.Contains(err.Error(), `line 2 "10.9.8.7   ecr.box.internal   # my registry"`) || !strings.Contains(err.Error(), "not spent") {
+		t.Errorf("error does not say which line, or that the token is unspent: %v", err)
 	}
 	e.requireSnapshot(before, "after a refused join")
-	if e.dev.Deletes() != 1 {
-		t.Errorf("the new client was not revoked (deletes %d)", e.dev.Deletes())
+	if e.dev.JoinHits() != 0 || len(e.dev.Clients()) != 0 {
+		t.Errorf("the token was spent: join hits %d, clients %d", e.dev.JoinHits(), len(e.dev.Clients()))
 	}
-	for _, c := range e.dev.Clients() {
-		if !c.Revoked {
-			t.Errorf("client %s left on the device", c.ID)
-		}
+
+	// edgecr's markers that do not pair up are refused before the token
+	// is spent too.
+	os.WriteFile(filepath.Join(e.root, "etc/hosts"), []byte("127.0.0.1 localhost\n# BEGIN edgecr ecr.box.internal\n"), 0o644)
+	if _, err := e.join(token); !errors.Is(err, hostsfile.ErrMalformedBlock) || e.dev.JoinHits() != 0 {
+		t.Errorf("join with a malformed block = %v (join hits %d)", err, e.dev.JoinHits())
 	}
+
+	// The line gone, the one-use token joins.
+	os.WriteFile(filepath.Join(e.root, "etc/hosts"), []byte("127.0.0.1 localhost\n"), 0o644)
+	e.mustJoin(token)
 }
 
 // A config.json that does not parse is refused before the token is spent,

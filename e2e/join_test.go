@@ -481,12 +481,42 @@ func TestJoinRefusesUsersHostsLineAndMalformedConfig(t *testing.T) {
 		c := newClient(t)
 		os.WriteFile(filepath.Join(c.root, "etc/hosts"), []byte(userHosts+"10.1.2.3 "+host+"\r\n"), 0o644)
 		before := c.snapshot()
-		out, err := c.edgecr("join", d.joinURL(), "--token", d.token(t), "--root", c.root)
+		tok := d.token(t)
+		out, err := c.edgecr("join", d.joinURL(), "--token", tok, "--root", c.root)
 		if err == nil || !strings.Contains(out, "not managed by edgecr") {
 			t.Fatalf("join over the user's line: %v\n%s", err, out)
 		}
 		if diff := diffTrees(before, c.snapshot()); len(diff) != 0 {
 			t.Fatalf("refused join changed the client:\n%s", strings.Join(diff, "\n"))
+		}
+		// Refused before the token was redeemed: it is unused, and no
+		// client was made on the device.
+		ls, e, err := edgecrd(t, "token", "ls", "--data-dir", d.dataDir, "-o", "json")
+		if err != nil {
+			t.Fatalf("token ls: %v\n%s", err, e)
+		}
+		var tokens []struct {
+			ID   string `json:"id"`
+			Used int    `json:"used"`
+		}
+		if err := json.Unmarshal([]byte(ls), &tokens); err != nil {
+			t.Fatalf("token ls -o json: %v\n%s", err, ls)
+		}
+		id := strings.Split(tok, ".")[2]
+		found := false
+		for _, tk := range tokens {
+			if tk.ID == id {
+				found = true
+				if tk.Used != 0 {
+					t.Errorf("token %s used %d times by a refused join, want 0", id, tk.Used)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("token %s not listed:\n%s", id, ls)
+		}
+		if clients, e, err := edgecrd(t, "clients", "ls", "--data-dir", d.dataDir, "-o", "json"); err != nil || strings.TrimSpace(clients) != "[]" {
+			t.Errorf("clients after a refused join: %v\n%s%s", err, clients, e)
 		}
 	})
 	t.Run("malformed config.json", func(t *testing.T) {
