@@ -2,6 +2,7 @@ package trust
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -241,10 +242,42 @@ func (s *anchorStore) Uninstall(ctx context.Context, name string, pem []byte) (b
 	if _, err := run(ctx, s.run, out); err != nil {
 		return true, fmt.Errorf("removing %s from %s trust store: %w", name, s.layout.kind, err)
 	}
+	if c != nil {
+		if err := s.dropFromBundle(name, *c); err != nil {
+			return true, err
+		}
+	}
 	if _, err := s.cleanJava(ctx, name); err != nil {
 		return true, err
 	}
 	return true, nil
+}
+
+// dropFromBundle takes the certificate out of the extracted bundle if the
+// refresh left it there: Debian's update-ca-certificates writes no bundle
+// when no certificate is left at all, so the old one, ours in it, stays.
+// The other certificates are kept byte for byte; a bundle with none left is
+// removed, as the tool would never have written it.
+func (s *anchorStore) dropFromBundle(name string, c caCert) error {
+	bundle := rooted(s.root, s.layout.bundle)
+	b, ok, err := readIfExists(bundle)
+	if err != nil || !ok {
+		return err
+	}
+	out, dropped := removeCert(b, c.der)
+	if !dropped {
+		return nil
+	}
+	s.log.Debug("removing the CA from the bundle the refresh kept", "kind", s.layout.kind, "bundle", bundle)
+	if block, _ := pem.Decode(out); block == nil {
+		_, err = removeFile(bundle)
+	} else {
+		err = writeFileAtomic(bundle, out, 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("removing %s from %s trust store: the refresh left it in %s, and taking it out failed: %w", name, s.layout.kind, bundle, err)
+	}
+	return nil
 }
 
 // traces reports whether the refreshed store still shows the anchor after its

@@ -249,3 +249,22 @@ func TestRooted(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestRemoveCert(t *testing.T) {
+	ours, theirs := newTestCA(t), newTestCA(t)
+	c, err := parseCA(ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := slices.Concat([]byte("# head\n"), theirs, ours, []byte("between\n"), ours, theirs)
+	out, removed := removeCert(bundle, c.der)
+	if want := slices.Concat([]byte("# head\n"), theirs, []byte("between\n"), theirs); !removed || !bytes.Equal(out, want) {
+		t.Errorf("removeCert = %v\n%s\nwant\n%s", removed, out, want)
+	}
+	if out, removed := removeCert(theirs, c.der); removed || !bytes.Equal(out, theirs) {
+		t.Errorf("removeCert of a bundle without it = %v\n%s", removed, out)
+	}
+	if out, removed := removeCert(ours, c.der); !removed || len(out) != 0 {
+		t.Errorf("removeCert of the only certificate = %v %q", removed, out)
+	}
+}

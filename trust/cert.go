@@ -56,6 +56,30 @@ func containsCert(bundle, der []byte) bool {
 	}
 }
 
+// removeCert returns bundle without the PEM blocks of the certificate der,
+// everything else byte for byte, and whether it removed one.
+func removeCert(bundle, der []byte) ([]byte, bool) {
+	var out []byte
+	removed := false
+	rest := bundle
+	for {
+		block, after := pem.Decode(rest)
+		if block == nil {
+			return append(out, rest...), removed
+		}
+		consumed := rest[:len(rest)-len(after)]
+		if block.Type == "CERTIFICATE" && bytes.Equal(block.Bytes, der) {
+			// Keep what precedes the block (Decode skips text before it).
+			start := bytes.LastIndex(consumed, []byte("-----BEGIN CERTIFICATE-----"))
+			out = append(out, consumed[:max(start, 0)]...)
+			removed = true
+		} else {
+			out = append(out, consumed...)
+		}
+		rest = after
+	}
+}
+
 // containsThumbprint reports whether tool output mentions the SHA-1
 // thumbprint, whatever the tool's spacing and case ("Cert Hash(sha1): 3b 1e
 // ..." or "SHA-1 hash: 3B1E...").

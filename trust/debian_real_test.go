@@ -113,3 +113,59 @@ func TestDebianRefreshWithoutFreshLeavesTraces(t *testing.T) {
 		t.Errorf("--fresh did not restore etc/ssl/certs:\n%s", diff)
 	}
 }
+
+// TestDebianRealToolUninstallLastCA: with no other CA configured (an empty
+// ca-certificates.conf), update-ca-certificates --fresh has no bundle to
+// write after the anchor goes and keeps the old one, which still holds the
+// CA. Uninstall takes the CA out itself: the root ends as before Install
+// (where the tool never wrote a bundle).
+func TestDebianRealToolUninstallLastCA(t *testing.T) {
+	ctx := context.Background()
+	realDebianTool(t)
+	root := t.TempDir()
+	t.Setenv("TMPDIR", t.TempDir()) // the script's mktemp scratch files
+	debianFixture(t, root)
+	writeFile(t, filepath.Join(root, "etc/ca-certificates.conf"), "")
+	if out, err := exec.Command("update-ca-certificates", append(relocationFlags(root), "--fresh")...).CombinedOutput(); err != nil {
+		t.Fatalf("building fixture trust store: %v\n%s", err, out)
+	}
+	before := snapshot(t, root)
+	s, err := trust.NewStore(trust.Debian, root, trust.ExecRunner{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := trusttest.NewCA(t, "device CA")
+	bundle := filepath.Join(root, "etc/ssl/certs/ca-certificates.crt")
+	if changed, err := s.Install(ctx, "dev1", ca); err != nil || !changed {
+		t.Fatalf("Install = %v, %v", changed, err)
+	}
+	if !strings.Contains(readFile(t, bundle), string(bytes.TrimSpace(ca))) {
+		t.Fatal("bundle does not hold the CA after Install")
+	}
+	if changed, err := s.Uninstall(ctx, "dev1", ca); err != nil || !changed {
+		t.Fatalf("Uninstall = %v, %v", changed, err)
+	}
+	if b, err := os.ReadFile(bundle); err == nil && strings.Contains(string(b), string(bytes.TrimSpace(ca))) {
+		t.Error("the bundle still holds the CA after Uninstall")
+	}
+	if ok, err := s.Installed(ctx, "dev1", ca); err != nil || ok {
+		t.Errorf("Installed after Uninstall = %v, %v", ok, err)
+	}
+	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+		t.Errorf("root differs after Install+Uninstall:\n%s", diff)
+	}
+
+	// With another local CA left, the tool rewrites the bundle itself and
+	// Uninstall keeps that CA in it.
+	other := trusttest.NewCA(t, "someone else's CA")
+	writeFile(t, filepath.Join(root, "usr/local/share/ca-certificates/other.crt"), string(other))
+	if _, err := s.Install(ctx, "dev1", ca); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Uninstall(ctx, "dev1", ca); err != nil {
+		t.Fatal(err)
+	}
+	if b := readFile(t, bundle); strings.Contains(b, string(bytes.TrimSpace(ca))) || !strings.Contains(b, string(bytes.TrimSpace(other))) {
+		t.Errorf("bundle after Uninstall with another CA left:\n%s", b)
+	}
+}
