@@ -26,7 +26,10 @@
 //     for Docker Desktop and k3s when their files changed.
 //  4. credentials: the credential into docker-credential-edgecr's store
 //     (0600; under sudo owned by $SUDO_USER), and credHelpers["host:port"] =
-//     "edgecr" in the user's Docker config.json.
+//     "edgecr" in the user's Docker config.json. Under sudo both must lie in
+//     the user's home, reached through nothing owned by another user and no
+//     symbolic link out of the home (credhelper.WithOwner): join refuses
+//     otherwise, before it spends the token.
 //  5. verify: the name resolves to the IP (under --root: through the root's
 //     hosts file), TLS to host:port verifies with the system roots (under
 //     --root: the bundle the trust step refreshed), the helper found on PATH

@@ -41,8 +41,13 @@ type DockerConfigFile struct {
 // Path implements DockerConfig.
 func (d *DockerConfigFile) Path() string { return d.File }
 
-// Check implements DockerConfig with the parser Register uses.
+// Check implements DockerConfig with the parser Register uses; under sudo
+// it also checks that the file is one root may write for the user
+// (credhelper.CheckPath).
 func (d *DockerConfigFile) Check() error {
+	if err := credhelper.CheckPath(d.File, d.User.fileOptions()...); err != nil {
+		return fmt.Errorf("checking Docker config %s: %w", d.File, err)
+	}
 	data, err := os.ReadFile(d.File)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -58,10 +63,7 @@ func (d *DockerConfigFile) Check() error {
 
 // Register implements DockerConfig.
 func (d *DockerConfigFile) Register(hostPort string) (credhelper.Change, error) {
-	var opts []credhelper.Option
-	if d.User.Sudo {
-		opts = append(opts, credhelper.WithOwner(d.User.UID, d.User.GID))
-	}
+	opts := d.User.fileOptions()
 	store := ""
 	if d.DefaultStore != nil {
 		store = d.DefaultStore()
@@ -71,7 +73,7 @@ func (d *DockerConfigFile) Register(hostPort string) (credhelper.Change, error) 
 
 // Unregister implements DockerConfig.
 func (d *DockerConfigFile) Unregister(path string, ch credhelper.Change) (bool, error) {
-	return credhelper.UnregisterFile(path, ch)
+	return credhelper.UnregisterFile(path, ch, d.User.fileOptions()...)
 }
 
 // Helper implements DockerConfig.

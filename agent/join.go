@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/docker/docker-credential-helpers/credentials"
+	"github.com/edgecr/edgecr/credhelper"
 	"github.com/edgecr/edgecr/hostsfile"
 	"github.com/edgecr/edgecr/trust"
 )
@@ -83,6 +84,11 @@ func (s *System) Join(ctx context.Context, o JoinOptions) (*JoinResult, error) {
 	// Refuse before the token is spent what would fail later anyway.
 	if err := s.Docker.Check(); err != nil {
 		return nil, err
+	}
+	if s.User.Sudo && s.CredentialsPath != "" {
+		if err := credhelper.CheckPath(s.CredentialsPath, s.User.fileOptions()...); err != nil {
+			return nil, fmt.Errorf("checking the credentials file: %w", err)
+		}
 	}
 	release, err := s.State.Lock(ctx)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/edgecr/edgecr/credhelper"
 	"github.com/edgecr/edgecr/hostsfile"
 	"github.com/edgecr/edgecr/trust"
 )
@@ -110,6 +111,11 @@ func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, erro
 		owner = ", owned by " + s.User.Name
 	}
 	plan(StepCredentials, "credential", "store the client credential for %s in %s (0600%s)", registry, s.CredentialsPath, owner)
+	if s.User.Sudo && s.CredentialsPath != "" {
+		if err := credhelper.CheckPath(s.CredentialsPath, s.User.fileOptions()...); err != nil {
+			warn(StepCredentials, "credential", "join would refuse before spending the token: %v", err)
+		}
+	}
 	plan(StepCredentials, "docker config", "set credHelpers[%q] = %q in %s (other keys kept; a credsStore is added only if the config configures no credentials at all)", registry, HelperName, s.Docker.Path())
 	if err := s.Docker.Check(); err != nil {
 		warn(StepCredentials, "docker config", "join would refuse before spending the token: %v", err)

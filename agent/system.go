@@ -121,10 +121,7 @@ func NewSystem(c SystemConfig) *System {
 		Runtimes:        &trust.RuntimeWriter{Root: root, Log: log},
 		CredentialsPath: credhelper.DefaultPath(c.GOOS, userEnv, u.Home),
 		Credentials: func(path string) CredentialStore {
-			if u.Sudo {
-				return credhelper.NewStore(path, credhelper.WithOwner(u.UID, u.GID))
-			}
-			return credhelper.NewStore(path)
+			return credhelper.NewStore(path, u.fileOptions()...)
 		},
 		Docker: &DockerConfigFile{
 			File:         filepath.Join(credhelper.DockerConfigDir(userEnv, u.Home), credhelper.DockerConfigFileName),

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os/user"
 	"strconv"
+
+	"github.com/edgecr/edgecr/credhelper"
 )
 
 // User is the person whose Docker config and credential `edgecr join`
@@ -63,4 +65,15 @@ func (u User) Env(env func(string) string) func(string) string {
 		}
 		return env(k)
 	}
+}
+
+// fileOptions are the credhelper options for the user's files: under sudo,
+// created files are the user's, and root writes only inside the user's
+// home, through nothing the user could point elsewhere
+// (credhelper.WithOwner).
+func (u User) fileOptions() []credhelper.Option {
+	if !u.Sudo {
+		return nil
+	}
+	return []credhelper.Option{credhelper.WithOwner(u.UID, u.GID, u.Home)}
 }

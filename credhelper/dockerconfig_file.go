@@ -22,10 +22,10 @@ const maxConfigAttempts = 3
 // file is created 0600, and it and any directory created for it are owned
 // by WithOwner's owner. A malformed file is never written. The write is
 // atomic and skipped when nothing changes. Of the options, only WithOwner
-// applies.
+// applies (and confines path to the user's home, see WithOwner).
 func RegisterFile(path, hostPort, helper, defaultStore string, opts ...Option) (Change, error) {
 	var ch Change
-	created, err := rewriteConfig(path, newOptions(opts).owner, func(old []byte, existed bool) ([]byte, bool, error) {
+	created, err := rewriteConfig(path, newOptions(opts), func(old []byte, existed bool) ([]byte, bool, error) {
 		out, c, err := Register(old, hostPort, helper, defaultStore)
 		c.Existed = existed
 		ch = c
@@ -42,10 +42,11 @@ func RegisterFile(path, hostPort, helper, defaultStore string, opts ...Option) (
 // reports whether it changed anything. When config.json did not exist
 // before RegisterFile and is still as RegisterFile left it, it is removed,
 // with the directories RegisterFile created for it if they are empty. A
-// missing file is left missing.
-func UnregisterFile(path string, ch Change) (bool, error) {
+// missing file is left missing. Of the options, only WithOwner applies: it
+// confines path to the user's home as for RegisterFile.
+func UnregisterFile(path string, ch Change, opts ...Option) (bool, error) {
 	changed := false
-	_, err := rewriteConfig(path, nil, func(old []byte, existed bool) ([]byte, bool, error) {
+	_, err := rewriteConfig(path, newOptions(opts), func(old []byte, existed bool) ([]byte, bool, error) {
 		if !existed {
 			return nil, false, nil
 		}
@@ -73,11 +74,12 @@ func UnregisterFile(path string, ch Change) (bool, error) {
 // the file still holds what edit was given and starts over if not: the
 // Docker CLI takes no lock that we could share, and a lock file of our own
 // would be litter in the user's ~/.docker.
-func rewriteConfig(path string, owner *ownerID, edit func(old []byte, existed bool) (out []byte, remove bool, err error)) ([]string, error) {
-	target, err := resolveSymlinks(path)
+func rewriteConfig(path string, o options, edit func(old []byte, existed bool) (out []byte, remove bool, err error)) ([]string, error) {
+	target, err := o.resolve(path)
 	if err != nil {
 		return nil, err
 	}
+	owner := o.owner
 	var created []string
 	for attempt := 1; ; attempt++ {
 		old, fi, err := readOptional(target)

@@ -41,9 +41,10 @@ func resolveSymlinks(path string) (string, error) {
 	return "", fmt.Errorf("resolving %s: too many levels of symbolic links", path)
 }
 
-// readOptional reads path; a missing file is (nil, nil, nil).
+// readOptional reads path, which must not be a symbolic link (see
+// resolveSymlinks); a missing file is (nil, nil, nil).
 func readOptional(path string) ([]byte, fs.FileInfo, error) {
-	f, err := os.Open(path)
+	f, err := openNoFollow(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
 	}
@@ -94,7 +95,7 @@ func mkdirAllOwned(dir string, owner *ownerID) ([]string, error) {
 			return created, fmt.Errorf("creating directory %s: %w", d, err)
 		}
 		created = append(created, d)
-		if err := chown(d, owner); err != nil {
+		if err := lchown(d, owner); err != nil {
 			return created, fmt.Errorf("setting owner of %s: %w", d, err)
 		}
 	}
@@ -116,7 +117,7 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode, owner *ownerID,
 	defer os.Remove(tmp) // a no-op after a successful rename
 	err = f.Chmod(perm)
 	if err == nil {
-		err = chown(tmp, owner)
+		err = fchown(f, owner)
 	}
 	if err == nil {
 		_, err = f.Write(data)

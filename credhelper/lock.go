@@ -23,11 +23,14 @@ func lockPath(path string) string { return path + ".lock" }
 // file (owned by owner) if needed, and returns its release function.
 func lockForWrite(path string, timeout time.Duration, owner *ownerID) (func(), error) {
 	lp := lockPath(path)
-	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+	// Never through a symbolic link: under sudo the directory is the
+	// user's, and root must not open (let alone give away) what they
+	// point it at.
+	f, err := openNoFollow(lp, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", lp, err)
 	}
-	if err := chown(lp, owner); err != nil {
+	if err := giveNewFile(f, owner); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("setting owner of %s: %w", lp, err)
 	}
@@ -42,7 +45,7 @@ func lockForRead(path string, timeout time.Duration) (func(), error) {
 	if !readersNeedLock {
 		return func() {}, nil
 	}
-	f, err := os.OpenFile(lockPath(path), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openNoFollow(lockPath(path), os.O_RDWR|os.O_CREATE, 0o600)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 		return func() {}, nil
 	}

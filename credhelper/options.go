@@ -13,6 +13,7 @@ type Option func(*options)
 
 type options struct {
 	owner       *ownerID
+	home        string // the owner's home directory: paths stay in it
 	lockTimeout time.Duration
 }
 
@@ -28,12 +29,24 @@ func newOptions(opts []Option) options {
 	return o
 }
 
-// WithOwner makes every file and directory that is created (credentials
-// file, its lock file, missing parent directories, a new config.json) owned
-// by uid:gid. Existing files keep their owner. Ignored on Windows, where a
-// new file takes the ACL of its directory.
-func WithOwner(uid, gid int) Option {
-	return func(o *options) { o.owner = &ownerID{UID: uid, GID: gid} }
+// WithOwner says the files are another user's: edgecr runs as root on
+// behalf of uid:gid (under sudo), whose home directory is home. Every file
+// and directory that is created (credentials file, its lock file, missing
+// parent directories, a new config.json) is given to uid:gid; existing
+// files keep their owner.
+//
+// Root must not write where that user points it, so the path is confined:
+// it must lie in home; below home, every directory, symbolic link and the
+// file itself must be owned by the user or by root; and symbolic links are
+// followed only while they stay in home (a dotfile manager's links do). A
+// path that breaks a rule is refused with an error wrapping ErrUnsafePath
+// that names the part and why. Owners are not set or checked on Windows,
+// where a new file takes the ACL of its directory.
+func WithOwner(uid, gid int, home string) Option {
+	return func(o *options) {
+		o.owner = &ownerID{UID: uid, GID: gid}
+		o.home = home
+	}
 }
 
 // WithLockTimeout sets how long a Store write waits for the lock held by

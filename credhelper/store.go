@@ -105,7 +105,7 @@ func (s *Store) read() (credFile, error) {
 	if s.path == "" {
 		return credFile{}, errNoPath
 	}
-	target, err := resolveSymlinks(s.path)
+	target, err := s.opts.resolve(s.path)
 	if err != nil {
 		return credFile{}, err
 	}
@@ -132,7 +132,7 @@ func (s *Store) update(create bool, edit func(map[string]credEntry)) error {
 	if s.path == "" {
 		return errNoPath
 	}
-	target, err := resolveSymlinks(s.path)
+	target, err := s.opts.resolve(s.path)
 	if err != nil {
 		return err
 	}

@@ -369,7 +369,7 @@ func TestStoreOwner(t *testing.T) {
 	const uid, gid = 4242, 4343
 	home := t.TempDir()
 	path := filepath.Join(home, ".config", "edgecr", "credentials.json")
-	s := NewStore(path, WithOwner(uid, gid))
+	s := NewStore(path, WithOwner(uid, gid, home))
 	mustAdd(t, s, testHost, "client-1", testSecret)
 	for _, p := range []string{path, path + ".lock", filepath.Dir(path), filepath.Join(home, ".config")} {
 		assertOwner(t, p, uid, gid)
