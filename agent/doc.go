@@ -81,6 +81,15 @@
 // ever in the state itself. The Docker Change kept is the first one that
 // changed config.json (a later join returns an empty one).
 //
+// What a write will do is recorded before the write: the Docker Change
+// (computed from config.json as it is, marked "pending") and the runtime
+// files with the SHA-256 of their planned content (marked "pending" in the
+// receipt), with the directories about to be made. A join that dies right
+// after a write thus leaves a record of it: the rerun and leave take a
+// pending item as edgecr's when the file holds what was planned
+// (credhelper.Applied; the hash for runtime files), and as never written
+// when it does not.
+//
 // Leave (and a failed join's rollback) takes back exactly what the entry
 // records: revoke on the device (pinned TLS with the stored CA; an
 // unreachable device is a warning), then the Docker config (with the stored

@@ -20,8 +20,13 @@ type DockerConfig interface {
 	// Check fails when the config cannot be edited (it does not parse), so
 	// that join refuses before spending the token.
 	Check() error
-	// Register makes credHelpers[hostPort] name the edgecr helper.
-	Register(hostPort string) (credhelper.Change, error)
+	// Register makes credHelpers[hostPort] name the edgecr helper. intent
+	// gets the Change before anything is written (credhelper.WithIntent);
+	// an error from it stops the write.
+	Register(hostPort string, intent func(credhelper.Change) error) (credhelper.Change, error)
+	// Applied reports whether the config at path shows ch made
+	// (credhelper.Applied): a Change recorded before a crash is then ours.
+	Applied(path string, ch credhelper.Change) (bool, error)
 	// Unregister undoes ch in the config at path.
 	Unregister(path string, ch credhelper.Change) (bool, error)
 	// Helper returns credHelpers[hostPort] of the config at path.
@@ -62,8 +67,11 @@ func (d *DockerConfigFile) Check() error {
 }
 
 // Register implements DockerConfig.
-func (d *DockerConfigFile) Register(hostPort string) (credhelper.Change, error) {
+func (d *DockerConfigFile) Register(hostPort string, intent func(credhelper.Change) error) (credhelper.Change, error) {
 	opts := d.User.fileOptions()
+	if intent != nil {
+		opts = append(opts, credhelper.WithIntent(intent))
+	}
 	store := ""
 	if d.DefaultStore != nil {
 		store = d.DefaultStore()
@@ -74,6 +82,15 @@ func (d *DockerConfigFile) Register(hostPort string) (credhelper.Change, error) 
 // Unregister implements DockerConfig.
 func (d *DockerConfigFile) Unregister(path string, ch credhelper.Change) (bool, error) {
 	return credhelper.UnregisterFile(path, ch, d.User.fileOptions()...)
+}
+
+// Applied implements DockerConfig.
+func (d *DockerConfigFile) Applied(path string, ch credhelper.Change) (bool, error) {
+	ok, err := credhelper.AppliedFile(path, ch, d.User.fileOptions()...)
+	if err != nil {
+		return false, fmt.Errorf("reading Docker config %s: %w", path, err)
+	}
+	return ok, nil
 }
 
 // Helper implements DockerConfig.

@@ -444,7 +444,12 @@ func (j *joinRun) runtimes(ctx context.Context) error {
 			return err
 		}
 	}
-	rc, changed, err := j.Runtimes.Install(ctx, plan, e.Runtimes)
+	// What will be written is recorded before it is: a crash right after a
+	// write cannot leave a file that neither a rerun nor leave knows as ours.
+	rc, changed, err := j.Runtimes.InstallWithIntent(ctx, plan, e.Runtimes, func(intent trust.RuntimeReceipt) error {
+		e.Runtimes = &intent
+		return j.save()
+	})
 	e.Runtimes = &rc // on error too: it says what to roll back
 	if err != nil {
 		return fmt.Errorf("configuring container runtimes: %w", err)
@@ -534,13 +539,42 @@ func (j *joinRun) credentials(ctx context.Context) error {
 		j.emit(StepCredentials, "credential", StatusUnchanged, fmt.Sprintf("unchanged: %s holds the credential of %s", path, e.Username))
 	}
 
-	ch, err := j.Docker.Register(e.Registry)
+	// A Change recorded before a crash: if config.json shows it, the write
+	// happened and the entry is ours; if not, only the directories it may
+	// have made are.
+	var leftDirs []string
+	if r := e.DockerConfig; r != nil && r.Pending {
+		applied, err := j.Docker.Applied(r.Path, r.Change)
+		if err != nil {
+			return err
+		}
+		if applied {
+			r.Pending = false
+			if err := j.save(); err != nil {
+				return err
+			}
+		} else {
+			leftDirs = r.Change.CreatedDirs
+		}
+	}
+	// The Change is recorded before config.json is written, so that a
+	// crash right after the write cannot leave an entry leave does not know.
+	ch, err := j.Docker.Register(e.Registry, func(planned credhelper.Change) error {
+		planned.CreatedDirs = unionDirs(leftDirs, planned.CreatedDirs)
+		e.DockerConfig = &DockerRecord{Path: j.Docker.Path(), Change: planned, Pending: true}
+		return j.save()
+	})
 	if err != nil {
 		return err
 	}
-	if e.DockerConfig == nil || ch.Changed() {
+	switch {
+	case ch.Changed():
+		ch.CreatedDirs = unionDirs(e.DockerConfig.Change.CreatedDirs, ch.CreatedDirs)
+		e.DockerConfig = &DockerRecord{Path: j.Docker.Path(), Change: ch}
+	case e.DockerConfig == nil || e.DockerConfig.Pending:
 		// Keep the Change that did the work: a later Register finds
 		// everything in place and returns an empty one.
+		ch.CreatedDirs = leftDirs
 		e.DockerConfig = &DockerRecord{Path: j.Docker.Path(), Change: ch}
 	}
 	if ch.Changed() {
@@ -556,6 +590,19 @@ func (j *joinRun) credentials(ctx context.Context) error {
 		j.emit(StepCredentials, "docker", StatusNotice, fmt.Sprintf("the Docker config and credential are %s's: run docker as %s (sudo docker reads root's config, not these)", j.User.Name, j.User.Name))
 	}
 	return nil
+}
+
+// unionDirs is a followed by the directories of b it lacks, outermost
+// first (an outer directory's path is a prefix of an inner one's).
+func unionDirs(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, d := range b {
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	slices.SortStableFunc(out, func(x, y string) int { return len(x) - len(y) })
+	return out
 }
 
 // verify: the name resolves, TLS verifies, the helper returns the

@@ -119,7 +119,20 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 
 	var errs []error
 	if r := e.DockerConfig; r != nil {
-		changed, err := s.Docker.Unregister(r.Path, r.Change)
+		applied := true
+		var err error
+		if r.Pending {
+			// Recorded before the write, which a crash may have stopped.
+			applied, err = s.Docker.Applied(r.Path, r.Change)
+		}
+		var changed bool
+		switch {
+		case err != nil:
+		case !applied:
+			removeEmptyDirs(r.Change.CreatedDirs)
+		default:
+			changed, err = s.Docker.Unregister(r.Path, r.Change)
+		}
 		if err != nil {
 			errs = append(errs, err)
 		} else {
@@ -240,6 +253,14 @@ func (s *System) revoke(ctx context.Context, e *Entry, user string, secret Secre
 	default:
 		rep.emit(step, "device", StatusWarning, fmt.Sprintf("could not revoke %s: %v; %s", e.ClientID, unwrapURLError(err), adminFix))
 		return false
+	}
+}
+
+// removeEmptyDirs removes dirs (outermost first), innermost first, each
+// only if it is empty.
+func removeEmptyDirs(dirs []string) {
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i]) // fails, as it should, unless empty
 	}
 }
 

@@ -111,6 +111,11 @@ type CredentialRecord struct {
 type DockerRecord struct {
 	Path   string            `json:"path"`
 	Change credhelper.Change `json:"change"`
+	// Pending says the Change was recorded before config.json was written
+	// and the write was not confirmed: it is ours if config.json shows it
+	// (credhelper.Applied); if not, nothing of it was written but,
+	// perhaps, the directories in Change.CreatedDirs.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Done reports whether the step completed.

@@ -25,7 +25,9 @@ type Hosts interface {
 // Runtimes configures container runtimes' registry trust
 // (trust.RuntimeWriter).
 type Runtimes interface {
-	Install(ctx context.Context, plan trust.RuntimePlan, prior *trust.RuntimeReceipt) (trust.RuntimeReceipt, []string, error)
+	// InstallWithIntent hands persist the receipt of what it is about to
+	// write before the first write.
+	InstallWithIntent(ctx context.Context, plan trust.RuntimePlan, prior *trust.RuntimeReceipt, persist func(trust.RuntimeReceipt) error) (trust.RuntimeReceipt, []string, error)
 	Uninstall(ctx context.Context, rc trust.RuntimeReceipt) ([]string, error)
 	Verify(ctx context.Context, plan trust.RuntimePlan) ([]string, error)
 }

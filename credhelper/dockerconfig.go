@@ -145,6 +145,27 @@ func Register(config []byte, hostPort, helper, defaultStore string) ([]byte, Cha
 	return e.doc, ch, nil
 }
 
+// Applied reports whether config shows the Change ch made: config is what
+// Register returned, or, edited since, it maps ch.HostPort to ch.Helper
+// where Register found another helper or none (only Register's caller
+// writes that entry). A caller that recorded ch before the write
+// (WithIntent) learns from it, after a crash, whether the write happened:
+// if so the entry is its own, for Unregister to undo; if not, nothing of ch
+// is in config.
+func Applied(config []byte, ch Change) bool {
+	if !ch.Changed() {
+		return false
+	}
+	if digest(config) == ch.After {
+		return true
+	}
+	if !ch.SetHelper {
+		return false
+	}
+	view, err := parseDockerConfig(config)
+	return err == nil && view.CredHelpers[ch.HostPort] == ch.Helper
+}
+
 // Unregister undoes ch on config. If config is still exactly what Register
 // returned, it returns the bytes Register was given. Otherwise someone
 // edited it since, and Unregister removes only what Register added and is

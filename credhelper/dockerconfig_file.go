@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // errConfigChanged is returned when config.json kept changing under us
@@ -21,16 +22,25 @@ const maxConfigAttempts = 3
 // target gets the new content. The file keeps its mode and owner; a new
 // file is created 0600, and it and any directory created for it are owned
 // by WithOwner's owner. A malformed file is never written. The write is
-// atomic and skipped when nothing changes. Of the options, only WithOwner
-// applies (and confines path to the user's home, see WithOwner).
+// atomic and skipped when nothing changes. Of the options, WithOwner
+// (which confines path to the user's home) and WithIntent apply.
 func RegisterFile(path, hostPort, helper, defaultStore string, opts ...Option) (Change, error) {
+	o := newOptions(opts)
 	var ch Change
-	created, err := rewriteConfig(path, newOptions(opts), func(old []byte, existed bool) ([]byte, bool, error) {
+	var before func(dirs []string) error
+	if o.intent != nil {
+		before = func(dirs []string) error {
+			planned := ch
+			planned.CreatedDirs = dirs
+			return o.intent(planned)
+		}
+	}
+	created, err := rewriteConfig(path, o, func(old []byte, existed bool) ([]byte, bool, error) {
 		out, c, err := Register(old, hostPort, helper, defaultStore)
 		c.Existed = existed
 		ch = c
 		return out, false, err
-	})
+	}, before)
 	if err != nil {
 		return Change{}, fmt.Errorf("registering credential helper in %s: %w", path, err)
 	}
@@ -56,7 +66,7 @@ func UnregisterFile(path string, ch Change, opts ...Option) (bool, error) {
 		}
 		changed = !bytes.Equal(out, old)
 		return out, !ch.Existed && len(out) == 0, nil
-	})
+	}, nil)
 	if err != nil {
 		return false, fmt.Errorf("unregistering credential helper from %s: %w", path, err)
 	}
@@ -68,13 +78,29 @@ func UnregisterFile(path string, ch Change, opts ...Option) (bool, error) {
 	return changed, nil
 }
 
+// AppliedFile is Applied for the Docker config at path; a missing file
+// shows nothing. Of the options, only WithOwner applies.
+func AppliedFile(path string, ch Change, opts ...Option) (bool, error) {
+	target, err := newOptions(opts).resolve(path)
+	if err != nil {
+		return false, err
+	}
+	data, fi, err := readOptional(target)
+	if err != nil || fi == nil {
+		return false, err
+	}
+	return Applied(data, ch), nil
+}
+
 // rewriteConfig runs edit on the content of the file at path (resolving
 // symlinks) and replaces it with the result, or removes it when edit says
-// so, unless edit changed nothing. Just before the rename it checks that
+// so, unless edit changed nothing. before, if not nil, runs ahead of any
+// write with the directories the write is about to create (with those an
+// earlier attempt created). Just before the rename it checks that
 // the file still holds what edit was given and starts over if not: the
 // Docker CLI takes no lock that we could share, and a lock file of our own
 // would be litter in the user's ~/.docker.
-func rewriteConfig(path string, o options, edit func(old []byte, existed bool) (out []byte, remove bool, err error)) ([]string, error) {
+func rewriteConfig(path string, o options, edit func(old []byte, existed bool) (out []byte, remove bool, err error), before func(dirs []string) error) ([]string, error) {
 	target, err := o.resolve(path)
 	if err != nil {
 		return nil, err
@@ -112,6 +138,11 @@ func rewriteConfig(path string, o options, edit func(old []byte, existed bool) (
 			mode, fileOwner := fs.FileMode(0o600), owner
 			if fi != nil {
 				mode, fileOwner = fi.Mode().Perm(), keepOwner(fi)
+			}
+			if before != nil {
+				if err := before(slices.Concat(created, missingDirs(filepath.Dir(target)))); err != nil {
+					return created, err
+				}
 			}
 			var made []string
 			made, err = mkdirAllOwned(filepath.Dir(target), owner)

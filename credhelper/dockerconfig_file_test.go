@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -279,7 +280,7 @@ func TestRewriteConfigRetriesAfterConcurrentWrite(t *testing.T) {
 			writeConfig(t, path, []byte(`{"a": 1, "b": 2}`), 0o600) // the other writer
 		}
 		return append(bytes.TrimSuffix(old, []byte("}")), []byte(`, "c": 3}`)...), false, nil
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,4 +324,70 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// WithIntent hands the caller the Change before the write, and Applied
+// tells afterwards whether it was made: a caller that recorded it and
+// crashed right after the write still knows the entry as its own, and
+// UnregisterFile gives config.json (and the directory made for it) back.
+func TestRegisterFileIntentAndApplied(t *testing.T) {
+	for _, existing := range []string{"", "{\n  \"auths\": {\"x\": {}}\n}\n"} {
+		home := t.TempDir()
+		path := filepath.Join(home, ".docker", "config.json")
+		if existing != "" {
+			writeConfig(t, path, []byte(existing), 0o600)
+		}
+		var intents []Change
+		ch, err := RegisterFile(path, testHost, testHelper, "desktop", WithIntent(func(c Change) error {
+			if ok, err := AppliedFile(path, c); err != nil || ok {
+				t.Errorf("AppliedFile before the write = %v, %v", ok, err)
+			}
+			intents = append(intents, c)
+			return nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(intents) != 1 || !reflect.DeepEqual(intents[0], ch) {
+			t.Fatalf("intents %+v, want one, the Change %+v", intents, ch)
+		}
+		if existing == "" && !equalStrings(ch.CreatedDirs, []string{filepath.Dir(path)}) {
+			t.Errorf("CreatedDirs = %v", ch.CreatedDirs)
+		}
+		// The crash: only the intent survives. It is applied, and undoes.
+		if ok, err := AppliedFile(path, intents[0]); err != nil || !ok {
+			t.Errorf("AppliedFile after the write = %v, %v", ok, err)
+		}
+		if _, err := UnregisterFile(path, intents[0]); err != nil {
+			t.Fatal(err)
+		}
+		if existing == "" {
+			if _, err := os.Stat(filepath.Dir(path)); !os.IsNotExist(err) {
+				t.Errorf("the directory made for config.json stays: %v", err)
+			}
+		} else if got := string(readConfig(t, path)); got != existing {
+			t.Errorf("config.json = %q, want %q", got, existing)
+		}
+	}
+
+	// Edited since the write (docker login rewrote it): still ours.
+	cfg := []byte(`{"auths": {}}`)
+	out, ch, err := Register(cfg, testHost, testHelper, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Applied(append(out, ' '), ch) || Applied(cfg, ch) || Applied(out, Change{}) {
+		t.Error("Applied: wrong answer")
+	}
+
+	// A refused intent writes nothing.
+	home := t.TempDir()
+	path := filepath.Join(home, ".docker", "config.json")
+	veto := errors.New("veto")
+	if _, err := RegisterFile(path, testHost, testHelper, "", WithIntent(func(Change) error { return veto })); !errors.Is(err, veto) {
+		t.Fatalf("RegisterFile with a refused intent = %v", err)
+	}
+	if entries, _ := os.ReadDir(home); len(entries) != 0 {
+		t.Errorf("a refused intent left %v", entries)
+	}
 }

@@ -66,6 +66,24 @@ func readOptional(path string) ([]byte, fs.FileInfo, error) {
 	return b, fi, nil
 }
 
+// missingDirs lists dir and those of its parents that do not exist,
+// outermost first: what mkdirAllOwned would create.
+func missingDirs(dir string) []string {
+	var missing []string
+	for d := dir; ; {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		missing = append([]string{d}, missing...)
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	return missing
+}
+
 // mkdirAllOwned creates dir and its missing parents with mode 0700, gives
 // each directory it creates to owner, and returns them, outermost first.
 func mkdirAllOwned(dir string, owner *ownerID) ([]string, error) {

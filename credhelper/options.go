@@ -15,6 +15,7 @@ type options struct {
 	owner       *ownerID
 	home        string // the owner's home directory: paths stay in it
 	lockTimeout time.Duration
+	intent      func(Change) error
 }
 
 // defaultLockTimeout bounds how long a writer waits for another edgecr
@@ -53,4 +54,17 @@ func WithOwner(uid, gid int, home string) Option {
 // another process before it gives up (default 10s).
 func WithLockTimeout(d time.Duration) Option {
 	return func(o *options) { o.lockTimeout = d }
+}
+
+// WithIntent makes RegisterFile call fn with the Change it is about to make,
+// after every check and before it creates a directory or writes the file,
+// so that the caller records it first: a crash between the write and the
+// caller's record of the result then loses nothing, since Applied tells from
+// config.json whether that Change was made. The Change's CreatedDirs are
+// the directories it is about to create. An error from fn stops
+// RegisterFile before it writes. fn is not called when nothing changes, and
+// may be called again when config.json changed under the write (the last
+// call is the Change made).
+func WithIntent(fn func(Change) error) Option {
+	return func(o *options) { o.intent = fn }
 }

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 )
@@ -35,6 +37,20 @@ type RuntimeReceipt struct {
 type OwnedFile struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
+	// Pending marks a file InstallWithIntent was about to write when it
+	// handed the receipt out: if the file holds that content, edgecr wrote
+	// it (and a crash kept the caller from recording so); if it is absent,
+	// or holds what edgecr wrote before (Was), the write never happened.
+	Pending bool   `json:"pending,omitempty"`
+	Was     string `json:"was,omitempty"`
+}
+
+// hashes are the contents f may hold and still be edgecr's.
+func (f OwnedFile) hashes() []string {
+	if f.Pending && f.Was != "" {
+		return []string{f.SHA256, f.Was}
+	}
+	return []string{f.SHA256}
 }
 
 // K3sReceipt records the registries.yaml entry edgecr merged.
@@ -78,8 +94,20 @@ func sum(b []byte) string {
 // error it still describes what was done, for Uninstall to roll back.
 // changed lists the files written by this call.
 func (w *RuntimeWriter) Install(ctx context.Context, plan RuntimePlan, prior *RuntimeReceipt) (rc RuntimeReceipt, changed []string, err error) {
+	return w.InstallWithIntent(ctx, plan, prior, nil)
+}
+
+// InstallWithIntent is Install that first hands persist the receipt as it
+// will be once every write is done (the files to write marked Pending, the
+// directories to create, registries.yaml's entry), after every check and
+// before the first write, for the caller to record: a crash between a write
+// and the caller's record of its result then orphans nothing, since a
+// later Install or Uninstall given that receipt knows the files as edgecr's.
+// An error from persist stops it before any write. persist is not called
+// when there is nothing to write.
+func (w *RuntimeWriter) InstallWithIntent(ctx context.Context, plan RuntimePlan, prior *RuntimeReceipt, persist func(RuntimeReceipt) error) (rc RuntimeReceipt, changed []string, err error) {
 	rc = RuntimeReceipt{Registry: plan.Registry}
-	owned := map[string]string{}
+	owned := map[string][]string{} // path: the contents that are edgecr's
 	if prior != nil {
 		if prior.Registry != plan.Registry {
 			return rc, nil, fmt.Errorf("installing runtime trust for %s: prior receipt is for %s", plan.Registry, prior.Registry)
@@ -92,7 +120,7 @@ func (w *RuntimeWriter) Install(ctx context.Context, plan RuntimePlan, prior *Ru
 			rc.K3s = &k
 		}
 		for _, f := range prior.Files {
-			owned[f.Path] = f.SHA256
+			owned[f.Path] = f.hashes()
 		}
 	}
 	for _, rt := range plan.Runtimes {
@@ -107,6 +135,7 @@ func (w *RuntimeWriter) Install(ctx context.Context, plan RuntimePlan, prior *Ru
 		host  string
 		write bool
 		own   bool
+		was   string // the hash of edgecr's content it replaces
 	}
 	var steps []step
 	for _, f := range plan.Files {
@@ -123,9 +152,9 @@ func (w *RuntimeWriter) Install(ctx context.Context, plan RuntimePlan, prior *Ru
 		case !ok:
 			s.write, s.own = true, true
 		case bytes.Equal(cur, f.Content):
-			s.own = owned[f.Path] != ""
-		case owned[f.Path] == sum(cur):
-			s.write, s.own = true, true
+			s.own = len(owned[f.Path]) > 0
+		case slices.Contains(owned[f.Path], sum(cur)):
+			s.write, s.own, s.was = true, true, sum(cur)
 		default:
 			return rc, nil, fmt.Errorf("installing %s trust for %s: %w: %s", f.Runtime, plan.Registry, ErrForeignFile, host)
 		}
@@ -151,7 +180,35 @@ func (w *RuntimeWriter) Install(ctx context.Context, plan RuntimePlan, prior *Ru
 		return rc, nil, err
 	}
 
-	// Then write: CA files before the configuration that names them.
+	// Record the intent, then write.
+	if persist != nil {
+		intent := rc.clone()
+		planned := false
+		for _, s := range steps {
+			if s.write {
+				planned = true
+				intent.own(OwnedFile{Path: s.f.Path, SHA256: sum(s.f.Content), Pending: true, Was: s.was})
+				w.planDirs(&intent, filepath.Dir(s.host))
+			}
+		}
+		if plan.K3s != nil {
+			if intent.K3s == nil {
+				intent.K3s = &K3sReceipt{Path: plan.K3s.Path, Registry: plan.K3s.Registry, CAFile: plan.K3s.CAFile}
+			}
+			if k3sChanged {
+				planned = true
+				intent.K3s.CreatedFile = intent.K3s.CreatedFile || k3sCreated
+				w.planDirs(&intent, filepath.Dir(rooted(w.Root, plan.K3s.Path)))
+			}
+		}
+		if planned {
+			if err := persist(intent); err != nil {
+				return rc, nil, err
+			}
+		}
+	}
+
+	// CA files before the configuration that names them.
 	for _, s := range steps {
 		if s.write {
 			if err := w.mkdirs(&rc, filepath.Dir(s.host)); err != nil {
@@ -188,6 +245,38 @@ func (w *RuntimeWriter) Install(ctx context.Context, plan RuntimePlan, prior *Ru
 	return rc, changed, nil
 }
 
+// clone returns a deep copy of rc.
+func (rc RuntimeReceipt) clone() RuntimeReceipt {
+	c := rc
+	c.Runtimes = slices.Clone(rc.Runtimes)
+	c.Files = slices.Clone(rc.Files)
+	c.Dirs = slices.Clone(rc.Dirs)
+	if rc.K3s != nil {
+		k := *rc.K3s
+		c.K3s = &k
+	}
+	return c
+}
+
+// planDirs records in rc the directories mkdirs would create for dir.
+func (w *RuntimeWriter) planDirs(rc *RuntimeReceipt, dir string) {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if d := w.unrooted(missing[i]); !slices.Contains(rc.Dirs, d) {
+			rc.Dirs = append(rc.Dirs, d)
+		}
+	}
+}
+
 func (rc *RuntimeReceipt) own(f OwnedFile) {
 	for i := range rc.Files {
 		if rc.Files[i].Path == f.Path {
@@ -203,7 +292,9 @@ func (rc *RuntimeReceipt) own(f OwnedFile) {
 func (w *RuntimeWriter) mkdirs(rc *RuntimeReceipt, dir string) error {
 	created, err := mkdirAll(dir, 0o755)
 	for _, d := range created {
-		rc.Dirs = append(rc.Dirs, w.unrooted(d))
+		if u := w.unrooted(d); !slices.Contains(rc.Dirs, u) {
+			rc.Dirs = append(rc.Dirs, u)
+		}
 	}
 	return err
 }
@@ -241,8 +332,12 @@ func (w *RuntimeWriter) Uninstall(ctx context.Context, rc RuntimeReceipt) (kept 
 		if !ok {
 			continue
 		}
-		if sum(cur) != f.SHA256 {
-			kept = append(kept, host+" (changed since edgecr wrote it)")
+		if !slices.Contains(f.hashes(), sum(cur)) {
+			why := " (changed since edgecr wrote it)"
+			if f.Pending && f.Was == "" {
+				why = " (not edgecr's: it never held what edgecr was about to write)"
+			}
+			kept = append(kept, host+why)
 			continue
 		}
 		w.log().Debug("removing runtime trust", "path", host)

@@ -397,3 +397,111 @@ func TestRuntimeWriterRejectsReceiptOfOtherRegistry(t *testing.T) {
 		t.Fatal("Install accepted a receipt for another registry")
 	}
 }
+
+// InstallWithIntent hands out the receipt of what it is about to write
+// before the first write: whether the process dies before the writes or
+// right after them, that receipt lets a later Install claim the files and
+// Uninstall give the machine back byte for byte. A renewal's intent covers
+// the old content too.
+func TestRuntimeWriterIntent(t *testing.T) {
+	ctx := context.Background()
+	errCrash := errors.New("crash")
+	for _, written := range []bool{false, true} {
+		name := "crash before the writes"
+		if written {
+			name = "crash after the writes"
+		}
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			mkdir(t, filepath.Join(root, "etc/docker"))
+			mkdir(t, filepath.Join(root, "etc/containerd"))
+			mkdir(t, filepath.Join(root, "etc/rancher/k3s")) // no registries.yaml yet
+			w := &trust.RuntimeWriter{Root: root}
+			before := snapshot(t, root)
+			plan := planFor(t, root, trusttest.NewCA(t, "device CA"))
+			var intent trust.RuntimeReceipt
+			persisted := 0
+			_, _, err := w.InstallWithIntent(ctx, plan, nil, func(rc trust.RuntimeReceipt) error {
+				intent = rc
+				persisted++
+				if !written {
+					return errCrash
+				}
+				return nil
+			})
+			if persisted != 1 || (!written && !errors.Is(err, errCrash)) || (written && err != nil) {
+				t.Fatalf("InstallWithIntent = %v, persisted %d times", err, persisted)
+			}
+			if len(intent.Files) != 4 || intent.K3s == nil || !intent.K3s.CreatedFile || len(intent.Dirs) == 0 {
+				t.Fatalf("intent = %+v", intent)
+			}
+			for _, f := range intent.Files {
+				if !f.Pending {
+					t.Errorf("%s not pending in the intent", f.Path)
+				}
+			}
+			if !written {
+				if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+					t.Fatalf("a refused intent wrote:\n%s", diff)
+				}
+			}
+			// What the caller recorded is all that is known: the rerun
+			// claims the files (nothing foreign), the leave removes them.
+			rc, _, err := w.Install(ctx, plan, &intent)
+			if err != nil {
+				t.Fatalf("rerun with the intent: %v", err)
+			}
+			for _, f := range rc.Files {
+				if f.Pending {
+					t.Errorf("%s still pending after the rerun", f.Path)
+				}
+			}
+			if kept, err := w.Uninstall(ctx, rc); err != nil || len(kept) != 0 {
+				t.Fatalf("Uninstall = %v, %v", kept, err)
+			}
+			if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+				t.Errorf("root not restored:\n%s", diff)
+			}
+
+			// Leave straight after the crash, with only the intent.
+			if _, _, err := w.InstallWithIntent(ctx, plan, nil, func(rc trust.RuntimeReceipt) error {
+				intent = rc
+				if !written {
+					return errCrash
+				}
+				return nil
+			}); written && err != nil {
+				t.Fatal(err)
+			}
+			if kept, err := w.Uninstall(ctx, intent); err != nil || len(kept) != 0 {
+				t.Fatalf("Uninstall of the intent = %v, %v", kept, err)
+			}
+			if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+				t.Errorf("root not restored from the intent:\n%s", diff)
+			}
+		})
+	}
+
+	t.Run("renewal", func(t *testing.T) {
+		root := t.TempDir()
+		mkdir(t, filepath.Join(root, "etc/containers"))
+		w := &trust.RuntimeWriter{Root: root}
+		before := snapshot(t, root)
+		rc, _, err := w.Install(ctx, planFor(t, root, trusttest.NewCA(t, "old")), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var intent trust.RuntimeReceipt
+		renewed := planFor(t, root, trusttest.NewCA(t, "new"))
+		if _, _, err := w.InstallWithIntent(ctx, renewed, &rc, func(i trust.RuntimeReceipt) error { intent = i; return errCrash }); !errors.Is(err, errCrash) {
+			t.Fatal(err)
+		}
+		// The old file is still there: the intent knows it as edgecr's.
+		if kept, err := w.Uninstall(ctx, intent); err != nil || len(kept) != 0 {
+			t.Fatalf("Uninstall = %v, %v", kept, err)
+		}
+		if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+			t.Errorf("root not restored:\n%s", diff)
+		}
+	})
+}
