@@ -40,8 +40,11 @@
 // join before this run (a re-join re-converging): that join stays. A join
 // whose device still accepts the stored credential does not spend the token:
 // it says "already joined as <client>" and re-converges the other steps.
-// Before the token is spent, a Docker config.json that does not parse is
-// refused (it would fail step 4 anyway).
+// Before the token is spent, join refuses what would fail later anyway: a
+// Docker config.json that does not parse (step 4), a line of the user's in
+// the hosts file for the registry host the device certificate names, or
+// edgecr markers there that do not pair up (step 2), and under sudo a
+// credentials file or config.json root may not write for the user (step 4).
 //
 // # State
 //
