@@ -49,6 +49,11 @@ type Options struct {
 	TouchInterval time.Duration
 	UsageRefresh  time.Duration
 
+	// DistDir holds the agent binaries served under /dist/ to the install
+	// scripts (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-…);
+	// empty or missing serves the scripts only.
+	DistDir string
+
 	Now func() time.Time
 }
 
@@ -145,9 +150,15 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	// an address out of the registry, nor registry failures out of joining.
 	api := &joinAPI{state: st, auth: authn, limiter: newFailureLimiter(o.FailureEvery, o.FailureBurst), metrics: m, log: s.log, now: o.Now}
 
+	dl, err := newDist(o.DistDir, s.log, o.Now())
+	if err != nil {
+		return nil, err
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", ac)
 	api.register(mux)
+	dl.register(mux)
 	mux.Handle("/metrics", named("metrics", m.handler()))
 	mux.Handle("/healthz", named("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("/", named("other", http.NotFoundHandler()))

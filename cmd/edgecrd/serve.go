@@ -21,6 +21,7 @@ type serveFlags struct {
 	gcSchedule       string
 	gcGrace          time.Duration
 	gcDeleteUntagged bool
+	distDir          string
 }
 
 // parseQuota reads --quota: a size, or 0/off/none for no quota.
@@ -92,6 +93,7 @@ func newServeCmd(io streams) *cobra.Command {
 			srv, err := server.New(cmd.Context(), st, server.Options{
 				Listen: listen, Logger: log,
 				GCSchedule: sched, GCGrace: sf.gcGrace, GCDeleteUntagged: sf.gcDeleteUntagged,
+				DistDir: sf.distDir,
 			})
 			if err != nil {
 				return err
@@ -108,5 +110,7 @@ func newServeCmd(io streams) *cobra.Command {
 		"when to collect garbage: off, daily@HH:MM, weekly@DAY@HH:MM (mon…sun) or every@DURATION; device local time")
 	fl.DurationVar(&sf.gcGrace, "gc-grace", server.DefaultGCGrace, "scheduled collections never remove content younger than this")
 	fl.BoolVar(&sf.gcDeleteUntagged, "gc-delete-untagged", false, "scheduled collections also remove manifests no tag reaches")
+	fl.StringVar(&sf.distDir, "dist-dir", "",
+		"serve the agent binaries in this dir (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-<os>-<arch>[.exe]) at /dist/ for /install.sh and /install.ps1")
 	return cmd
 }
