@@ -1,7 +1,9 @@
 # edgecr installer for Windows, served by edgecrd at /install.ps1.
-# Run from an elevated PowerShell (the join command edgecrd prints does this):
+# `edgecrd token create --print-join-command` prints the line to paste into
+# an elevated PowerShell: it downloads this script over a connection that
+# accepts only the pinned server key and runs it as
 #
-#   & ([scriptblock]::Create((...download /install.ps1 with the pin...))) -Token T -Url https://DEVICE:31001 -Pin sha256//PIN
+#   & ([scriptblock]::Create(<this script>)) -Token T -Url https://DEVICE:31001 -Pin sha256//PIN
 #
 # Downloads edgecr.exe and docker-credential-edgecr.exe from the device,
 # accepting only a server whose key matches the pin (the SHA-256 of its
@@ -91,5 +93,7 @@ finally {
     [Net.ServicePointManager]::ServerCertificateValidationCallback = $null
     Remove-Item -Recurse -Force -LiteralPath $tmp -ErrorAction SilentlyContinue
 }
+# No exit: this script usually runs as a script block in the user's own
+# session, which exit would close.
 & (Join-Path $env:ProgramFiles 'edgecr\edgecr.exe') join $Url --token $Token
-exit $LASTEXITCODE
+if ($LASTEXITCODE -ne 0) { Fail "edgecr join failed (exit code $LASTEXITCODE)" }

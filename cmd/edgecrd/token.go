@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,6 +26,39 @@ type tokenCreated struct {
 	Uses        int         `json:"uses"`
 	Expires     time.Time   `json:"expires"`
 	JoinCommand string      `json:"joinCommand"`
+	// With --print-join-command: the one-line installs for a client that
+	// has nothing installed yet.
+	InstallCommand        string `json:"installCommand,omitempty"`        // Linux, macOS
+	InstallCommandWindows string `json:"installCommandWindows,omitempty"` // elevated PowerShell
+}
+
+// shellQuote single-quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// psQuote single-quotes s for PowerShell.
+func psQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// spkiP256Prefix is the DER SubjectPublicKeyInfo of an ECDSA P-256 key up
+// to its point: what the PowerShell line prepends to GetPublicKey() to hash
+// the same bytes curl's --pinnedpubkey does.
+const spkiP256Prefix = "0x30,0x59,0x30,0x13,0x06,0x07,0x2a,0x86,0x48,0xce,0x3d,0x02,0x01,0x06,0x08,0x2a,0x86,0x48,0xce,0x3d,0x03,0x01,0x07,0x03,0x42,0x00"
+
+// installCommands are the one-line installs: curl fetches install.sh over
+// a connection that only the pinned server key passes (-k: the device's CA
+// is not trusted yet), the script fetches and checks the binaries the same
+// way and runs edgecr join. windows is empty unless the key is P-256.
+func installCommands(url, pin, token string, p256 bool) (unix, windows string) {
+	unix = fmt.Sprintf("curl -fsSL --pinnedpubkey %s -k %s/install.sh | sudo sh -s -- --token %s --url %s --pin %s",
+		shellQuote(pin), url, shellQuote(token), shellQuote(url), shellQuote(pin))
+	if !p256 {
+		return unix, ""
+	}
+	windows = fmt.Sprintf("$u=%s;$p=%s;"+
+		"[Net.ServicePointManager]::SecurityProtocol='Tls12';"+
+		"[Net.ServicePointManager]::ServerCertificateValidationCallback={param($s,$c)$c -ne $null -and [Convert]::ToBase64String([Security.Cryptography.SHA256]::Create().ComputeHash([byte[]]((%s)+$c.GetPublicKey())))-eq$p};"+
+		"&([scriptblock]::Create((New-Object Net.WebClient).DownloadString(\"$u/install.ps1\"))) -Token %s -Url $u -Pin \"sha256//$p\"",
+		psQuote(url), psQuote(strings.TrimPrefix(pin, "sha256//")), spkiP256Prefix, psQuote(token))
+	return unix, windows
 }
 
 func joinURL(st *server.State) string {
@@ -39,10 +73,22 @@ func newTokenCreateCmd(io streams) *cobra.Command {
 	var ttl time.Duration
 	var uses int
 	var role, output string
+	var printInstall bool
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create a join token and print the edgecr join command that uses it",
-		Args:  cobra.NoArgs,
+		Long: `Create a join token and print the edgecr join command that uses it.
+
+With --print-join-command it also prints one line for Linux/macOS (curl piped
+to sudo sh) and one for an elevated Windows PowerShell that install the agent
+from this device (edgecrd serve --dist-dir) and join. Both accept only this
+device's server key (curl --pinnedpubkey, and the same SHA-256 of the key's
+SubjectPublicKeyInfo in PowerShell), since the client does not trust the
+device's CA yet. The serving certificate is renewed with a new key every year
+(30 days before it expires) and reissued when --name/--domain/--ip change, so
+that pin is for first contact only: print a fresh line after a renewal. The
+join that follows checks the device against the CA pin inside the token.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
@@ -61,11 +107,24 @@ func newTokenCreateCmd(io streams) *cobra.Command {
 			}
 			out := tokenCreated{Token: token, ID: tk.ID, Role: tk.Role, Uses: tk.Uses, Expires: tk.Expires,
 				JoinCommand: fmt.Sprintf("edgecr join %s --token %s", joinURL(st), token)}
+			if printInstall {
+				pin, p256, err := st.ServerKeyPin()
+				if err != nil {
+					return err
+				}
+				out.InstallCommand, out.InstallCommandWindows = installCommands(joinURL(st), pin, token, p256)
+			}
 			if output == "json" {
 				return writeJSON(io.Out, out)
 			}
 			fmt.Fprintf(io.Out, "Join token %s (%s, %d use(s), expires %s):\n\n  %s\n\nRun on the client:\n\n  %s\n",
 				tk.ID, tk.Role, tk.Uses, tk.Expires.Local().Format(time.RFC3339), token, out.JoinCommand)
+			if out.InstallCommand != "" {
+				fmt.Fprintf(io.Out, "\nOr, on a client without edgecr (needs edgecrd serve --dist-dir), Linux/macOS:\n\n  %s\n", out.InstallCommand)
+			}
+			if out.InstallCommandWindows != "" {
+				fmt.Fprintf(io.Out, "\nWindows, in PowerShell run as administrator:\n\n  %s\n", out.InstallCommandWindows)
+			}
 			return nil
 		},
 	}
@@ -73,6 +132,8 @@ func newTokenCreateCmd(io streams) *cobra.Command {
 	cmd.Flags().IntVar(&uses, "uses", 1, "how many clients may join with it")
 	cmd.Flags().StringVar(&role, "role", "push", "role of the clients that join with it: push or pull")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().BoolVar(&printInstall, "print-join-command", false,
+		"also print one-line installs (Linux/macOS, Windows) pinned to the server key; the key changes at the yearly certificate renewal")
 	return cmd
 }
 

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/edgecr/edgecr/server"
+)
+
+// The printed pin is the one the running device's TLS handshake presents,
+// in curl's --pinnedpubkey form, and both lines carry it and the token.
+func TestTokenCreatePrintJoinCommand(t *testing.T) {
+	d := startDevice(t)
+	conn, err := tls.Dial("tcp", d.addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPin := server.SPKIPin(conn.ConnectionState().PeerCertificates[0])
+	conn.Close()
+
+	code, out, stderr := edgecrd(t, "token", "create", "--data-dir", d.dir, "--print-join-command", "-o", "json")
+	if code != 0 {
+		t.Fatalf("token create: %s", stderr)
+	}
+	var tok tokenCreated
+	if err := json.Unmarshal([]byte(out), &tok); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	st, err := server.Load(d.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := joinURL(st)
+	want := fmt.Sprintf("curl -fsSL --pinnedpubkey '%s' -k %s/install.sh | sudo sh -s -- --token '%s' --url '%s' --pin '%s'", wantPin, url, tok.Token, url, wantPin)
+	if tok.InstallCommand != want {
+		t.Errorf("install command\n got %s\nwant %s", tok.InstallCommand, want)
+	}
+	for _, w := range []string{"$p='" + strings.TrimPrefix(wantPin, "sha256//") + "'", "-Token '" + tok.Token + "'", "$u='" + url + "'", "/install.ps1"} {
+		if !strings.Contains(tok.InstallCommandWindows, w) {
+			t.Errorf("windows command lacks %q:\n%s", w, tok.InstallCommandWindows)
+		}
+	}
+
+	code, out, _ = edgecrd(t, "token", "create", "--data-dir", d.dir)
+	if code != 0 || strings.Contains(out, "pinnedpubkey") {
+		t.Errorf("without --print-join-command: exit %d\n%s", code, out)
+	}
+}
+
+// The PowerShell line hashes spkiP256Prefix + the key's point, which must
+// be exactly the SubjectPublicKeyInfo curl hashes.
+func TestSPKIP256Prefix(t *testing.T) {
+	var prefix []byte
+	for _, b := range strings.Split(spkiP256Prefix, ",") {
+		var v byte
+		if _, err := fmt.Sscanf(b, "0x%x", &v); err != nil {
+			t.Fatal(err)
+		}
+		prefix = append(prefix, v)
+	}
+	for range 3 {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spki, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ek, err := k.PublicKey.ECDH()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(append(append([]byte{}, prefix...), ek.Bytes()...)); got != string(spki) {
+			t.Fatalf("prefix + point = %x, want SPKI %x", got, spki)
+		}
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{"a.b-c": "'a.b-c'", "it's": `'it'\''s'`} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if got := psQuote("it's"); got != "'it''s'" {
+		t.Errorf("psQuote = %s", got)
+	}
+}
