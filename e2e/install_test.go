@@ -122,7 +122,8 @@ func copyFile(t *testing.T, src, dst string) {
 // agent from the device over the pinned connection, installs it into
 // /usr/local/bin and joins, and a push works; a wrong pin and a binary that
 // no longer matches the device's SHA256SUMS stop it with a clear message,
-// with nothing installed and the token unspent.
+// with nothing installed and the token unspent; re-running over an older
+// install replaces it in place.
 func TestInstallScriptJoinsFromPrintedLine(t *testing.T) {
 	testenv.NeedRoot(t, "the installer writes /usr/local/bin; edgecr join writes /etc/hosts and the system trust store")
 	testenv.NeedCommand(t, "curl", "install.sh downloads with curl --pinnedpubkey")
@@ -258,6 +259,32 @@ func TestInstallScriptJoinsFromPrintedLine(t *testing.T) {
 		t.Fatalf("push after the install: %v", err)
 	}
 
+	if out, err := exec.Command(edgecr, "leave").CombinedOutput(); err != nil {
+		t.Fatalf("edgecr leave: %v\n%s", err, indent(string(out)))
+	}
+
+	// Re-running upgrades in place: an older edgecr in /usr/local/bin is
+	// replaced by the served one, and the new token joins again.
+	old := append(bytes.Clone(good), "an older version"...)
+	if err := os.WriteFile(edgecr, old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, e, err = edgecrd(t, "token", "create", "--data-dir", dev.dataDir, "--print-join-command", "-o", "json")
+	if err != nil {
+		t.Fatalf("token create: %v\n%s", err, e)
+	}
+	if err := json.Unmarshal([]byte(out), &tok); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if out, err := run(tok.InstallCommand); err != nil {
+		t.Fatalf("the printed line over an older install: %v\n%s", err, indent(out))
+	}
+	if b, _ := os.ReadFile(edgecr); !bytes.Equal(b, good) {
+		t.Errorf("re-running did not replace %s with the served binary", edgecr)
+	}
+	if out, err := exec.Command(edgecr, "status").CombinedOutput(); err != nil {
+		t.Errorf("edgecr status after the upgrade: %v\n%s", err, indent(string(out)))
+	}
 	if out, err := exec.Command(edgecr, "leave").CombinedOutput(); err != nil {
 		t.Fatalf("edgecr leave: %v\n%s", err, indent(string(out)))
 	}
