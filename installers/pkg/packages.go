@@ -85,9 +85,6 @@ func info(o pkgOptions, name, desc string, c files.Contents, s nfpm.Scripts) *nf
 		MTime:        time.Unix(0, 0).UTC(),
 		Overridables: nfpm.Overridables{Contents: c, Scripts: s},
 	}
-	if name == "edgecrd" {
-		i.Depends = []string{"systemd"}
-	}
 	return nfpm.WithDefaults(i)
 }
 
