@@ -69,8 +69,13 @@ main() {
 	fetch() {
 		# -k: the device's CA is not trusted yet; --pinnedpubkey is what
 		# authenticates the device on this first contact.
-		curl -fsSL --pinnedpubkey "$PIN" -k -o "$TMP/$1" "$URL/dist/$1" ||
-			die "downloading $URL/dist/$1 failed (see curl's message above); nothing installed"
+		if ! curl -fsSL --pinnedpubkey "$PIN" -k -o "$TMP/$1" "$URL/dist/$1"; then
+			# An HTTP error: show what the device said (e.g. that it was
+			# started without --dist-dir), over the same pinned connection.
+			why=$(curl -sS --pinnedpubkey "$PIN" -k "$URL/dist/$1" 2>/dev/null | head -c 300) || true
+			[ -z "$why" ] || echo "edgecr install: the device says: $why" >&2
+			die "downloading $URL/dist/$1 failed (see above); nothing installed"
+		fi
 	}
 
 	AGENT=edgecr-$OS-$ARCH

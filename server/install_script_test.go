@@ -53,7 +53,7 @@ func TestInstallScript(t *testing.T) {
 		{"wrong pin", setup{files: good, pin: otherPin}, false, "public key does not match pinned public key"},
 		{"tampered after start", setup{files: good, after: map[string]string{agentName: agent + "# evil\n"}}, false, "checksum mismatch for " + agentName},
 		{"helper missing", setup{files: map[string]string{agentName: agent}}, false, "404"},
-		{"no dist dir", setup{}, false, "404"},
+		{"no dist dir", setup{}, false, "the device says: edgecrd serves no agent binaries: its --dist-dir"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dist := t.TempDir()
