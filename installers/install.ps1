@@ -45,7 +45,7 @@ $spkiP256 = [byte[]](0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce,
     0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00)
 [Net.ServicePointManager]::SecurityProtocol = [Net.SecurityProtocolType]::Tls12
 [Net.ServicePointManager]::ServerCertificateValidationCallback = {
-    param($sender, $cert)
+    param($s, $cert)
     if ($null -eq $cert) { return $false }
     $der = [byte[]]($spkiP256 + $cert.GetPublicKey())
     $sha = [Security.Cryptography.SHA256]::Create()
@@ -66,9 +66,11 @@ try {
     $files = @{ "edgecr-windows-$arch.exe" = 'edgecr.exe'; "docker-credential-edgecr-windows-$arch.exe" = 'docker-credential-edgecr.exe' }
     foreach ($f in $files.Keys) {
         $path = Fetch $f
-        $line = $sums | Where-Object { ($_ -split '\s+\*?', 2)[1] -eq $f } | Select-Object -First 1
-        if (-not $line) { Fail "$f is not listed in $Url/dist/SHA256SUMS; nothing installed" }
-        $expect = ($line -split '\s+')[0].ToLowerInvariant()
+        $expect = $null
+        foreach ($line in $sums) {
+            if ($line -match '^([0-9a-fA-F]{64}) [ *](.+)$' -and $Matches[2] -eq $f) { $expect = $Matches[1].ToLowerInvariant(); break }
+        }
+        if (-not $expect) { Fail "$f is not listed in $Url/dist/SHA256SUMS; nothing installed" }
         $got = (Get-FileHash -Algorithm SHA256 -LiteralPath $path).Hash.ToLowerInvariant()
         if ($got -ne $expect) { Fail "checksum mismatch for ${f}: got sha256 $got, SHA256SUMS says $expect; nothing installed" }
     }

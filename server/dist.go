@@ -56,7 +56,13 @@ func newDist(dir string, log *slog.Logger, now time.Time) (*dist, error) {
 	}
 	var lines []string
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !distName.MatchString(e.Name()) {
+		if !distName.MatchString(e.Name()) {
+			continue
+		}
+		// Links to the binaries are fine (a package's dist dir may link
+		// to binaries installed elsewhere); directories and devices not.
+		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err != nil || !fi.Mode().IsRegular() {
+			log.Warn("dist dir entry is not a regular file: not served", "name", e.Name())
 			continue
 		}
 		sum, err := fileSHA256(filepath.Join(dir, e.Name()))

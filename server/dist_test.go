@@ -41,7 +41,15 @@ func TestDistServesScriptsBinariesAndSums(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A link to a binary is served; a directory with a binary's name not.
+	if err := os.Symlink("edgecr-linux-amd64", filepath.Join(dir, "edgecr-darwin-amd64")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "edgecr-linux-arm64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	ts := startServer(t, func(o *Options) { o.DistDir = dir })
+	linked := sha256.Sum256([]byte(files["edgecr-linux-amd64"]))
 
 	for _, name := range []string{"install.sh", "install.ps1"} {
 		want, _ := installers.Scripts.ReadFile(name)
@@ -51,7 +59,13 @@ func TestDistServesScriptsBinariesAndSums(t *testing.T) {
 		}
 	}
 
-	var wantSums []string
+	wantSums := []string{hex.EncodeToString(linked[:]) + "  edgecr-darwin-amd64"}
+	if code, body := get(t, ts, "/dist/edgecr-darwin-amd64"); code != http.StatusOK || body != files["edgecr-linux-amd64"] {
+		t.Errorf("GET /dist/edgecr-darwin-amd64 (a link): %d %q", code, body)
+	}
+	if code, _ := get(t, ts, "/dist/edgecr-linux-arm64"); code != http.StatusNotFound {
+		t.Errorf("GET /dist/edgecr-linux-arm64 (a directory): %d, want 404", code)
+	}
 	for n, c := range files {
 		if !distName.MatchString(n) {
 			code, _ := get(t, ts, "/dist/"+n)

@@ -55,7 +55,7 @@ func installCommands(url, pin, token string, p256 bool) (unix, windows string) {
 	}
 	windows = fmt.Sprintf("$u=%s;$p=%s;"+
 		"[Net.ServicePointManager]::SecurityProtocol='Tls12';"+
-		"[Net.ServicePointManager]::ServerCertificateValidationCallback={param($s,$c)$c -ne $null -and [Convert]::ToBase64String([Security.Cryptography.SHA256]::Create().ComputeHash([byte[]]((%s)+$c.GetPublicKey())))-eq$p};"+
+		"[Net.ServicePointManager]::ServerCertificateValidationCallback={param($s,$c)$c -ne $null -and [Convert]::ToBase64String([Security.Cryptography.SHA256]::Create().ComputeHash([byte[]]((%s)+$c.GetPublicKey()))) -eq $p};"+
 		"&([scriptblock]::Create((New-Object Net.WebClient).DownloadString(\"$u/install.ps1\"))) -Token %s -Url $u -Pin \"sha256//$p\"",
 		psQuote(url), psQuote(strings.TrimPrefix(pin, "sha256//")), spkiP256Prefix, psQuote(token))
 	return unix, windows
