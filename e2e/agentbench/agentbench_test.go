@@ -84,22 +84,6 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestWithReportKeepsOtherSections(t *testing.T) {
-	doc := "# Benchmarks\n\n<!-- bench:begin: generated -->\nregistry table\n<!-- bench:end -->\n\n## Findings\n\nby hand\n"
-	once := string(withReport([]byte(doc), "first\n"))
-	if !strings.HasPrefix(once, doc+"\n"+beginMarker+"\nfirst\n"+endMarker+"\n") || !strings.HasSuffix(once, endMarker+"\n") {
-		t.Fatalf("first write does not append a marked section at the end:\n%s", once)
-	}
-	twice := string(withReport([]byte(once+"\n## Later section\n"), "second\n"))
-	want := doc + "\n" + beginMarker + "\nsecond\n" + endMarker + "\n\n## Later section\n"
-	if twice != want {
-		t.Fatalf("rewrite:\n%s\nwant:\n%s", twice, want)
-	}
-	if got := string(withReport(nil, "x\n")); got != "# Benchmarks\n\n"+beginMarker+"\nx\n"+endMarker+"\n" {
-		t.Fatalf("empty file: %q", got)
-	}
-}
-
 func TestDisplayArgvHidesTheSecret(t *testing.T) {
 	got := displayArgv([]string{"/tmp/x/edgecr", "join", "https://127.0.0.1:1", "--token", "edgecr1.pin.id.s3cret", "--root", "/r"})
 	if strings.Contains(got, "s3cret") || got != "edgecr join https://127.0.0.1:1 --token edgecr1.pin.id.<secret> --root /r" {

@@ -3,19 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgecr/edgecr/e2e/benchutil"
 )
 
 // binaries are the three commands, built from this module.
@@ -71,7 +70,7 @@ type device struct {
 // /healthz. The caller must call stop, also when startDevice fails after
 // the process started (it then returns a non-nil device).
 func startDevice(ctx context.Context, bin, dir string) (*device, error) {
-	port, err := freePort()
+	port, err := benchutil.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +98,7 @@ func startDevice(ctx context.Context, bin, dir string) (*device, error) {
 		close(d.exited)
 	}()
 	if err := d.awaitReady(ctx); err != nil {
-		return d, fmt.Errorf("%w\n%s", err, d.logTail())
+		return d, fmt.Errorf("%w\n%s", err, benchutil.LogTail(d.logPath))
 	}
 	return d, nil
 }
@@ -108,26 +107,8 @@ func (d *device) awaitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// Only a readiness probe: join checks the device against the token's pin.
-	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	defer probe.CloseIdleConnections()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+d.addr+"/healthz", nil)
-		if err != nil {
-			return fmt.Errorf("building health probe: %w", err)
-		}
-		if resp, err := probe.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-d.exited:
-			return fmt.Errorf("edgecrd exited before it was ready: %v", d.waitErr)
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for edgecrd on %s: %w", d.addr, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := benchutil.AwaitHealthz(ctx, "https://"+d.addr+"/healthz", d.addr, d.exited, func() error { return d.waitErr }); err != nil {
+		return err
 	}
 	out, err := d.admin(ctx, "info", "--data-dir", d.dataDir, "-o", "json")
 	if err != nil {
@@ -193,32 +174,4 @@ func (d *device) stop() error {
 	}
 	<-d.exited
 	return nil
-}
-
-// logTail is the end of edgecrd's log, for error messages.
-func (d *device) logTail() string {
-	b, err := os.ReadFile(d.logPath)
-	if err != nil || len(bytes.TrimSpace(b)) == 0 {
-		return "(edgecrd log is empty)"
-	}
-	const max = 2000
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return "edgecrd log (tail):\n" + strings.TrimSpace(string(b))
-}
-
-// freePort asks the kernel for a free loopback port. Another process can
-// take it before edgecrd binds it; startDevice then fails with the log.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer ln.Close()
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	return port, nil
 }

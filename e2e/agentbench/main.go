@@ -17,19 +17,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/edgecr/edgecr/e2e/benchutil"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { benchutil.Main(run) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agentbench", flag.ContinueOnError)
@@ -61,26 +54,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	var b strings.Builder
-	report(&b, res, commandLine(args))
+	report(&b, res, benchutil.CommandLine("agentbench", args))
 	io.WriteString(stdout, b.String())
 	if *out != "" {
-		if err := writeReport(*out, b.String()); err != nil {
+		if err := benchutil.WriteBlock(*out, "agentbench", b.String()); err != nil {
 			fmt.Fprintln(stderr, "agentbench:", err)
 			return 1
 		}
 	}
 	return 0
-}
-
-// commandLine is how the report names the command that produced it.
-func commandLine(args []string) string {
-	q := make([]string, 0, len(args)+3)
-	q = append(q, "go", "run", "./e2e/agentbench")
-	for _, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t'\"$`\\") {
-			a = strconv.Quote(a)
-		}
-		q = append(q, a)
-	}
-	return strings.Join(q, " ")
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/edgecr/edgecr/e2e/benchutil"
 )
 
 // config is what a benchmark run measures.
@@ -89,7 +91,7 @@ func measureEdgecrd(ctx context.Context, cfg config, bin, dir string, res *resul
 		select {
 		case <-e.exited:
 			if err != nil {
-				err = fmt.Errorf("%w\nedgecrd exited: %v\n%s", err, e.waitErr, e.logTail())
+				err = fmt.Errorf("%w\nedgecrd exited: %v\n%s", err, e.waitErr, benchutil.LogTail(e.logPath))
 			}
 		default:
 		}

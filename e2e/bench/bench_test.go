@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 )
@@ -74,30 +73,5 @@ func TestSummarize(t *testing.T) {
 	}
 	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Errorf("median even = %v, want 2.5", m)
-	}
-}
-
-func TestWithReport(t *testing.T) {
-	fresh := string(withReport(nil, "table v1\n"))
-	if !strings.HasPrefix(fresh, "# Benchmarks\n") || !strings.Contains(fresh, "table v1\n"+endMarker+"\n") {
-		t.Fatalf("new file:\n%s", fresh)
-	}
-	doc := "# Title\n\nintro\n\n" + beginMarker + "\nold table\n" + endMarker + "\n\n## Findings\n\nkept\n"
-	got := string(withReport([]byte(doc), "new table\n"))
-	want := "# Title\n\nintro\n\n" + beginMarker + "\nnew table\n" + endMarker + "\n\n## Findings\n\nkept\n"
-	if got != want {
-		t.Errorf("replace:\ngot:\n%s\nwant:\n%s", got, want)
-	}
-	got = string(withReport([]byte("# Notes\nno markers"), "t\n"))
-	if want := "# Notes\nno markers\n\n" + beginMarker + "\nt\n" + endMarker + "\n"; got != want {
-		t.Errorf("append:\ngot:\n%q\nwant:\n%q", got, want)
-	}
-}
-
-func TestCommandLine(t *testing.T) {
-	got := commandLine([]string{"-o", "docs/benchmarks.md", "-edgecrd", "/tmp/my dir/edgecrd"})
-	want := `go run ./e2e/bench -o docs/benchmarks.md -edgecrd "/tmp/my dir/edgecrd"`
-	if got != want {
-		t.Errorf("commandLine = %s, want %s", got, want)
 	}
 }

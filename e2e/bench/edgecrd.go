@@ -3,19 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgecr/edgecr/e2e/benchutil"
 )
 
 // buildEdgecrd compiles cmd/edgecrd into dir. It runs in the current
@@ -56,7 +55,7 @@ type infoJSON struct {
 // data dir under dir and waits until it answers /healthz. The caller must
 // call stop, also when startEdgecrd fails after the process started.
 func startEdgecrd(ctx context.Context, bin, dir string) (*edgecrd, error) {
-	port, err := freePort()
+	port, err := benchutil.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +80,7 @@ func startEdgecrd(ctx context.Context, bin, dir string) (*edgecrd, error) {
 		close(e.exited)
 	}()
 	if err := e.awaitReady(ctx, bin, dataDir); err != nil {
-		return e, fmt.Errorf("%w\n%s", err, e.logTail())
+		return e, fmt.Errorf("%w\n%s", err, benchutil.LogTail(e.logPath))
 	}
 	return e, nil
 }
@@ -91,26 +90,8 @@ func (e *edgecrd) awaitReady(ctx context.Context, bin, dataDir string) error {
 	defer cancel()
 	// serve writes the state (CA, admin secret) before it listens, so
 	// info works once /healthz answers; until then poll without trust.
-	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	defer probe.CloseIdleConnections()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/healthz", nil)
-		if err != nil {
-			return fmt.Errorf("building health probe: %w", err)
-		}
-		if resp, err := probe.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-e.exited:
-			return fmt.Errorf("edgecrd exited before it was ready: %v", e.waitErr)
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for edgecrd on %s: %w", e.base, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := benchutil.AwaitHealthz(ctx, e.base+"/healthz", e.base, e.exited, func() error { return e.waitErr }); err != nil {
+		return err
 	}
 
 	out, err := exec.CommandContext(ctx, bin, "info", "--data-dir", dataDir, "-o", "json").Output()
@@ -171,32 +152,4 @@ func (e *edgecrd) stop() error {
 	}
 	<-e.exited
 	return nil
-}
-
-// logTail is the end of edgecrd's log, for error messages.
-func (e *edgecrd) logTail() string {
-	b, err := os.ReadFile(e.logPath)
-	if err != nil || len(bytes.TrimSpace(b)) == 0 {
-		return "(edgecrd log is empty)"
-	}
-	const max = 2000
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return "edgecrd log (tail):\n" + strings.TrimSpace(string(b))
-}
-
-// freePort asks the kernel for a free loopback port. Another process can
-// take it before edgecrd binds it; startEdgecrd then fails with the log.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer ln.Close()
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	return port, nil
 }

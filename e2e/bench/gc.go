@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgecr/edgecr/e2e/benchutil"
 )
 
 // The GC benchmark (-gc): a fresh edgecrd gets a store of images, half of
@@ -91,7 +93,7 @@ func runGC(ctx context.Context, fs *flag.FlagSet, o options, args []string, stdo
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
-	gcReport(stdout, res, started, load, commandLine(args))
+	gcReport(stdout, res, started, load, benchutil.CommandLine("bench", args))
 	return 0
 }
 
@@ -362,7 +364,7 @@ func dirBytes(root string) int64 {
 
 func gcReport(w io.Writer, rs []gcResult, started time.Time, load, command string) {
 	fmt.Fprintf(w, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(w, "- Machine: %s\n", machine())
+	fmt.Fprintf(w, "- Machine: %s\n", benchutil.Machine())
 	if load != "" {
 		fmt.Fprintf(w, "- Load average (1 min) before the run: %s\n", load)
 	}

@@ -17,19 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/edgecr/edgecr/e2e/benchutil"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { benchutil.Main(run) }
 
 // options are the command line.
 type options struct {
@@ -68,10 +62,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	var b strings.Builder
-	report(&b, res, commandLine(args))
+	report(&b, res, benchutil.CommandLine("bench", args))
 	io.WriteString(stdout, b.String())
 	if o.out != "" {
-		if err := writeReport(o.out, b.String()); err != nil {
+		if err := benchutil.WriteBlock(o.out, "bench", b.String()); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return 1
 		}
@@ -119,17 +113,4 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid -size %q: want a positive byte count such as 1GiB or 500MB", s)
 	}
 	return n * mult, nil
-}
-
-// commandLine is how the report names the command that produced it.
-func commandLine(args []string) string {
-	q := make([]string, 0, len(args)+3)
-	q = append(q, "go", "run", "./e2e/bench")
-	for _, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t'\"$`\\") {
-			a = strconv.Quote(a)
-		}
-		q = append(q, a)
-	}
-	return strings.Join(q, " ")
 }

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edgecr/edgecr/e2e/benchutil"
 )
 
 // peakRSS is the process's high-water resident set size (VmHWM), in bytes.
 func peakRSS(pid int) (int64, error) {
-	v := procField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM")
+	v := benchutil.ProcField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM")
 	if v == "" {
 		return 0, fmt.Errorf("reading VmHWM of process %d: not in /proc/%d/status", pid, pid)
 	}

@@ -1,4 +1,4 @@
-package main
+package benchutil
 
 import (
 	"fmt"
@@ -8,14 +8,14 @@ import (
 	"strings"
 )
 
-// machine describes the host for the report, as e2e/bench does: nproc, CPU
-// model, memory, kernel. Fields that cannot be read (no /proc) are left out.
-func machine() string {
+// Machine describes the host for the report: nproc, CPU model, memory,
+// kernel. Fields that cannot be read (no /proc) are left out.
+func Machine() string {
 	parts := []string{fmt.Sprintf("nproc %d", runtime.NumCPU())}
-	if v := procField("/proc/cpuinfo", "model name"); v != "" {
+	if v := ProcField("/proc/cpuinfo", "model name"); v != "" {
 		parts = append(parts, "CPU "+v)
 	}
-	if v := procField("/proc/meminfo", "MemTotal"); v != "" {
+	if v := ProcField("/proc/meminfo", "MemTotal"); v != "" {
 		if kb, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64); err == nil {
 			parts = append(parts, fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20)))
 		}
@@ -27,8 +27,9 @@ func machine() string {
 	return strings.Join(parts, ", ")
 }
 
-// procField is the value of the first "key: value" line of a /proc file.
-func procField(path, key string) string {
+// ProcField is the value of the first "key: value" line of a /proc file, or
+// "" when the file cannot be read or has no such line.
+func ProcField(path, key string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
