@@ -2,9 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -30,43 +27,6 @@ type tokenCreated struct {
 	// has nothing installed yet.
 	InstallCommand        string `json:"installCommand,omitempty"`        // Linux, macOS
 	InstallCommandWindows string `json:"installCommandWindows,omitempty"` // elevated PowerShell
-}
-
-// shellQuote single-quotes s for sh.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// psQuote single-quotes s for PowerShell.
-func psQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-// spkiP256Prefix is the DER SubjectPublicKeyInfo of an ECDSA P-256 key up
-// to its point: what the PowerShell line prepends to GetPublicKey() to hash
-// the same bytes curl's --pinnedpubkey does.
-const spkiP256Prefix = "0x30,0x59,0x30,0x13,0x06,0x07,0x2a,0x86,0x48,0xce,0x3d,0x02,0x01,0x06,0x08,0x2a,0x86,0x48,0xce,0x3d,0x03,0x01,0x07,0x03,0x42,0x00"
-
-// installCommands are the one-line installs: curl fetches install.sh over
-// a connection that only the pinned server key passes (-k: the device's CA
-// is not trusted yet), the script fetches and checks the binaries the same
-// way and runs edgecr join. windows is empty unless the key is P-256.
-func installCommands(url, pin, token string, p256 bool) (unix, windows string) {
-	unix = fmt.Sprintf("curl -fsSL --pinnedpubkey %s -k %s/install.sh | sudo sh -s -- --token %s --url %s --pin %s",
-		shellQuote(pin), url, shellQuote(token), shellQuote(url), shellQuote(pin))
-	if !p256 {
-		return unix, ""
-	}
-	windows = fmt.Sprintf("$u=%s;$p=%s;"+
-		"[Net.ServicePointManager]::SecurityProtocol='Tls12';"+
-		"[Net.ServicePointManager]::ServerCertificateValidationCallback={param($s,$c)$c -ne $null -and [Convert]::ToBase64String([Security.Cryptography.SHA256]::Create().ComputeHash([byte[]]((%s)+$c.GetPublicKey()))) -eq $p};"+
-		"&([scriptblock]::Create((New-Object Net.WebClient).DownloadString(\"$u/install.ps1\"))) -Token %s -Url $u -Pin \"sha256//$p\"",
-		psQuote(url), psQuote(strings.TrimPrefix(pin, "sha256//")), spkiP256Prefix, psQuote(token))
-	return unix, windows
-}
-
-func joinURL(st *server.State) string {
-	host := st.Device.Host
-	if len(st.Device.IPs) > 0 {
-		host = st.Device.IPs[0]
-	}
-	return "https://" + net.JoinHostPort(host, strconv.Itoa(st.Device.Port))
 }
 
 func newTokenCreateCmd(io streams) *cobra.Command {
@@ -105,15 +65,12 @@ join that follows checks the device against the CA pin inside the token.`,
 			if err != nil {
 				return err
 			}
-			out := tokenCreated{Token: token, ID: tk.ID, Role: tk.Role, Uses: tk.Uses, Expires: tk.Expires,
-				JoinCommand: fmt.Sprintf("edgecr join %s --token %s", joinURL(st), token)}
-			if printInstall {
-				pin, p256, err := st.ServerKeyPin()
-				if err != nil {
-					return err
-				}
-				out.InstallCommand, out.InstallCommandWindows = installCommands(joinURL(st), pin, token, p256)
+			jc, err := st.JoinCommands(token, printInstall)
+			if err != nil {
+				return err
 			}
+			out := tokenCreated{Token: token, ID: tk.ID, Role: tk.Role, Uses: tk.Uses, Expires: tk.Expires,
+				JoinCommand: jc.Join, InstallCommand: jc.Install, InstallCommandWindows: jc.InstallWindows}
 			if output == "json" {
 				return writeJSON(io.Out, out)
 			}

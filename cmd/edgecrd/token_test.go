@@ -1,11 +1,7 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -37,7 +33,7 @@ func TestTokenCreatePrintJoinCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := joinURL(st)
+	url := st.Device.JoinURL()
 	want := fmt.Sprintf("curl -fsSL --pinnedpubkey '%s' -k %s/install.sh | sudo sh -s -- --token '%s' --url '%s' --pin '%s'", wantPin, url, tok.Token, url, wantPin)
 	if tok.InstallCommand != want {
 		t.Errorf("install command\n got %s\nwant %s", tok.InstallCommand, want)
@@ -51,46 +47,5 @@ func TestTokenCreatePrintJoinCommand(t *testing.T) {
 	code, out, _ = edgecrd(t, "token", "create", "--data-dir", d.dir)
 	if code != 0 || strings.Contains(out, "pinnedpubkey") {
 		t.Errorf("without --print-join-command: exit %d\n%s", code, out)
-	}
-}
-
-// The PowerShell line hashes spkiP256Prefix + the key's point, which must
-// be exactly the SubjectPublicKeyInfo curl hashes.
-func TestSPKIP256Prefix(t *testing.T) {
-	var prefix []byte
-	for _, b := range strings.Split(spkiP256Prefix, ",") {
-		var v byte
-		if _, err := fmt.Sscanf(b, "0x%x", &v); err != nil {
-			t.Fatal(err)
-		}
-		prefix = append(prefix, v)
-	}
-	for range 3 {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		spki, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ek, err := k.PublicKey.ECDH()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := string(append(append([]byte{}, prefix...), ek.Bytes()...)); got != string(spki) {
-			t.Fatalf("prefix + point = %x, want SPKI %x", got, spki)
-		}
-	}
-}
-
-func TestShellQuote(t *testing.T) {
-	for in, want := range map[string]string{"a.b-c": "'a.b-c'", "it's": `'it'\''s'`} {
-		if got := shellQuote(in); got != want {
-			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-	if got := psQuote("it's"); got != "'it''s'" {
-		t.Errorf("psQuote = %s", got)
 	}
 }

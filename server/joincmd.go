@@ -1,0 +1,74 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// JoinCommands are the lines a user runs on a client to join with a token:
+// what `edgecrd token create` prints and the web UI's Tokens page shows.
+type JoinCommands struct {
+	Join string // edgecr join URL --token TOKEN
+	// Install and InstallWindows are one-line installs for a client that
+	// has nothing installed yet (Linux/macOS and elevated PowerShell);
+	// InstallWindows is empty when the server key is not P-256.
+	Install        string
+	InstallWindows string
+}
+
+// JoinURL is the URL clients join: the first device IP when there is one
+// (the client has no hosts entry yet), else the host name.
+func (d *Device) JoinURL() string {
+	host := d.Host
+	if len(d.IPs) > 0 {
+		host = d.IPs[0]
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(d.Port))
+}
+
+// JoinCommands returns the join line for token and, with install, the
+// one-line installs pinned to the current server key.
+func (s *State) JoinCommands(token string, install bool) (JoinCommands, error) {
+	url := s.Device.JoinURL()
+	jc := JoinCommands{Join: fmt.Sprintf("edgecr join %s --token %s", url, token)}
+	if !install {
+		return jc, nil
+	}
+	pin, p256, err := s.ServerKeyPin()
+	if err != nil {
+		return jc, err
+	}
+	jc.Install, jc.InstallWindows = installCommands(url, pin, token, p256)
+	return jc, nil
+}
+
+// ShellQuote single-quotes s for sh.
+func ShellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// psQuote single-quotes s for PowerShell.
+func psQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// spkiP256Prefix is the DER SubjectPublicKeyInfo of an ECDSA P-256 key up
+// to its point: what the PowerShell line prepends to GetPublicKey() to hash
+// the same bytes curl's --pinnedpubkey does.
+const spkiP256Prefix = "0x30,0x59,0x30,0x13,0x06,0x07,0x2a,0x86,0x48,0xce,0x3d,0x02,0x01,0x06,0x08,0x2a,0x86,0x48,0xce,0x3d,0x03,0x01,0x07,0x03,0x42,0x00"
+
+// installCommands are the one-line installs: curl fetches install.sh over
+// a connection that only the pinned server key passes (-k: the device's CA
+// is not trusted yet), the script fetches and checks the binaries the same
+// way and runs edgecr join. windows is empty unless the key is P-256.
+func installCommands(url, pin, token string, p256 bool) (unix, windows string) {
+	unix = fmt.Sprintf("curl -fsSL --pinnedpubkey %s -k %s/install.sh | sudo sh -s -- --token %s --url %s --pin %s",
+		ShellQuote(pin), url, ShellQuote(token), ShellQuote(url), ShellQuote(pin))
+	if !p256 {
+		return unix, ""
+	}
+	windows = fmt.Sprintf("$u=%s;$p=%s;"+
+		"[Net.ServicePointManager]::SecurityProtocol='Tls12';"+
+		"[Net.ServicePointManager]::ServerCertificateValidationCallback={param($s,$c)$c -ne $null -and [Convert]::ToBase64String([Security.Cryptography.SHA256]::Create().ComputeHash([byte[]]((%s)+$c.GetPublicKey()))) -eq $p};"+
+		"&([scriptblock]::Create((New-Object Net.WebClient).DownloadString(\"$u/install.ps1\"))) -Token %s -Url $u -Pin \"sha256//$p\"",
+		psQuote(url), psQuote(strings.TrimPrefix(pin, "sha256//")), spkiP256Prefix, psQuote(token))
+	return unix, windows
+}
