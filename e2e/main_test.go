@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,6 +91,7 @@ type device struct {
 	stderr  *lockedBuffer
 	exited  chan struct{}
 	info    deviceInfo
+	uiURL   string // https://127.0.0.1:port/ of its web UI; "" with --ui-listen off
 }
 
 type deviceInfo struct {
@@ -120,6 +123,9 @@ func edgecrd(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return o.String(), e.String(), err
 }
 
+// uiURLLine is serve's line that says where the web UI is.
+var uiURLLine = regexp.MustCompile(`(?m)^Web UI: +(https://\S+/)`)
+
 // startDevice starts `edgecrd serve` on a fresh (or given) data dir and
 // waits until /healthz answers.
 func startDevice(t *testing.T, dataDir string, extra ...string) *device {
@@ -129,7 +135,12 @@ func startDevice(t *testing.T, dataDir string, extra ...string) *device {
 	}
 	port := freePort(t)
 	d := &device{t: t, dataDir: dataDir, addr: fmt.Sprintf("127.0.0.1:%d", port), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"serve", "--data-dir", dataDir, "--name", "e2e", "--ip", "198.18.0.1", "--listen", d.addr}, extra...)
+	args := []string{"serve", "--data-dir", dataDir, "--name", "e2e", "--ip", "198.18.0.1", "--listen", d.addr}
+	if !slices.Contains(extra, "--ui-listen") {
+		// Every device gets its web UI, on a port of its own.
+		args = append(args, "--ui-listen", "127.0.0.1:0")
+	}
+	args = append(args, extra...)
 	d.cmd = exec.Command(bin.edgecrd, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	if err := d.cmd.Start(); err != nil {
@@ -152,6 +163,10 @@ func startDevice(t *testing.T, dataDir string, extra ...string) *device {
 			t.Fatalf("edgecrd did not listen on %s; stderr:\n%s", d.addr, d.stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// serve prints its addresses before it accepts connections.
+	if m := uiURLLine.FindStringSubmatch(d.stdout.String()); m != nil {
+		d.uiURL = m[1]
 	}
 	out, errOut, err := edgecrd(t, "info", "--data-dir", dataDir, "-o", "json")
 	if err != nil {

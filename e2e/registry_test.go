@@ -266,7 +266,7 @@ func TestServeRefusesCorruptState(t *testing.T) {
 	if err := os.WriteFile(p, []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, e, err := edgecrd(t, "serve", "--data-dir", dataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	_, e, err := edgecrd(t, "serve", "--data-dir", dataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--ui-listen", "off")
 	if err == nil {
 		t.Fatal("serve started on corrupt state")
 	}

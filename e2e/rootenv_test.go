@@ -336,7 +336,7 @@ func netnsDevice(t *testing.T, dataDir string, extra ...string) *nsDevice {
 
 	d.device = &device{t: t, dataDir: dataDir, addr: net.JoinHostPort(d.IP, strconv.Itoa(devicePort)), exited: make(chan struct{})}
 	args := append([]string{"netns", "exec", d.NS, bin.edgecrd, "serve", "--data-dir", dataDir,
-		"--name", "e2e", "--ip", d.IP, "--listen", d.addr}, extra...)
+		"--name", "e2e", "--ip", d.IP, "--listen", d.addr, "--ui-listen", "off"}, extra...)
 	d.cmd = exec.Command("ip", args...)
 	// `ip netns exec` execs edgecrd, so this is edgecrd's pid; it dies with
 	// the test binary, even on SIGKILL.

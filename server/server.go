@@ -54,6 +54,15 @@ type Options struct {
 	// empty or missing serves the scripts only.
 	DistDir string
 
+	// UIListen is the web UI's HTTPS listener, e.g. "127.0.0.1:8443";
+	// empty serves no UI. UIIdleTimeout logs a UI session out after that
+	// long without a request (zero: DefaultUIIdleTimeout).
+	UIListen      string
+	UIIdleTimeout time.Duration
+
+	// Version is what the UI shows as the running version.
+	Version string
+
 	Now func() time.Time
 }
 
@@ -66,6 +75,10 @@ type Server struct {
 	cert  atomic.Pointer[tls.Certificate]
 	ln    net.Listener
 	http  *http.Server
+	uiLn  net.Listener // nil: no UI
+	uiSrv *http.Server
+	authn *Authenticator
+	dist  *dist
 	seen  *lastSeen
 	usage *usage
 	gc    gcTracker
@@ -105,6 +118,9 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.UsageRefresh == 0 {
 		o.UsageRefresh = 10 * time.Minute
 	}
+	if o.UIIdleTimeout == 0 {
+		o.UIIdleTimeout = DefaultUIIdleTimeout
+	}
 	s := &Server{state: st, opts: o, log: o.Logger}
 
 	cert, err := s.renew()
@@ -117,6 +133,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.authn = authn
 	app, err := newRegistryApp(ctx, s.log, st.StorageDir(), st.Device.HTTPSecret)
 	if err != nil {
 		return nil, err
@@ -154,6 +171,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.dist = dl
 
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", ac)
@@ -175,12 +193,43 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 			},
 		},
 	}
+	if o.UIListen != "" {
+		u, err := newUI(s)
+		if err != nil {
+			return nil, err
+		}
+		s.uiSrv = &http.Server{
+			Handler:           u.handler(),
+			ReadHeaderTimeout: 30 * time.Second,
+			ReadTimeout:       time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+			TLSConfig:         s.http.TLSConfig.Clone(),
+		}
+	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", o.Listen, err)
 	}
 	s.ln = ln
+	if s.uiSrv != nil {
+		uln, err := net.Listen("tcp", o.UIListen)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listening on %s for the web UI: %w", o.UIListen, err)
+		}
+		s.uiLn = uln
+	}
 	return s, nil
+}
+
+// UIAddr is the bound web UI address, nil when the UI is off.
+func (s *Server) UIAddr() net.Addr {
+	if s.uiLn == nil {
+		return nil
+	}
+	return s.uiLn.Addr()
 }
 
 // rawV2 sends every /v2 path to the access layer before ServeMux can clean
@@ -211,6 +260,11 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	uiErrc := make(chan error, 1)
+	if s.uiSrv != nil {
+		go func() { uiErrc <- s.uiSrv.ServeTLS(s.uiLn, "", "") }()
+		s.log.Info("web UI listening", "addr", s.uiLn.Addr().String(), "url", "https://"+s.uiLn.Addr().String()+"/")
+	}
 	go s.renewLoop(ctx)
 	go s.flushLoop(ctx)
 	go s.storageLoop(ctx)
@@ -223,12 +277,22 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("registry listening", "addr", s.ln.Addr().String(), "endpoint", s.state.Device.Endpoint())
 	select {
 	case err := <-errc:
+		if s.uiSrv != nil {
+			s.uiSrv.Close()
+		}
 		return fmt.Errorf("serving registry: %w", err)
+	case err := <-uiErrc:
+		s.http.Close()
+		return fmt.Errorf("serving web UI: %w", err)
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if s.uiSrv != nil {
+		// The UI has nothing worth waiting for.
+		s.uiSrv.Close()
+	}
 	if err := s.http.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}

@@ -228,7 +228,7 @@ func TestServeQuotaFlagPersists(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--data-dir", dir, "--listen", addr, "--name", "q", "--ip", "198.18.0.30",
-			"--quota", "1.5GB", "--gc-schedule", "off"}, streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+			"--quota", "1.5GB", "--gc-schedule", "off", "--ui-listen", "off"}, streams{In: strings.NewReader(""), Out: &out, Err: &errb})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), "Registry endpoint") && time.Now().Before(deadline) {

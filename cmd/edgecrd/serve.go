@@ -22,6 +22,8 @@ type serveFlags struct {
 	gcGrace          time.Duration
 	gcDeleteUntagged bool
 	distDir          string
+	uiListen         string
+	uiIdle           time.Duration
 }
 
 // parseQuota reads --quota: a size, or 0/off/none for no quota.
@@ -52,6 +54,13 @@ func (f *serveFlags) check(cmd *cobra.Command, o *server.InitOptions) (server.GC
 	sched, err := server.ParseGCSchedule(f.gcSchedule)
 	if err != nil {
 		return server.GCSchedule{}, fmt.Errorf("--gc-schedule: %w", err)
+	}
+	if f.uiIdle < time.Minute {
+		return server.GCSchedule{}, fmt.Errorf("--ui-idle-timeout %s: must be at least 1m", f.uiIdle)
+	}
+	switch strings.ToLower(f.uiListen) {
+	case "off", "none", "":
+		f.uiListen = ""
 	}
 	if f.gcGrace < minScheduledGrace {
 		return server.GCSchedule{}, fmt.Errorf("--gc-grace %s: must be at least %s, so that a collection never removes what a push running at the time is about to reference", f.gcGrace, minScheduledGrace)
@@ -93,12 +102,16 @@ func newServeCmd(io streams) *cobra.Command {
 			srv, err := server.New(cmd.Context(), st, server.Options{
 				Listen: listen, Logger: log,
 				GCSchedule: sched, GCGrace: sf.gcGrace, GCDeleteUntagged: sf.gcDeleteUntagged,
-				DistDir: sf.distDir,
+				DistDir:  sf.distDir,
+				UIListen: sf.uiListen, UIIdleTimeout: sf.uiIdle, Version: version,
 			})
 			if err != nil {
 				return err
 			}
 			printStart(io.Out, st, dataDir(cmd))
+			if a := srv.UIAddr(); a != nil {
+				fmt.Fprintf(io.Out, "Web UI:            https://%s/ (log in as %s)\n", a, server.AdminUser)
+			}
 			return srv.Serve(cmd.Context())
 		},
 	}
@@ -112,5 +125,8 @@ func newServeCmd(io streams) *cobra.Command {
 	fl.BoolVar(&sf.gcDeleteUntagged, "gc-delete-untagged", false, "scheduled collections also remove manifests no tag reaches")
 	fl.StringVar(&sf.distDir, "dist-dir", "",
 		"serve the agent binaries in this dir (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-<os>-<arch>[.exe]) at /dist/ for /install.sh and /install.ps1")
+	fl.StringVar(&sf.uiListen, "ui-listen", "127.0.0.1:8443",
+		"address of the web UI (HTTPS with the device CA; admin login); off: no UI. Loopback by default: reach it over an SSH tunnel, or give e.g. :8443")
+	fl.DurationVar(&sf.uiIdle, "ui-idle-timeout", server.DefaultUIIdleTimeout, "log a web UI session out after this long without a request")
 	return cmd
 }

@@ -87,7 +87,7 @@ func startDevice(ctx context.Context, bin, dir string) (*device, error) {
 	}
 	defer logf.Close() // the child holds its own descriptor
 
-	d.cmd = exec.Command(bin, "serve", "--data-dir", d.dataDir, "--name", "bench", "--ip", "127.0.0.1", "--listen", d.addr)
+	d.cmd = exec.Command(bin, "serve", "--data-dir", d.dataDir, "--name", "bench", "--ip", "127.0.0.1", "--listen", d.addr, "--ui-listen", "off")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = childAttr()
 	if err := d.cmd.Start(); err != nil {

@@ -68,7 +68,7 @@ func startEdgecrd(ctx context.Context, bin, dir string) (*edgecrd, error) {
 	defer logf.Close() // the child holds its own descriptor
 
 	addr := net.JoinHostPort("127.0.0.1", port)
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--name", "bench", "--listen", addr)
+	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--name", "bench", "--listen", addr, "--ui-listen", "off")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {

@@ -94,7 +94,7 @@ func startDevice(ctx context.Context, b *binaries, dir, nameArg string) (*device
 	if d.stderr, err = os.Create(filepath.Join(dir, nameArg+".log")); err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(b.edgecrd, "serve", "--data-dir", d.dataDir, "--name", nameArg, "--ip", "198.18.0.1", "--listen", addr)
+	d.cmd = exec.Command(b.edgecrd, "serve", "--data-dir", d.dataDir, "--name", nameArg, "--ip", "198.18.0.1", "--listen", addr, "--ui-listen", "off")
 	d.cmd.Stdout, d.cmd.Stderr = d.stderr, d.stderr
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting edgecrd: %w", err)
