@@ -62,6 +62,16 @@ type ImageTag struct {
 // not exist.
 var ErrTagNotFound = errors.New("no such tag")
 
+// ErrInvalidName is the error of a repository name or tag that no image
+// can have (errors.Is).
+var ErrInvalidName = errors.New("invalid name")
+
+// nameError says what is wrong with a name and is ErrInvalidName.
+type nameError string
+
+func (e nameError) Error() string        { return string(e) }
+func (e nameError) Is(target error) bool { return target == ErrInvalidName }
+
 // Images lists every repository and tag in the registry storage, sorted by
 // name. Storage that does not exist yet holds no images. A manifest that
 // cannot be read fails its tag (ImageTag.Err), not the list; an error is
@@ -133,14 +143,14 @@ func (s *State) DeleteTag(ctx context.Context, repo, tag string) error {
 // request (validRepoName) and be a name distribution accepts.
 func parseRepoTag(repo, tag string) (reference.Named, error) {
 	if err := validRepoName(repo); err != nil {
-		return nil, err
+		return nil, nameError(err.Error())
 	}
 	named, err := reference.WithName(repo)
 	if err != nil {
-		return nil, fmt.Errorf("invalid repository name %q: %w", repo, err)
+		return nil, nameError(fmt.Sprintf("invalid repository name %q: %v", repo, err))
 	}
 	if !tagRE.MatchString(tag) {
-		return nil, fmt.Errorf("invalid tag %q: 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", tag)
+		return nil, nameError(fmt.Sprintf("invalid tag %q: 1 to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", tag))
 	}
 	return named, nil
 }

@@ -45,17 +45,15 @@ func newUI(s *Server) (*ui, error) {
 		started:  s.opts.Now(),
 	}
 	funcs := template.FuncMap{
-		"size":     FormatSize,
-		"ago":      func(t time.Time) string { return ago(u.srv.opts.Now(), t) },
-		"until":    func(t time.Time) string { return until(u.srv.opts.Now(), t) },
-		"abs":      func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") },
-		"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"short":    shortDigest,
-		"percent":  percent,
-		"join":     strings.Join,
-		"deref":    func(t *time.Time) time.Time { return *t },
-		"pathesc":  url.PathEscape,
-		"queryesc": url.QueryEscape,
+		"size":    FormatSize,
+		"ago":     func(t time.Time) string { return ago(u.srv.opts.Now(), t) },
+		"until":   func(t time.Time) string { return until(u.srv.opts.Now(), t) },
+		"abs":     func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") },
+		"iso":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"short":   shortDigest,
+		"percent": percent,
+		"join":    strings.Join,
+		"deref":   func(t *time.Time) time.Time { return *t },
 	}
 	names, err := fs.Glob(uiFiles, "ui/templates/*.html")
 	if err != nil {
@@ -76,7 +74,14 @@ func newUI(s *Server) (*ui, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening UI assets: %w", err)
 	}
-	u.static = http.StripPrefix("/static/", http.FileServerFS(st))
+	files := http.StripPrefix("/static/", http.FileServerFS(st))
+	u.static = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			http.NotFound(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	return u, nil
 }
 
@@ -145,8 +150,12 @@ func (u *ui) authed(h func(http.ResponseWriter, *http.Request, *uiSession)) http
 		sess, state := u.sessions.lookup(r)
 		if state != sessionOK {
 			q := url.Values{}
-			if state == sessionExpired {
+			switch state {
+			case sessionExpired:
 				q.Set("expired", "1")
+				setCookie(w, sessionCookie, "", -1)
+			case sessionTooOld:
+				q.Set("expired", "age")
 				setCookie(w, sessionCookie, "", -1)
 			}
 			if r.Method == http.MethodGet && r.URL.Path != "/" {
@@ -225,7 +234,7 @@ func (u *ui) notFound(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 // redirect sends the browser on after a POST, with a one-time notice.
 func (u *ui) redirect(w http.ResponseWriter, r *http.Request, sess *uiSession, to, notice string) {
 	if notice != "" {
-		u.sessions.setFlash(sess, nil, notice)
+		u.sessions.setNotice(sess, notice)
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
@@ -237,9 +246,16 @@ type loginData struct {
 	Next     string
 }
 
-// safeNext keeps a post-login target on this site: a path, not "//host".
+// safeNext keeps a post-login target on this site: a path of this UI,
+// never "//host", "/\\host" or a path browsers would turn into one by
+// dropping control characters.
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.HasPrefix(s, "/login") {
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return "/"
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || u.User != nil ||
+		!strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(u.Path, "/login") {
 		return "/"
 	}
 	return s
@@ -251,7 +267,11 @@ func (u *ui) loginPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := view{Title: "Log in"}
-	if r.URL.Query().Get("expired") != "" {
+	switch r.URL.Query().Get("expired") {
+	case "":
+	case "age":
+		v.Notice = fmt.Sprintf("Your session ended %s after you logged in. Log in again.", fmtDuration(uiSessionMaxAge))
+	default:
 		v.Notice = fmt.Sprintf("Your session ended after %s without activity. Log in again.", fmtDuration(u.sessions.idle))
 	}
 	u.showLogin(w, http.StatusOK, v, loginData{Username: AdminUser, Next: safeNext(r.URL.Query().Get("next"))})
@@ -310,6 +330,9 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refund()
+	if old, state := u.sessions.lookup(r); state == sessionOK {
+		u.sessions.end(old) // a login replaces the browser's session
+	}
 	_, value := u.sessions.create(d.Username)
 	setCookie(w, sessionCookie, value, 0)
 	setCookie(w, loginCookie, "", -1)
@@ -562,6 +585,9 @@ func parseTTL(s string) (time.Duration, error) {
 		if err != nil || days <= 0 {
 			return 0, fmt.Errorf("%q is not a duration: use e.g. 30m, 24h or 7d", s)
 		}
+		if days > int(maxTokenTTL/(24*time.Hour)) {
+			return 0, fmt.Errorf("%q is too long: at most %dd", s, maxTokenTTL/(24*time.Hour))
+		}
 		return time.Duration(days) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
@@ -610,7 +636,7 @@ func (u *ui) createToken(w http.ResponseWriter, r *http.Request, sess *uiSession
 		u.log.Error("ui: install commands for a new token", "err", err)
 	}
 	u.log.Info("ui: join token created", "token", tk.ID, "role", tk.Role, "uses", tk.Uses, "expires", tk.Expires, "user", sess.user)
-	u.sessions.setFlash(sess, &tokenFlash{ID: tk.ID, Token: token, Commands: jc, Role: tk.Role, Uses: tk.Uses, Expires: tk.Expires}, "")
+	u.sessions.setFlash(sess, &tokenFlash{ID: tk.ID, Token: token, Commands: jc, Role: tk.Role, Uses: tk.Uses, Expires: tk.Expires})
 	http.Redirect(w, r, "/tokens?created="+tk.ID, http.StatusSeeOther)
 }
 
@@ -689,8 +715,11 @@ func (u *ui) deleteTag(w http.ResponseWriter, r *http.Request, sess *uiSession) 
 	repo, tag := r.PostForm.Get("repo"), r.PostForm.Get("tag")
 	if err := u.srv.state.DeleteTag(r.Context(), repo, tag); err != nil {
 		status := http.StatusInternalServerError
-		if errors.Is(err, ErrTagNotFound) {
+		switch {
+		case errors.Is(err, ErrTagNotFound):
 			status = http.StatusNotFound
+		case errors.Is(err, ErrInvalidName):
+			status = http.StatusBadRequest
 		}
 		u.fail(w, r, sess, status, err.Error())
 		return

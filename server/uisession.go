@@ -54,8 +54,13 @@ type sessionState int
 const (
 	sessionNone    sessionState = iota // no cookie, or one this process never issued
 	sessionOK                          // a live session
-	sessionExpired                     // idle too long or too old: logged out
+	sessionExpired                     // idle too long: logged out
+	sessionTooOld                      // logged in longer ago than uiSessionMaxAge
 )
+
+// expiredKeep is how long an expired session is remembered, so that the
+// browser that had it is told why it must log in again.
+const expiredKeep = 24 * time.Hour
 
 type sessions struct {
 	mu   sync.Mutex
@@ -87,6 +92,14 @@ func (s *sessions) create(user string) (*uiSession, string) {
 	defer s.mu.Unlock()
 	s.prune(now)
 	if len(s.m) >= uiMaxSessions {
+		// Drop expired sessions first, then the least recently used.
+		for k, o := range s.m {
+			if s.state(o, now) != sessionOK {
+				delete(s.m, k)
+			}
+		}
+	}
+	if len(s.m) >= uiMaxSessions {
 		var oldest *uiSession
 		for _, o := range s.m {
 			if oldest == nil || o.seen.Before(oldest.seen) {
@@ -99,13 +112,22 @@ func (s *sessions) create(user string) (*uiSession, string) {
 	return sess, value
 }
 
-func (s *sessions) expired(sess *uiSession, now time.Time) bool {
-	return now.Sub(sess.seen) >= s.idle || now.Sub(sess.created) >= uiSessionMaxAge
+// state says whether sess is live at now.
+func (s *sessions) state(sess *uiSession, now time.Time) sessionState {
+	switch {
+	case now.Sub(sess.created) >= uiSessionMaxAge:
+		return sessionTooOld
+	case now.Sub(sess.seen) >= s.idle:
+		return sessionExpired
+	}
+	return sessionOK
 }
 
+// prune forgets sessions that expired long ago; recently expired ones stay
+// (they cannot be used) so that their browser learns why it must log in.
 func (s *sessions) prune(now time.Time) {
 	for k, o := range s.m {
-		if s.expired(o, now) {
+		if s.state(o, now) != sessionOK && now.Sub(o.seen) >= s.idle+expiredKeep {
 			delete(s.m, k)
 		}
 	}
@@ -126,9 +148,9 @@ func (s *sessions) lookup(r *http.Request) (*uiSession, sessionState) {
 	if sess == nil {
 		return nil, sessionNone
 	}
-	if s.expired(sess, now) {
+	if st := s.state(sess, now); st != sessionOK {
 		delete(s.m, key)
-		return nil, sessionExpired
+		return nil, st
 	}
 	sess.seen = now
 	return sess, sessionOK
@@ -150,10 +172,16 @@ func (s *sessions) takeFlash(sess *uiSession) (*tokenFlash, string) {
 	return f, n
 }
 
-func (s *sessions) setFlash(sess *uiSession, f *tokenFlash, notice string) {
+func (s *sessions) setFlash(sess *uiSession, f *tokenFlash) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess.flash, sess.notice = f, notice
+	sess.flash = f
+}
+
+func (s *sessions) setNotice(sess *uiSession, notice string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess.notice = notice
 }
 
 // validCSRF compares the form's token with the expected one in constant
