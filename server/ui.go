@@ -51,6 +51,7 @@ func newUI(s *Server) (*ui, error) {
 		"abs":     func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") },
 		"iso":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"short":   shortDigest,
+		"kind":    mediaKind,
 		"percent": percent,
 		"join":    strings.Join,
 		"deref":   func(t *time.Time) time.Time { return *t },
@@ -429,21 +430,34 @@ type certData struct {
 	NotAfter    time.Time
 	Fingerprint string
 	Host        string
+	FileBase    string    // name of the downloads without extension
+	ServerUntil time.Time // the serving certificate's expiry
+	ServerNames []string
 }
 
 func (u *ui) certificatesPage(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 	ca := u.srv.state.CA.Cert
 	v := u.sessionView(sess, "Certificates", "certificates")
-	v.Data = certData{Subject: ca.Subject.CommonName, NotBefore: ca.NotBefore, NotAfter: ca.NotAfter,
-		Fingerprint: u.srv.state.CA.Fingerprint(), Host: u.srv.state.Device.Host}
+	d := certData{Subject: ca.Subject.CommonName, NotBefore: ca.NotBefore, NotAfter: ca.NotAfter,
+		Fingerprint: u.srv.state.CA.Fingerprint(), Host: u.srv.state.Device.Host, FileBase: u.caFileBase()}
+	if leaf := u.srv.cert.Load().Leaf; leaf != nil {
+		d.ServerUntil = leaf.NotAfter
+		d.ServerNames = leaf.DNSNames
+		for _, ip := range leaf.IPAddresses {
+			d.ServerNames = append(d.ServerNames, ip.String())
+		}
+	}
+	v.Data = d
 	u.render(w, http.StatusOK, "certificates", v)
 }
+
+func (u *ui) caFileBase() string { return "edgecr-" + u.srv.state.Device.Name + "-ca" }
 
 // certificateFile downloads the device CA: ca.pem for Linux, macOS and
 // tools, ca.crt (DER) for the Windows certificate import wizard.
 func (u *ui) certificateFile(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 	ca := u.srv.state.CA.Cert
-	base := "edgecr-" + u.srv.state.Device.Name + "-ca"
+	base := u.caFileBase()
 	switch r.PathValue("file") {
 	case "ca.pem":
 		w.Header().Set("Content-Type", "application/x-pem-file")
@@ -463,6 +477,7 @@ func (u *ui) certificateFile(w http.ResponseWriter, r *http.Request, sess *uiSes
 func (u *ui) clientsPage(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 	v := u.sessionView(sess, "Clients", "clients")
 	_, v.Notice = u.sessions.takeFlash(sess)
+	u.srv.seen.flush() // last-seen times are saved every 15 s; show the current ones
 	cl, err := u.srv.state.Clients()
 	if err != nil {
 		v.Error = "Reading the clients: " + err.Error()
@@ -729,6 +744,23 @@ func (u *ui) deleteTag(w http.ResponseWriter, r *http.Request, sess *uiSession) 
 }
 
 // --- formatting ---
+
+// mediaKind names a manifest media type for people.
+func mediaKind(mt string) string {
+	switch mt {
+	case "application/vnd.docker.distribution.manifest.v2+json":
+		return "Docker image"
+	case "application/vnd.oci.image.manifest.v1+json":
+		return "OCI image"
+	case "application/vnd.oci.image.index.v1+json":
+		return "OCI index"
+	case "application/vnd.docker.distribution.manifest.list.v2+json":
+		return "Docker manifest list"
+	case "":
+		return "unknown"
+	}
+	return mt
+}
 
 func shortDigest(d string) string {
 	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
