@@ -116,6 +116,16 @@ func (s *State) Images(ctx context.Context) ([]ImageRepo, error) {
 // reclaims the space later. A repository or tag that does not exist is
 // ErrTagNotFound.
 func (s *State) DeleteTag(ctx context.Context, repo, tag string) error {
+	return s.DeleteTagAt(ctx, repo, tag, "")
+}
+
+// ErrTagMoved is DeleteTagAt's error when the tag no longer points to the
+// digest the caller confirmed.
+var ErrTagMoved = errors.New("the tag has moved to another image")
+
+// DeleteTagAt is DeleteTag for a tag that still points to digest (any
+// digest when empty): what the user confirmed is what goes.
+func (s *State) DeleteTagAt(ctx context.Context, repo, tag, digest string) error {
 	named, err := parseRepoTag(repo, tag)
 	if err != nil {
 		return fmt.Errorf("deleting tag %s:%s: %w", repo, tag, err)
@@ -127,6 +137,19 @@ func (s *State) DeleteTag(ctx context.Context, repo, tag string) error {
 	r, err := reg.Repository(ctx, named)
 	if err != nil {
 		return fmt.Errorf("deleting tag %s:%s: %w", repo, tag, err)
+	}
+	if digest != "" {
+		desc, err := r.Tags(ctx).Get(ctx, tag)
+		if err != nil {
+			var unknown distribution.ErrTagUnknown
+			if errors.As(err, &unknown) || isPathNotFound(err) {
+				err = ErrTagNotFound
+			}
+			return fmt.Errorf("deleting tag %s:%s: %w", repo, tag, err)
+		}
+		if desc.Digest.String() != digest {
+			return fmt.Errorf("deleting tag %s:%s: %w (%s, not %s)", repo, tag, ErrTagMoved, desc.Digest, digest)
+		}
 	}
 	if err := r.Tags(ctx).Untag(ctx, tag); err != nil {
 		var unknown distribution.ErrTagUnknown

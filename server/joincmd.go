@@ -1,6 +1,9 @@
 package server
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"strconv"
@@ -31,17 +34,26 @@ func (d *Device) JoinURL() string {
 // JoinCommands returns the join line for token and, with install, the
 // one-line installs pinned to the current server key.
 func (s *State) JoinCommands(token string, install bool) (JoinCommands, error) {
-	url := s.Device.JoinURL()
-	jc := JoinCommands{Join: fmt.Sprintf("edgecr join %s --token %s", url, token)}
 	if !install {
-		return jc, nil
+		return joinCommands(&s.Device, token, nil), nil
 	}
-	pin, p256, err := s.ServerKeyPin()
+	pair, err := s.LoadServerCert()
 	if err != nil {
-		return jc, err
+		return JoinCommands{}, err
 	}
-	jc.Install, jc.InstallWindows = installCommands(url, pin, token, p256)
-	return jc, nil
+	return joinCommands(&s.Device, token, pair.Leaf), nil
+}
+
+// joinCommands are the lines for d; the install lines, pinned to the key
+// of server, only when server is not nil.
+func joinCommands(d *Device, token string, server *x509.Certificate) JoinCommands {
+	url := d.JoinURL()
+	jc := JoinCommands{Join: fmt.Sprintf("edgecr join %s --token %s", url, token)}
+	if server != nil {
+		k, ok := server.PublicKey.(*ecdsa.PublicKey)
+		jc.Install, jc.InstallWindows = installCommands(url, SPKIPin(server), token, ok && k.Curve == elliptic.P256())
+	}
+	return jc
 }
 
 // ShellQuote single-quotes s for sh.

@@ -40,6 +40,13 @@ func (l *lastSeen) mark(id string, now time.Time) {
 	l.mu.Unlock()
 }
 
+// snapshot is every last-seen time this server knows, saved or not.
+func (l *lastSeen) snapshot() map[string]time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.seen)
+}
+
 func (l *lastSeen) flush() {
 	l.mu.Lock()
 	if !l.dirty {

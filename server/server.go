@@ -59,6 +59,9 @@ type Options struct {
 	// long without a request (zero: DefaultUIIdleTimeout).
 	UIListen      string
 	UIIdleTimeout time.Duration
+	// UIOptional serves the registry without the UI when UIListen cannot
+	// be bound (a default address someone else uses), with a warning.
+	UIOptional bool
 
 	// Version is what the UI shows as the running version.
 	Version string
@@ -215,11 +218,17 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	s.ln = ln
 	if s.uiSrv != nil {
 		uln, err := net.Listen("tcp", o.UIListen)
-		if err != nil {
+		switch {
+		case err != nil && o.UIOptional:
+			s.log.Warn("web UI not served: its address is not available; the registry runs without it (give --ui-listen another address, or off)",
+				"addr", o.UIListen, "err", err)
+			s.uiSrv = nil
+		case err != nil:
 			ln.Close()
 			return nil, fmt.Errorf("listening on %s for the web UI: %w", o.UIListen, err)
+		default:
+			s.uiLn = uln
 		}
-		s.uiLn = uln
 	}
 	return s, nil
 }
@@ -258,12 +267,19 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Serve runs until ctx ends, then shuts down gracefully: in-flight requests
 // get up to 30 s to finish.
 func (s *Server) Serve(ctx context.Context) error {
+	// The background loops end with ctx; an early return (the listener
+	// failed) must end them too, before the deferred Wait below.
+	ctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
-	uiErrc := make(chan error, 1)
 	if s.uiSrv != nil {
-		go func() { uiErrc <- s.uiSrv.ServeTLS(s.uiLn, "", "") }()
-		s.log.Info("web UI listening", "addr", s.uiLn.Addr().String(), "url", "https://"+s.uiLn.Addr().String()+"/")
+		go func() {
+			// The UI failing is no reason to stop serving images.
+			if err := s.uiSrv.ServeTLS(s.uiLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("web UI stopped", "err", err)
+			}
+		}()
+		s.log.Info("web UI listening", "addr", s.uiLn.Addr().String())
 	}
 	go s.renewLoop(ctx)
 	go s.flushLoop(ctx)
@@ -274,6 +290,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	defer s.loops.Wait()
 	defer s.seen.flush()
+	defer cancel()
 	s.log.Info("registry listening", "addr", s.ln.Addr().String(), "endpoint", s.state.Device.Endpoint())
 	select {
 	case err := <-errc:
@@ -281,17 +298,16 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.uiSrv.Close()
 		}
 		return fmt.Errorf("serving registry: %w", err)
-	case err := <-uiErrc:
-		s.http.Close()
-		return fmt.Errorf("serving web UI: %w", err)
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	sctx, cancelShutdown := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelShutdown()
 	if s.uiSrv != nil {
-		// The UI has nothing worth waiting for.
-		s.uiSrv.Close()
+		// Let a revoke or a tag deletion in progress finish.
+		if err := s.uiSrv.Shutdown(sctx); err != nil {
+			s.log.Warn("shutting down the web UI", "err", err)
+		}
 	}
 	if err := s.http.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutting down: %w", err)
@@ -347,12 +363,8 @@ func (s *Server) renew() (*tls.Certificate, error) {
 	// Judge the certificate against device.json as it is now: `edgecrd init
 	// --ip …` may have changed the IPs (and reissued) while serve runs, and
 	// the copy loaded at start would undo that.
-	cur := &State{Dir: s.state.Dir, CA: s.state.CA}
-	b, err := os.ReadFile(cur.Path(deviceFile))
+	cur, err := s.current()
 	if err != nil {
-		return nil, fmt.Errorf("reading device state: %w", err)
-	}
-	if err := cur.parseDevice(b); err != nil {
 		return nil, err
 	}
 	cert, err := cur.ensureServerCert(s.opts.Now(), s.opts.CertLifetime)
@@ -363,6 +375,20 @@ func (s *Server) renew() (*tls.Certificate, error) {
 	// the pin in its token before it has the CA anywhere else.
 	cert.Certificate = append(cert.Certificate, s.state.CA.Cert.Raw)
 	return cert, nil
+}
+
+// current is the state with device.json as it is now on disk: `edgecrd
+// init` may have changed the name or IPs since serve read it.
+func (s *Server) current() (*State, error) {
+	cur := &State{Dir: s.state.Dir, CA: s.state.CA}
+	b, err := os.ReadFile(cur.Path(deviceFile))
+	if err != nil {
+		return nil, fmt.Errorf("reading device state: %w", err)
+	}
+	if err := cur.parseDevice(b); err != nil {
+		return nil, err
+	}
+	return cur, nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -43,6 +43,7 @@ var (
 	ErrTokenInvalid   = errors.New("join token is not valid for this device")
 	ErrTokenExpired   = errors.New("join token has expired")
 	ErrTokenUsedUp    = errors.New("join token has been used up")
+	ErrNoSuchToken    = errors.New("no such token")
 )
 
 // ParseToken splits a token string; it never puts the secret in an error.
@@ -122,7 +123,7 @@ func (s *State) RemoveToken(id string) error {
 				return nil
 			}
 		}
-		return fmt.Errorf("removing token %s: no such token", id)
+		return fmt.Errorf("removing token %s: %w", id, ErrNoSuchToken)
 	})
 }
 

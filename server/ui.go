@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/x509"
 	"embed"
 	"encoding/pem"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"path"
@@ -111,6 +113,8 @@ func (u *ui) handler() http.Handler {
 	return u.headers(u.accessLog(mux))
 }
 
+const maxUIForm = 64 << 10
+
 // headers sets what every UI response carries: no caching (pages show
 // secrets once), no framing, no inline script, nothing sent to other sites.
 func (u *ui) headers(next http.Handler) http.Handler {
@@ -124,6 +128,9 @@ func (u *ui) headers(next http.Handler) http.Handler {
 		if !strings.HasPrefix(r.URL.Path, "/static/") {
 			h.Set("Cache-Control", "no-store")
 		}
+		// Every form is small: a request body cannot make the device
+		// hold megabytes before anyone has logged in.
+		r.Body = http.MaxBytesReader(w, r.Body, maxUIForm)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -202,7 +209,9 @@ func (u *ui) render(w http.ResponseWriter, status int, page string, v view) {
 		http.Error(w, "no such page template: "+page, http.StatusInternalServerError)
 		return
 	}
-	v.Device = &u.srv.state.Device
+	if v.Device == nil {
+		v.Device = u.device()
+	}
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout", v); err != nil {
 		u.log.Error("rendering UI page", "page", page, "err", err)
@@ -215,7 +224,18 @@ func (u *ui) render(w http.ResponseWriter, status int, page string, v view) {
 }
 
 func (u *ui) sessionView(sess *uiSession, title, nav string) view {
-	return view{Title: title, Nav: nav, User: sess.user, CSRF: sess.csrf}
+	return view{Title: title, Nav: nav, User: sess.user, CSRF: sess.csrf, Device: u.device()}
+}
+
+// device is device.json as it is now (`edgecrd init --ip` may have changed
+// it while serve runs); if it cannot be read, what serve started with.
+func (u *ui) device() *Device {
+	cur, err := u.srv.current()
+	if err != nil {
+		u.log.Warn("ui: reading the device state", "err", err)
+		return &u.srv.state.Device
+	}
+	return &cur.Device
 }
 
 // fail shows an error page with status.
@@ -323,8 +343,13 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, ErrRevoked):
 			reason = "revoked"
 		case !errors.Is(err, ErrUnknownUser) && !errors.Is(err, ErrBadSecret):
+			// The device's fault, not the user's: no attempt spent, and
+			// no path of the device shown before login.
+			refund()
 			u.log.Error("ui login: checking credentials", "err", err)
-			reason, msg = "error", "The device could not check the credentials: "+err.Error()
+			u.showLogin(w, http.StatusInternalServerError, view{Title: "Log in",
+				Error: "The device could not check the credentials; its log says why."}, d)
+			return
 		}
 		u.log.Warn("ui login failed", "user", d.Username, "reason", reason, "remote", remoteHost(r))
 		u.showLogin(w, http.StatusUnauthorized, view{Title: "Log in", Error: msg}, d)
@@ -381,7 +406,6 @@ func (u *ui) devicePage(w http.ResponseWriter, r *http.Request, sess *uiSession)
 		Used:          s.usage.used(),
 		Quota:         s.usage.quota,
 		GCSchedule:    s.opts.GCSchedule.String(),
-		JoinURL:       s.state.Device.JoinURL(),
 	}
 	if d.Quota > 0 {
 		d.QuotaPercent = percent(d.Used, d.Quota)
@@ -392,6 +416,7 @@ func (u *ui) devicePage(w http.ResponseWriter, r *http.Request, sess *uiSession)
 		d.NextGC = &n
 	}
 	v := u.sessionView(sess, "Device", "device")
+	d.JoinURL = v.Device.JoinURL()
 	_, v.Notice = u.sessions.takeFlash(sess)
 	var errs []string
 	if last, err := s.state.LastGC(); err != nil {
@@ -439,7 +464,7 @@ func (u *ui) certificatesPage(w http.ResponseWriter, r *http.Request, sess *uiSe
 	ca := u.srv.state.CA.Cert
 	v := u.sessionView(sess, "Certificates", "certificates")
 	d := certData{Subject: ca.Subject.CommonName, NotBefore: ca.NotBefore, NotAfter: ca.NotAfter,
-		Fingerprint: u.srv.state.CA.Fingerprint(), Host: u.srv.state.Device.Host, FileBase: u.caFileBase()}
+		Fingerprint: u.srv.state.CA.Fingerprint(), Host: v.Device.Host, FileBase: caFileBase(v.Device)}
 	if leaf := u.srv.cert.Load().Leaf; leaf != nil {
 		d.ServerUntil = leaf.NotAfter
 		d.ServerNames = leaf.DNSNames
@@ -451,21 +476,24 @@ func (u *ui) certificatesPage(w http.ResponseWriter, r *http.Request, sess *uiSe
 	u.render(w, http.StatusOK, "certificates", v)
 }
 
-func (u *ui) caFileBase() string { return "edgecr-" + u.srv.state.Device.Name + "-ca" }
+func caFileBase(d *Device) string { return "edgecr-" + d.Name + "-ca" }
 
 // certificateFile downloads the device CA: ca.pem for Linux, macOS and
 // tools, ca.crt (DER) for the Windows certificate import wizard.
 func (u *ui) certificateFile(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 	ca := u.srv.state.CA.Cert
-	base := u.caFileBase()
+	base := caFileBase(u.device())
+	attach := func(name string) string {
+		return mime.FormatMediaType("attachment", map[string]string{"filename": name})
+	}
 	switch r.PathValue("file") {
 	case "ca.pem":
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		w.Header().Set("Content-Disposition", `attachment; filename="`+base+`.pem"`)
+		w.Header().Set("Content-Disposition", attach(base+".pem"))
 		w.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}))
 	case "ca.crt":
 		w.Header().Set("Content-Type", "application/pkix-cert")
-		w.Header().Set("Content-Disposition", `attachment; filename="`+base+`.crt"`)
+		w.Header().Set("Content-Disposition", attach(base+".crt"))
 		w.Write(ca.Raw)
 	default:
 		u.notFound(w, r, sess)
@@ -477,8 +505,7 @@ func (u *ui) certificateFile(w http.ResponseWriter, r *http.Request, sess *uiSes
 func (u *ui) clientsPage(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 	v := u.sessionView(sess, "Clients", "clients")
 	_, v.Notice = u.sessions.takeFlash(sess)
-	u.srv.seen.flush() // last-seen times are saved every 15 s; show the current ones
-	cl, err := u.srv.state.Clients()
+	cl, err := u.clients()
 	if err != nil {
 		v.Error = "Reading the clients: " + err.Error()
 	}
@@ -487,8 +514,24 @@ func (u *ui) clientsPage(w http.ResponseWriter, r *http.Request, sess *uiSession
 	u.render(w, http.StatusOK, "clients", v)
 }
 
-func (u *ui) findClient(id string) (*ClientInfo, error) {
+// clients lists the clients with the last-seen times this server holds
+// (the file has them only every 15 s).
+func (u *ui) clients() ([]ClientInfo, error) {
 	cl, err := u.srv.state.Clients()
+	if err != nil {
+		return nil, err
+	}
+	seen := u.srv.seen.snapshot()
+	for i := range cl {
+		if t, ok := seen[cl[i].ID]; ok && (cl[i].LastSeen == nil || t.After(*cl[i].LastSeen)) {
+			cl[i].LastSeen = &t
+		}
+	}
+	return cl, nil
+}
+
+func (u *ui) findClient(id string) (*ClientInfo, error) {
+	cl, err := u.clients()
 	if err != nil {
 		return nil, err
 	}
@@ -645,11 +688,12 @@ func (u *ui) createToken(w http.ResponseWriter, r *http.Request, sess *uiSession
 		u.render(w, http.StatusInternalServerError, "tokens", v)
 		return
 	}
-	install := u.srv.dist != nil && len(u.srv.dist.files) > 0
-	jc, err := u.srv.state.JoinCommands(token, install)
-	if err != nil {
-		u.log.Error("ui: install commands for a new token", "err", err)
+	// The lines name the device as it is now and pin the key being served.
+	var served *x509.Certificate
+	if u.srv.dist != nil && len(u.srv.dist.files) > 0 {
+		served = u.srv.cert.Load().Leaf
 	}
+	jc := joinCommands(u.device(), token, served)
 	u.log.Info("ui: join token created", "token", tk.ID, "role", tk.Role, "uses", tk.Uses, "expires", tk.Expires, "user", sess.user)
 	u.sessions.setFlash(sess, &tokenFlash{ID: tk.ID, Token: token, Commands: jc, Role: tk.Role, Uses: tk.Uses, Expires: tk.Expires})
 	http.Redirect(w, r, "/tokens?created="+tk.ID, http.StatusSeeOther)
@@ -658,7 +702,11 @@ func (u *ui) createToken(w http.ResponseWriter, r *http.Request, sess *uiSession
 func (u *ui) deleteToken(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 	id := r.PathValue("id")
 	if err := u.srv.state.RemoveToken(id); err != nil {
-		u.fail(w, r, sess, http.StatusNotFound, "Removing the token: "+err.Error())
+		status := http.StatusInternalServerError
+		if errors.Is(err, ErrNoSuchToken) {
+			status = http.StatusNotFound
+		}
+		u.fail(w, r, sess, status, "Removing the token: "+err.Error())
 		return
 	}
 	u.log.Info("ui: join token removed", "token", id, "user", sess.user)
@@ -680,7 +728,7 @@ func (u *ui) imagesPage(w http.ResponseWriter, r *http.Request, sess *uiSession)
 	if err != nil {
 		v.Error = "Reading the images: " + err.Error()
 	}
-	d := imagesData{Repos: repos, Endpoint: u.srv.state.Device.Endpoint()}
+	d := imagesData{Repos: repos, Endpoint: v.Device.Endpoint()}
 	for _, rp := range repos {
 		d.Tags += len(rp.Tags)
 	}
@@ -727,20 +775,29 @@ func (u *ui) deleteTagConfirm(w http.ResponseWriter, r *http.Request, sess *uiSe
 }
 
 func (u *ui) deleteTag(w http.ResponseWriter, r *http.Request, sess *uiSession) {
-	repo, tag := r.PostForm.Get("repo"), r.PostForm.Get("tag")
-	if err := u.srv.state.DeleteTag(r.Context(), repo, tag); err != nil {
+	repo, tag, digest := r.PostForm.Get("repo"), r.PostForm.Get("tag"), r.PostForm.Get("digest")
+	// The digest the confirmation showed: a push since then moved the tag
+	// to an image the user did not agree to untag.
+	if err := u.srv.state.DeleteTagAt(r.Context(), repo, tag, digest); err != nil {
 		status := http.StatusInternalServerError
 		switch {
 		case errors.Is(err, ErrTagNotFound):
 			status = http.StatusNotFound
 		case errors.Is(err, ErrInvalidName):
 			status = http.StatusBadRequest
+		case errors.Is(err, ErrTagMoved):
+			status = http.StatusConflict
+			err = fmt.Errorf("%w: nothing was deleted; look at the tag again before deleting it", err)
 		}
 		u.fail(w, r, sess, status, err.Error())
 		return
 	}
 	u.log.Info("ui: tag deleted", "repo", repo, "tag", tag, "user", sess.user)
-	u.redirect(w, r, sess, "/images", fmt.Sprintf("Deleted %s:%s. Its content stays on disk while other tags use it, and garbage collection reclaims the rest.", repo, tag))
+	after := "Its content stays on disk for other tags and digest references; scheduled garbage collection keeps untagged images (edgecrd gc --delete-untagged removes them)."
+	if u.srv.opts.GCDeleteUntagged {
+		after = "Its content stays on disk while other tags use it; the next garbage collection removes it otherwise."
+	}
+	u.redirect(w, r, sess, "/images", fmt.Sprintf("Deleted %s:%s. %s", repo, tag, after))
 }
 
 // --- formatting ---

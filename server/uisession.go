@@ -127,7 +127,12 @@ func (s *sessions) state(sess *uiSession, now time.Time) sessionState {
 // (they cannot be used) so that their browser learns why it must log in.
 func (s *sessions) prune(now time.Time) {
 	for k, o := range s.m {
-		if s.state(o, now) != sessionOK && now.Sub(o.seen) >= s.idle+expiredKeep {
+		if s.state(o, now) == sessionOK {
+			continue
+		}
+		// A created token not shown yet goes with its session.
+		o.flash, o.notice = nil, ""
+		if now.Sub(o.seen) >= s.idle+expiredKeep {
 			delete(s.m, k)
 		}
 	}
@@ -144,6 +149,7 @@ func (s *sessions) lookup(r *http.Request) (*uiSession, sessionState) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.prune(now) // at most uiMaxSessions entries
 	sess := s.m[key]
 	if sess == nil {
 		return nil, sessionNone

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,13 +106,22 @@ func newServeCmd(io streams) *cobra.Command {
 				GCSchedule: sched, GCGrace: sf.gcGrace, GCDeleteUntagged: sf.gcDeleteUntagged,
 				DistDir:  sf.distDir,
 				UIListen: sf.uiListen, UIIdleTimeout: sf.uiIdle, Version: version,
+				// The default address may be taken: then the registry still runs.
+				UIOptional: !cmd.Flags().Changed("ui-listen"),
 			})
 			if err != nil {
 				return err
 			}
 			printStart(io.Out, st, dataDir(cmd))
-			if a := srv.UIAddr(); a != nil {
-				fmt.Fprintf(io.Out, "Web UI:            https://%s/ (log in as %s)\n", a, server.AdminUser)
+			if a, ok := srv.UIAddr().(*net.TCPAddr); ok {
+				host := a.IP.String()
+				if a.IP.IsUnspecified() { // every address: name one a browser can use
+					host = st.Device.Host
+					if len(st.Device.IPs) > 0 {
+						host = st.Device.IPs[0]
+					}
+				}
+				fmt.Fprintf(io.Out, "Web UI:            https://%s/ (log in as %s)\n", net.JoinHostPort(host, strconv.Itoa(a.Port)), server.AdminUser)
 			}
 			return srv.Serve(cmd.Context())
 		},
