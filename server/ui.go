@@ -590,6 +590,8 @@ type tokensData struct {
 	Form    tokenForm
 	Errors  map[string]string
 	Install bool // the device serves agent binaries, so install lines work
+	// Unreadable: the token list could not be read (no empty state then).
+	Unreadable bool
 }
 
 type tokenForm struct {
@@ -611,7 +613,7 @@ func tokenState(t *Token, now time.Time) string {
 func (u *ui) tokensView(sess *uiSession, f tokenForm, errs map[string]string) (view, error) {
 	v := u.sessionView(sess, "Join tokens", "tokens")
 	tks, err := u.srv.state.Tokens()
-	d := tokensData{Form: f, Errors: errs, Install: u.srv.dist != nil && len(u.srv.dist.files) > 0}
+	d := tokensData{Form: f, Errors: errs, Install: u.srv.dist != nil && len(u.srv.dist.files) > 0, Unreadable: err != nil}
 	now := u.srv.opts.Now()
 	for i := len(tks) - 1; i >= 0; i-- { // newest first
 		d.Tokens = append(d.Tokens, tokenRow{tks[i], tokenState(tks[i], now)})
