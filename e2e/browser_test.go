@@ -300,6 +300,20 @@ func (tb *tab) download(sel string) []byte {
 	return nil
 }
 
+// allowClipboard lets origin's pages read and write the clipboard, as a
+// person allows it once.
+func (tb *tab) allowClipboard(origin string) {
+	tb.t.Helper()
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(tb.ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: name}, Setting: browser.PermissionSettingGranted,
+			Origin: origin, BrowserContextID: chromedp.FromContext(tb.ctx).BrowserContextID,
+		}); err != nil {
+			tb.t.Fatalf("granting %s: %v", name, err)
+		}
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // artifactDir is where screenshots go: $EDGECR_ARTIFACTS/webui, or

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func (tb *tab) login(d *device, password string) int {
 // that expired. Every page is saved as a screenshot at 1280 and 390 px.
 func TestWebUI(t *testing.T) {
 	chromium(t) // fails here without chromium in CI, skips elsewhere
-	d := startDevice(t, "")
+	d := startDevice(t, "", "--quota", "20MB")
 	// A second device logs sessions out after a minute idle; the test
 	// logs in there first and comes back at the end.
 	idle := startDevice(t, "", "--ui-idle-timeout", "1m")
@@ -149,9 +150,15 @@ func TestWebUI(t *testing.T) {
 		t.Fatalf("join command %q, want edgecr join %s --token edgecr1.…", cmdLine, wantURL)
 	}
 	token := fields[4]
+	// The copy button puts the command on the clipboard.
+	b.allowClipboard(strings.TrimSuffix(d.uiURL, "/"))
 	b.do("clicking the copy button", chromedp.Click(chromedp.CSS("#copy-join-command")))
-	if got := b.text("#copy-join-command"); got != "Copied" && got != "Press Ctrl+C" {
-		t.Errorf("copy button says %q after a click", got)
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`document.querySelector("#copy-join-command").textContent === "Copied"`,
+		chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		t.Errorf("copy button says %q after a click, want Copied: %v", b.text("#copy-join-command"), err)
+	}
+	if clip, err := chromedp.Run(b.ctx, chromedp.Evaluate[string]("navigator.clipboard.readText()", chromedp.EvalAwaitPromise)); err != nil || clip != cmdLine {
+		t.Errorf("clipboard after copy: %q (%v), want %q", clip, err, cmdLine)
 	}
 	b.shoot(shots, "07-tokens-created")
 	// Shown once: the same page again no longer has it.
@@ -185,6 +192,11 @@ func TestWebUI(t *testing.T) {
 		}
 	}
 
+	idx, _, _ := ociIndex(t)
+	if err := remote.WriteIndex(d.registryRef(t, "webui/multi:1.0"), idx, c.remote()...); err != nil {
+		t.Fatalf("pushing an index as the joined client: %v", err)
+	}
+
 	// The client appears on the Clients page.
 	b.nav("opening the clients page", chromedp.Navigate(d.uiURL+"clients"))
 	row := `#clients tr[data-client]`
@@ -200,7 +212,7 @@ func TestWebUI(t *testing.T) {
 
 	// 3. Delete a tag on the Images page.
 	b.nav("opening the images page", chromedp.Navigate(d.uiURL+"images"))
-	for _, ref := range []string{"webui/app:v1", "webui/app:v2", "webui/tools:latest"} {
+	for _, ref := range []string{"webui/app:v1", "webui/app:v2", "webui/tools:latest", "webui/multi:1.0"} {
 		if b.count(fmt.Sprintf(`tr[data-ref=%q]`, ref)) != 1 {
 			t.Errorf("images page does not list %s", ref)
 		}
@@ -219,6 +231,9 @@ func TestWebUI(t *testing.T) {
 		t.Errorf("after deleting v1 the page lists v1: %d, v2: %d", b.count(`tr[data-ref="webui/app:v1"]`), b.count(`tr[data-ref="webui/app:v2"]`))
 	}
 	b.shoot(shots, "11-images-after-delete")
+	if typ := b.text(`tr[data-ref="webui/multi:1.0"] td[data-label="Type"]`); typ != "OCI index: linux/amd64, linux/arm64" {
+		t.Errorf("index type shown as %q", typ)
+	}
 	tags := c.lsTags(d.info.Endpoint + "/webui/app")
 	if _, ok := tags["v1"]; ok {
 		t.Errorf("edgecr ls still shows v1 after the UI deleted it: %v", tags)
@@ -292,7 +307,17 @@ func TestWebUI(t *testing.T) {
 		t.Errorf("the revoked client's next registry request: %v, want 401", err)
 	}
 
+	// The device page shows storage against the quota and the last GC.
+	if out, e, err := edgecrd(t, "gc", "--data-dir", d.dataDir, "--delete-untagged", "--grace", "0s"); err != nil {
+		t.Fatalf("edgecrd gc: %v\n%s%s", err, out, e)
+	}
 	b.nav("opening the device page", chromedp.Navigate(d.uiURL))
+	if q := b.text("#quota"); !regexp.MustCompile(`^19\.1 MiB \(0\.\d% used\)$`).MatchString(q) {
+		t.Errorf("device page quota %q", q)
+	}
+	if g := b.text("#last-gc"); !strings.Contains(g, "ago") && !strings.Contains(g, "just now") {
+		t.Errorf("device page last GC %q after a collection", g)
+	}
 	b.shoot(shots, "16-device")
 	b.nav("opening a page that does not exist", chromedp.Navigate(d.uiURL+"nope"))
 	b.shoot(shots, "17-not-found")

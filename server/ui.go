@@ -55,6 +55,7 @@ func newUI(s *Server) (*ui, error) {
 		"short":   shortDigest,
 		"kind":    mediaKind,
 		"percent": percent,
+		"pct":     fmtPercent,
 		"join":    strings.Join,
 		"deref":   func(t *time.Time) time.Time { return *t },
 	}
@@ -826,6 +827,14 @@ func shortDigest(d string) string {
 		return d[:i+13]
 	}
 	return d
+}
+
+// fmtPercent shows small shares with a decimal: 0.4%, 12%.
+func fmtPercent(p float64) string {
+	if p < 10 {
+		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+	}
+	return strconv.FormatFloat(p, 'f', 0, 64) + "%"
 }
 
 func percent(used, quota int64) float64 {
