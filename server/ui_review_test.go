@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"html"
 	"net"
 	"net/http"
 	"net/url"
@@ -106,11 +105,7 @@ func TestUIDeleteTagRefusesMovedTag(t *testing.T) {
 	two, _ := random.Image(512, 1)
 	ts.push(t, "app:v1", one)
 	_, body := b.get("/images/delete?repo=app&tag=v1")
-	form := regexp.MustCompile(`(?s)<form method="post" action="/images/delete" id="confirm".*?</form>`).FindString(body)
-	fields := url.Values{}
-	for _, m := range regexp.MustCompile(`<input type="hidden" name="(\w+)" value="([^"]*)">`).FindAllStringSubmatch(form, -1) {
-		fields.Set(m[1], html.UnescapeString(m[2]))
-	}
+	_, fields := deleteForm(t, body)
 	d1, _ := one.Digest()
 	if fields.Get("digest") != d1.String() {
 		t.Fatalf("confirm form digest %q, want %s", fields.Get("digest"), d1)

@@ -1219,6 +1219,21 @@ func TestUIClients(t *testing.T) {
 	}
 }
 
+// deleteForm is the tag deletion form of a confirmation page, with its
+// hidden fields.
+func deleteForm(t *testing.T, body string) (string, url.Values) {
+	t.Helper()
+	form := regexp.MustCompile(`(?s)<form method="post" action="/images/delete" id="confirm".*?</form>`).FindString(body)
+	if form == "" {
+		t.Fatalf("confirm page has no delete form:\n%s", body)
+	}
+	fields := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="(\w+)" value="([^"]*)">`).FindAllStringSubmatch(form, -1) {
+		fields.Set(m[1], html.UnescapeString(m[2]))
+	}
+	return form, fields
+}
+
 func TestUIImages(t *testing.T) {
 	ts := startUI(t, nil)
 	b := newBrowser(t, ts)
@@ -1253,16 +1268,9 @@ func TestUIImages(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %d", confirm, resp.StatusCode)
 	}
-	form := regexp.MustCompile(`(?s)<form method="post" action="/images/delete" id="confirm".*?</form>`).FindString(body)
-	if form == "" {
-		t.Fatalf("confirm page has no delete form:\n%s", body)
-	}
+	form, fields := deleteForm(t, body)
 	if !strings.Contains(form, "v2") {
 		t.Errorf("confirm page does not say v2 keeps the image")
-	}
-	fields := url.Values{}
-	for _, m := range regexp.MustCompile(`<input type="hidden" name="(\w+)" value="([^"]*)">`).FindAllStringSubmatch(form, -1) {
-		fields.Set(m[1], html.UnescapeString(m[2]))
 	}
 	if fields.Get("repo") != "app" || fields.Get("tag") != "v1" || fields.Get("csrf") == "" {
 		t.Fatalf("confirm form fields %v, want repo=app tag=v1 and a csrf", fields)
