@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -18,6 +19,41 @@ type streams struct {
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
+
+// versionString is version, or without -ldflags what the Go toolchain
+// stamped: the module version or the VCS revision, so that the device UI
+// and `edgecrd version` tell builds apart.
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	switch {
+	case rev == "":
+		return version
+	case modified == "true":
+		return "dev-" + rev + "-dirty"
+	}
+	return "dev-" + rev
+}
 
 // defaultDataDir honours $EDGECRD_DATA_DIR.
 func defaultDataDir() string {

@@ -105,7 +105,7 @@ func newServeCmd(io streams) *cobra.Command {
 				Listen: listen, Logger: log,
 				GCSchedule: sched, GCGrace: sf.gcGrace, GCDeleteUntagged: sf.gcDeleteUntagged,
 				DistDir:  sf.distDir,
-				UIListen: sf.uiListen, UIIdleTimeout: sf.uiIdle, Version: version,
+				UIListen: sf.uiListen, UIIdleTimeout: sf.uiIdle, Version: versionString(),
 				// The default address may be taken: then the registry still runs.
 				UIOptional: !cmd.Flags().Changed("ui-listen"),
 			})
