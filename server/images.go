@@ -111,6 +111,33 @@ func (s *State) Images(ctx context.Context) ([]ImageRepo, error) {
 	return out, nil
 }
 
+// ImageTagOf describes one tag of one repository, reading only that
+// repository. A missing repository or tag is ErrTagNotFound, a name no
+// image can have ErrInvalidName.
+func (s *State) ImageTagOf(ctx context.Context, repo, tag string) (*ImageTag, error) {
+	named, err := parseRepoTag(repo, tag)
+	if err != nil {
+		return nil, err
+	}
+	reg, _, err := s.imageStorage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := listRepository(ctx, reg, named)
+	if err != nil {
+		if isPathNotFound(err) {
+			return nil, ErrTagNotFound
+		}
+		return nil, fmt.Errorf("listing images of %s: %w", repo, err)
+	}
+	for i := range r.Tags {
+		if r.Tags[i].Tag == tag {
+			return &r.Tags[i], nil
+		}
+	}
+	return nil, ErrTagNotFound
+}
+
 // DeleteTag removes one tag, as DELETE /v2/<repo>/manifests/<tag> does: the
 // manifest and the repository's other tags stay, and garbage collection
 // reclaims the space later. A repository or tag that does not exist is

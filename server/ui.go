@@ -744,32 +744,16 @@ type deleteTagData struct {
 	Tag  ImageTag
 }
 
-func (u *ui) findTag(r *http.Request, repo, tag string) (*ImageTag, error) {
-	repos, err := u.srv.state.Images(r.Context())
-	if err != nil {
-		return nil, err
-	}
-	for _, rp := range repos {
-		if rp.Name != repo {
-			continue
-		}
-		for i := range rp.Tags {
-			if rp.Tags[i].Tag == tag {
-				return &rp.Tags[i], nil
-			}
-		}
-	}
-	return nil, nil
-}
-
 func (u *ui) deleteTagConfirm(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 	repo, tag := r.URL.Query().Get("repo"), r.URL.Query().Get("tag")
-	t, err := u.findTag(r, repo, tag)
+	t, err := u.srv.state.ImageTagOf(r.Context(), repo, tag)
 	switch {
+	case errors.Is(err, ErrTagNotFound):
+		u.fail(w, r, sess, http.StatusNotFound, fmt.Sprintf("There is no tag %s:%s.", repo, tag))
+	case errors.Is(err, ErrInvalidName):
+		u.fail(w, r, sess, http.StatusBadRequest, err.Error())
 	case err != nil:
 		u.fail(w, r, sess, http.StatusInternalServerError, "Reading the images: "+err.Error())
-	case t == nil:
-		u.fail(w, r, sess, http.StatusNotFound, fmt.Sprintf("There is no tag %s:%s.", repo, tag))
 	default:
 		v := u.sessionView(sess, "Delete "+repo+":"+tag, "images")
 		v.Data = deleteTagData{Repo: repo, Tag: *t}
