@@ -22,6 +22,17 @@ type Token struct {
 	Used       int       `json:"used"`
 }
 
+// State is "valid", "expired" or "used up" at now.
+func (t *Token) State(now time.Time) string {
+	switch {
+	case !now.Before(t.Expires):
+		return "expired"
+	case t.Used >= t.Uses:
+		return "used up"
+	}
+	return "valid"
+}
+
 // TokenPrefix starts every join token; the version lets the format change.
 const TokenPrefix = "edgecr1"
 

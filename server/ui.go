@@ -438,7 +438,7 @@ func (u *ui) devicePage(w http.ResponseWriter, r *http.Request, sess *uiSession)
 		errs = append(errs, err.Error())
 	} else {
 		for _, t := range tks {
-			if tokenState(t, now) == "valid" {
+			if t.State(now) == "valid" {
 				d.Tokens++
 			}
 		}
@@ -601,23 +601,13 @@ type tokenForm struct {
 	Role string
 }
 
-func tokenState(t *Token, now time.Time) string {
-	switch {
-	case !now.Before(t.Expires):
-		return "expired"
-	case t.Used >= t.Uses:
-		return "used up"
-	}
-	return "valid"
-}
-
 func (u *ui) tokensView(sess *uiSession, f tokenForm, errs map[string]string) (view, error) {
 	v := u.sessionView(sess, "Join tokens", "tokens")
 	tks, err := u.srv.state.Tokens()
-	d := tokensData{Form: f, Errors: errs, Install: u.srv.dist != nil && len(u.srv.dist.files) > 0, Unreadable: err != nil}
+	d := tokensData{Form: f, Errors: errs, Install: u.installLines(), Unreadable: err != nil}
 	now := u.srv.opts.Now()
 	for i := len(tks) - 1; i >= 0; i-- { // newest first
-		d.Tokens = append(d.Tokens, tokenRow{tks[i], tokenState(tks[i], now)})
+		d.Tokens = append(d.Tokens, tokenRow{tks[i], tks[i].State(now)})
 	}
 	v.Data = &d
 	return v, err
@@ -637,6 +627,10 @@ func (u *ui) tokensPage(w http.ResponseWriter, r *http.Request, sess *uiSession)
 	}
 	u.render(w, http.StatusOK, "tokens", v)
 }
+
+// installLines says whether the device serves the agent binaries, which
+// the one-line installs fetch.
+func (u *ui) installLines() bool { return u.srv.dist != nil && len(u.srv.dist.files) > 0 }
 
 // parseTTL reads a duration as Go writes it, plus days ("7d").
 func parseTTL(s string) (time.Duration, error) {
@@ -693,7 +687,7 @@ func (u *ui) createToken(w http.ResponseWriter, r *http.Request, sess *uiSession
 	}
 	// The lines name the device as it is now and pin the key being served.
 	var served *x509.Certificate
-	if u.srv.dist != nil && len(u.srv.dist.files) > 0 {
+	if u.installLines() {
 		served = u.srv.cert.Load().Leaf
 	}
 	jc := joinCommands(u.device(), token, served)

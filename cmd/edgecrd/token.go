@@ -131,14 +131,7 @@ func newTokenLsCmd(io streams) *cobra.Command {
 			tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tROLE\tUSED\tEXPIRES\tSTATE")
 			for _, t := range tks {
-				state := "valid"
-				switch {
-				case !time.Now().Before(t.Expires):
-					state = "expired"
-				case t.Used >= t.Uses:
-					state = "used up"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Role, t.Used, t.Uses, t.Expires.Local().Format(time.RFC3339), state)
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Role, t.Used, t.Uses, t.Expires.Local().Format(time.RFC3339), t.State(time.Now()))
 			}
 			return tw.Flush()
 		},
