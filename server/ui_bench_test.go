@@ -56,31 +56,18 @@ func benchRegistry(b *testing.B, repos, tags int) *Server {
 func BenchmarkUIImagesPage(b *testing.B) {
 	for _, size := range []struct{ repos, tags int }{{20, 5}, {100, 10}} {
 		b.Run(fmt.Sprintf("repos=%d/tags=%d", size.repos, size.tags), func(b *testing.B) {
-			srv := benchRegistry(b, size.repos, size.tags)
-			u, err := newUI(srv)
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := u.handler()
-			_, cookie := u.sessions.create(AdminUser)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				req := httptest.NewRequest(http.MethodGet, "/images", nil)
-				req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				if rec.Code != http.StatusOK {
-					b.Fatalf("GET /images: %d", rec.Code)
-				}
-			}
+			benchPage(b, benchRegistry(b, size.repos, size.tags), "/images")
 		})
 	}
 }
 
 // The device page is what an admin opens first.
 func BenchmarkUIDevicePage(b *testing.B) {
-	srv := benchRegistry(b, 1, 1)
+	benchPage(b, benchRegistry(b, 1, 1), "/")
+}
+
+// benchPage measures GET page through the UI's handler, logged in.
+func benchPage(b *testing.B, srv *Server, page string) {
 	u, err := newUI(srv)
 	if err != nil {
 		b.Fatal(err)
@@ -89,12 +76,12 @@ func BenchmarkUIDevicePage(b *testing.B) {
 	_, cookie := u.sessions.create(AdminUser)
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req := httptest.NewRequest(http.MethodGet, page, nil)
 		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {
-			b.Fatalf("GET /: %d", rec.Code)
+			b.Fatalf("GET %s: %d", page, rec.Code)
 		}
 	}
 }
