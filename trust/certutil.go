@@ -19,31 +19,21 @@ func certutilAdd(file string) []string { return []string{"certutil", "-addstore"
 // CA's certificate.
 func certutilDelete(sha1 string) []string { return []string{"certutil", "-delstore", "Root", sha1} }
 
-// certutilStore is the Windows LocalMachine Root store, driven by certutil.
-// The name is not recorded: the store identifies the certificate by its SHA-1
-// thumbprint.
-type certutilStore struct {
-	run     Runner
-	tempDir string
-	log     *slog.Logger
+// newCertutilStore is the Windows LocalMachine Root store, driven by
+// certutil.
+func newCertutilStore(r Runner, tempDir string, log *slog.Logger) *thumbprintStore {
+	return &thumbprintStore{
+		where: "Windows Root store", addMsg: "adding root certificate",
+		run: r, tempDir: tempDir, log: log,
+		present: certutilPresent,
+		add:     certutilAdd,
+		remove:  certutilRemove,
+	}
 }
 
-// Installed implements Store. Reading the LocalMachine Root store needs no
-// privileges.
-func (s *certutilStore) Installed(ctx context.Context, name string, pem []byte) (bool, error) {
-	if err := checkName(name); err != nil {
-		return false, err
-	}
-	c, err := parseCA(pem)
-	if err != nil {
-		return false, err
-	}
-	return s.present(ctx, c)
-}
-
-// present asks certutil for the thumbprint. certutil exits non-zero with
-// CRYPT_E_NOT_FOUND (0x80092004) when the store does not hold it.
-func (s *certutilStore) present(ctx context.Context, c caCert) (bool, error) {
+// certutilPresent asks certutil for the thumbprint. certutil exits non-zero
+// with CRYPT_E_NOT_FOUND (0x80092004) when the store does not hold it.
+func certutilPresent(ctx context.Context, s *thumbprintStore, c caCert) (bool, error) {
 	out, err := run(ctx, s.run, certutilQuery(c.sha1))
 	if containsThumbprint(out, c.sha1) {
 		return true, nil
@@ -58,43 +48,7 @@ func (s *certutilStore) present(ctx context.Context, c caCert) (bool, error) {
 	return false, fmt.Errorf("querying Windows Root store: %w", err)
 }
 
-// Install implements Store.
-func (s *certutilStore) Install(ctx context.Context, name string, pem []byte) (bool, error) {
-	if err := checkName(name); err != nil {
-		return false, err
-	}
-	c, err := parseCA(pem)
-	if err != nil {
-		return false, err
-	}
-	if ok, err := s.present(ctx, c); err != nil || ok {
-		return false, err
-	}
-	file, cleanup, err := stagePEM(s.tempDir, c)
-	if err != nil {
-		return false, err
-	}
-	defer cleanup()
-	argv := certutilAdd(file)
-	s.log.Debug("adding root certificate", "argv", argv)
-	if _, err := run(ctx, s.run, argv); err != nil {
-		return false, fmt.Errorf("installing %s into Windows Root store: %w", name, err)
-	}
-	return true, nil
-}
-
-// Uninstall implements Store.
-func (s *certutilStore) Uninstall(ctx context.Context, name string, pem []byte) (bool, error) {
-	if err := checkName(name); err != nil {
-		return false, err
-	}
-	c, err := parseCA(pem)
-	if err != nil {
-		return false, err
-	}
-	if ok, err := s.present(ctx, c); err != nil || !ok {
-		return false, err
-	}
+func certutilRemove(ctx context.Context, s *thumbprintStore, name string, c caCert) (bool, error) {
 	argv := certutilDelete(c.sha1)
 	s.log.Debug("deleting root certificate", "argv", argv)
 	if _, err := run(ctx, s.run, argv); err != nil {

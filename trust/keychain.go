@@ -28,29 +28,19 @@ func keychainDelete(sha1 string) []string {
 	return []string{"security", "delete-certificate", "-Z", sha1, SystemKeychain}
 }
 
-// keychainStore is the macOS System keychain with an admin trust setting
-// (trustRoot), driven by the security tool. The name is not recorded: the
-// keychain identifies the certificate by its SHA-1 thumbprint.
-type keychainStore struct {
-	run     Runner
-	tempDir string
-	log     *slog.Logger
+// newKeychainStore is the macOS System keychain with an admin trust
+// setting (trustRoot), driven by the security tool.
+func newKeychainStore(r Runner, tempDir string, log *slog.Logger) *thumbprintStore {
+	return &thumbprintStore{
+		where: "macOS System keychain", addMsg: "adding trusted certificate",
+		run: r, tempDir: tempDir, log: log,
+		present: keychainPresent,
+		add:     keychainAdd,
+		remove:  keychainRemove,
+	}
 }
 
-// Installed implements Store: the System keychain holds a certificate with the
-// CA's thumbprint. Reading the System keychain needs no privileges.
-func (s *keychainStore) Installed(ctx context.Context, name string, pem []byte) (bool, error) {
-	if err := checkName(name); err != nil {
-		return false, err
-	}
-	c, err := parseCA(pem)
-	if err != nil {
-		return false, err
-	}
-	return s.present(ctx, c)
-}
-
-func (s *keychainStore) present(ctx context.Context, c caCert) (bool, error) {
+func keychainPresent(ctx context.Context, s *thumbprintStore, c caCert) (bool, error) {
 	out, err := run(ctx, s.run, keychainFind())
 	if err != nil {
 		return false, fmt.Errorf("querying macOS System keychain: %w", err)
@@ -58,44 +48,9 @@ func (s *keychainStore) present(ctx context.Context, c caCert) (bool, error) {
 	return containsThumbprint(out, c.sha1), nil
 }
 
-// Install implements Store.
-func (s *keychainStore) Install(ctx context.Context, name string, pem []byte) (bool, error) {
-	if err := checkName(name); err != nil {
-		return false, err
-	}
-	c, err := parseCA(pem)
-	if err != nil {
-		return false, err
-	}
-	if ok, err := s.present(ctx, c); err != nil || ok {
-		return false, err
-	}
-	file, cleanup, err := stagePEM(s.tempDir, c)
-	if err != nil {
-		return false, err
-	}
-	defer cleanup()
-	argv := keychainAdd(file)
-	s.log.Debug("adding trusted certificate", "argv", argv)
-	if _, err := run(ctx, s.run, argv); err != nil {
-		return false, fmt.Errorf("installing %s into macOS System keychain: %w", name, err)
-	}
-	return true, nil
-}
-
-// Uninstall implements Store: it removes the admin trust setting, then the
-// certificate itself (smallstep/truststore removes only the former).
-func (s *keychainStore) Uninstall(ctx context.Context, name string, pem []byte) (bool, error) {
-	if err := checkName(name); err != nil {
-		return false, err
-	}
-	c, err := parseCA(pem)
-	if err != nil {
-		return false, err
-	}
-	if ok, err := s.present(ctx, c); err != nil || !ok {
-		return false, err
-	}
+// keychainRemove removes the admin trust setting, then the certificate
+// itself (smallstep/truststore removes only the former).
+func keychainRemove(ctx context.Context, s *thumbprintStore, name string, c caCert) (bool, error) {
 	file, cleanup, err := stagePEM(s.tempDir, c)
 	if err != nil {
 		return false, err

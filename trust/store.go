@@ -64,9 +64,9 @@ func NewStore(kind Kind, root string, r Runner, opts ...Option) (Store, error) {
 		}
 		tempDir := o.tempDir
 		if kind == MacOS {
-			return &keychainStore{run: r, tempDir: tempDir, log: o.log}, nil
+			return newKeychainStore(r, tempDir, o.log), nil
 		}
-		return &certutilStore{run: r, tempDir: tempDir, log: o.log}, nil
+		return newCertutilStore(r, tempDir, o.log), nil
 	default:
 		return nil, fmt.Errorf("opening %q trust store: %w", kind, ErrUnsupported)
 	}
