@@ -55,6 +55,7 @@ func startServerInit(t *testing.T, initMod func(*InitOptions), mod func(*Options
 	ts.client = &http.Client{Transport: ts.transport()}
 	go func() { ts.done <- srv.Serve(ctx) }()
 	t.Cleanup(func() {
+		ts.client.CloseIdleConnections()
 		cancel()
 		if err := <-ts.done; err != nil {
 			t.Errorf("serve: %v", err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -59,37 +58,7 @@ func testOptions(name string) InitOptions {
 
 func startServer(t *testing.T, mod func(*Options)) *testServer {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := Ensure(dir, testOptions("test"), time.Now())
-	if err != nil {
-		t.Fatalf("initialising data dir: %v", err)
-	}
-	logs := &syncBuffer{}
-	o := Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil))}
-	if mod != nil {
-		mod(&o)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, st, o)
-	if err != nil {
-		cancel()
-		t.Fatalf("starting server: %v", err)
-	}
-	pw, err := st.AdminPassword()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{t: t, state: st, srv: srv, addr: srv.Addr().String(), adminPW: pw, logs: logs, cancel: cancel, done: make(chan error, 1)}
-	ts.client = &http.Client{Transport: ts.transport()}
-	go func() { ts.done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		ts.client.CloseIdleConnections()
-		cancel()
-		if err := <-ts.done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return ts
+	return startServerInit(t, nil, mod)
 }
 
 func (ts *testServer) transport() *http.Transport {
