@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgecr/edgecr/agent"
+	"github.com/edgecr/edgecr/e2e/benchutil"
 	"github.com/edgecr/edgecr/trust"
 )
 
@@ -59,7 +60,7 @@ type results struct {
 // stopped and everything it creates (one temp dir) removed before it
 // returns, also on error and on cancellation (Ctrl-C, SIGTERM).
 func runBench(ctx context.Context, cfg config, progress io.Writer) (res *results, err error) {
-	res = &results{cfg: cfg, started: time.Now(), loadStart: loadAverage()}
+	res = &results{cfg: cfg, started: time.Now(), loadStart: benchutil.LoadAverage()}
 	if l, err := strconv.ParseFloat(res.loadStart, 64); err == nil && l > 0.5 {
 		fmt.Fprintf(progress, "warning: load average %s: other work on this machine will skew the numbers\n", res.loadStart)
 	}
@@ -120,7 +121,7 @@ func runBench(ctx context.Context, cfg config, progress io.Writer) (res *results
 		}
 		res.stores = append(res.stores, sr)
 	}
-	res.loadEnd = loadAverage()
+	res.loadEnd = benchutil.LoadAverage()
 	return res, nil
 }
 

@@ -89,7 +89,7 @@ func startDevice(ctx context.Context, bin, dir string) (*device, error) {
 
 	d.cmd = exec.Command(bin, "serve", "--data-dir", d.dataDir, "--name", "bench", "--ip", "127.0.0.1", "--listen", d.addr, "--ui-listen", "off")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = childAttr()
+	d.cmd.SysProcAttr = benchutil.ChildAttr()
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}

@@ -2,14 +2,7 @@
 
 package main
 
-import (
-	"os/exec"
-	"syscall"
-)
-
-func loadAverage() string { return "" }
-
-func childAttr() *syscall.SysProcAttr { return nil }
+import "os/exec"
 
 // ownGroup leaves cmd as it is: cancelling its context kills the process.
 func ownGroup(*exec.Cmd) {}

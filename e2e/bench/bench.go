@@ -42,7 +42,7 @@ const repo = "bench/blob"
 // starts (the edgecrd child, the in-process registries, the temp dir) is
 // stopped and removed before it returns, also on error and cancellation.
 func runBench(ctx context.Context, cfg config, progress io.Writer) (res *results, err error) {
-	res = &results{cfg: cfg, started: time.Now(), loadStart: loadAverage()}
+	res = &results{cfg: cfg, started: time.Now(), loadStart: benchutil.LoadAverage()}
 	if l, err := strconv.ParseFloat(res.loadStart, 64); err == nil && l > 0.5 {
 		fmt.Fprintf(progress, "warning: load average %s: other work on this machine will skew the numbers\n", res.loadStart)
 	}

@@ -70,7 +70,7 @@ func startEdgecrd(ctx context.Context, bin, dir string) (*edgecrd, error) {
 	addr := net.JoinHostPort("127.0.0.1", port)
 	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--name", "bench", "--listen", addr, "--ui-listen", "off")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr = benchutil.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}

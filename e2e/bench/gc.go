@@ -87,7 +87,7 @@ func runGC(ctx context.Context, fs *flag.FlagSet, o options, args []string, stdo
 		{name: "large layers", images: images, layers: 2, layerSize: layerSize, baseSize: layerSize},
 		{name: "small blobs", images: 500, layers: 4, layerSize: 4 << 10},
 	}
-	started, load := time.Now(), loadAverage()
+	started, load := time.Now(), benchutil.LoadAverage()
 	res, err := benchGC(ctx, o.edgecrd, p, scenarios, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)

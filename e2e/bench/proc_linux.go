@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
@@ -52,23 +51,4 @@ func cpuTime(pid int) (cpuUse, error) {
 		t[i] = time.Duration(ticks) * time.Second / userHZ
 	}
 	return cpuUse{user: t[0], sys: t[1]}, nil
-}
-
-// loadAverage is the 1-minute load average, or "" where it cannot be read.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return ""
-	}
-	return f[0]
-}
-
-// childAttr makes the kernel kill the child if the benchmark dies without
-// running its cleanup (SIGKILL).
-func childAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

@@ -2,17 +2,10 @@
 
 package main
 
-import (
-	"errors"
-	"syscall"
-)
+import "errors"
 
 var errNoProc = errors.New("not measured: needs Linux /proc")
 
 func peakRSS(int) (int64, error) { return 0, errNoProc }
 
 func cpuTime(int) (cpuUse, error) { return cpuUse{}, errNoProc }
-
-func loadAverage() string { return "" }
-
-func childAttr() *syscall.SysProcAttr { return nil }
