@@ -15,6 +15,7 @@ import (
 	"github.com/edgecr/edgecr/agent"
 	"github.com/edgecr/edgecr/agent/agenttest"
 	"github.com/edgecr/edgecr/trust"
+	"github.com/edgecr/edgecr/trust/trusttest"
 )
 
 // env is one client machine (a temp root, a temp home) and its device.
@@ -106,9 +107,9 @@ func (e *env) leave() []agent.LeaveResult {
 // a lock file others may be waiting on would break the lock), and it holds
 // nothing.
 func (e *env) snapshot() map[string]string {
-	s := agenttest.Snapshot(e.t, e.root)
+	s := trusttest.Snapshot(e.t, e.root)
 	delete(s, "etc/hosts.edgecr.lock")
-	for k, v := range agenttest.Snapshot(e.t, e.home) {
+	for k, v := range trusttest.Snapshot(e.t, e.home) {
 		s["~/"+k] = v
 	}
 	return s
@@ -116,7 +117,7 @@ func (e *env) snapshot() map[string]string {
 
 func (e *env) requireSnapshot(before map[string]string, when string) {
 	e.t.Helper()
-	if diff := agenttest.DiffSnapshots(before, e.snapshot()); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, e.snapshot()); diff != "" {
 		e.t.Errorf("%s: the client changed:\n%s\noutput:\n%s", when, diff, e.output())
 	}
 }

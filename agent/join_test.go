@@ -16,6 +16,7 @@ import (
 	"github.com/edgecr/edgecr/credhelper"
 	"github.com/edgecr/edgecr/e2e/testenv"
 	"github.com/edgecr/edgecr/hostsfile"
+	"github.com/edgecr/edgecr/trust/trusttest"
 )
 
 func TestJoinHappyPathThenLeave(t *testing.T) {
@@ -339,7 +340,7 @@ func TestJoinTwice(t *testing.T) {
 	delete(afterFirst, "var/lib/edgecr/state.json")
 	now := e.snapshot()
 	delete(now, "var/lib/edgecr/state.json")
-	if diff := agenttest.DiffSnapshots(afterFirst, now); diff != "" {
+	if diff := trusttest.DiffSnapshots(afterFirst, now); diff != "" {
 		t.Errorf("second join changed files:\n%s", diff)
 	}
 	e.requireOneOfEach()
@@ -630,7 +631,7 @@ func TestRerunWithDeviceDownKeepsTheInterruptedJoin(t *testing.T) {
 	}
 	now := e.snapshot()
 	delete(now, "var/lib/edgecr/state.json")
-	if diff := agenttest.DiffSnapshots(afterCrash, now); diff != "" {
+	if diff := trusttest.DiffSnapshots(afterCrash, now); diff != "" {
 		t.Errorf("a failed rerun changed:\n%s", diff)
 	}
 }

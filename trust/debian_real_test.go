@@ -48,7 +48,7 @@ func TestDebianStoreRealTool(t *testing.T) {
 		t.Fatal(err)
 	}
 	certs := filepath.Join(root, "etc/ssl/certs")
-	before, beforeCerts := snapshot(t, root), snapshot(t, certs)
+	before, beforeCerts := trusttest.Snapshot(t, root), trusttest.Snapshot(t, certs)
 
 	if changed, err := s.Install(ctx, "dev1", ca); err != nil || !changed {
 		t.Fatalf("Install = %v, %v", changed, err)
@@ -70,10 +70,10 @@ func TestDebianStoreRealTool(t *testing.T) {
 	if changed, err := s.Uninstall(ctx, "dev1", ca); err != nil || !changed {
 		t.Fatalf("Uninstall = %v, %v", changed, err)
 	}
-	if diff := diffSnapshots(beforeCerts, snapshot(t, certs)); diff != "" {
+	if diff := trusttest.DiffSnapshots(beforeCerts, trusttest.Snapshot(t, certs)); diff != "" {
 		t.Errorf("etc/ssl/certs differs after Install+Uninstall:\n%s", diff)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("root differs after Install+Uninstall:\n%s", diff)
 	}
 	if liveCertsState(t) != live {
@@ -87,7 +87,7 @@ func TestDebianStoreRealTool(t *testing.T) {
 func TestDebianRefreshWithoutFreshLeavesTraces(t *testing.T) {
 	root := realDebianRoot(t)
 	certs := filepath.Join(root, "etc/ssl/certs")
-	before := snapshot(t, certs)
+	before := trusttest.Snapshot(t, certs)
 	anchor := filepath.Join(root, "usr/local/share/ca-certificates/edgecr-dev1.crt")
 	writeFile(t, anchor, string(trusttest.NewCA(t, "device CA")))
 	flags := relocationFlags(root)
@@ -100,7 +100,7 @@ func TestDebianRefreshWithoutFreshLeavesTraces(t *testing.T) {
 	if out, err := exec.Command("update-ca-certificates", flags...).CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if diffSnapshots(before, snapshot(t, certs)) == "" {
+	if trusttest.DiffSnapshots(before, trusttest.Snapshot(t, certs)) == "" {
 		t.Skip("this update-ca-certificates cleans up without --fresh; nothing to pin down")
 	}
 	if _, err := os.Lstat(filepath.Join(certs, "edgecr-dev1.pem")); err != nil {
@@ -109,7 +109,7 @@ func TestDebianRefreshWithoutFreshLeavesTraces(t *testing.T) {
 	if out, err := exec.Command("update-ca-certificates", append(flags, "--fresh")...).CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if diff := diffSnapshots(before, snapshot(t, certs)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, certs)); diff != "" {
 		t.Errorf("--fresh did not restore etc/ssl/certs:\n%s", diff)
 	}
 }
@@ -129,7 +129,7 @@ func TestDebianRealToolUninstallLastCA(t *testing.T) {
 	if out, err := exec.Command("update-ca-certificates", append(relocationFlags(root), "--fresh")...).CombinedOutput(); err != nil {
 		t.Fatalf("building fixture trust store: %v\n%s", err, out)
 	}
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	s, err := trust.NewStore(trust.Debian, root, trust.ExecRunner{})
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +151,7 @@ func TestDebianRealToolUninstallLastCA(t *testing.T) {
 	if ok, err := s.Installed(ctx, "dev1", ca); err != nil || ok {
 		t.Errorf("Installed after Uninstall = %v, %v", ok, err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("root differs after Install+Uninstall:\n%s", diff)
 	}
 

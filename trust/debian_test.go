@@ -47,7 +47,7 @@ func TestDebianStoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 
 	changed, err := s.Install(ctx, "dev1", ca)
 	if err != nil || !changed {
@@ -93,7 +93,7 @@ func TestDebianStoreRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(want, r.Calls()); diff != "" {
 		t.Errorf("Uninstall commands (-want +got):\n%s", diff)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("root not restored after Install+Uninstall:\n%s", diff)
 	}
 	r.Reset()
@@ -113,7 +113,7 @@ func TestDebianStoreRepairsHalfDoneStates(t *testing.T) {
 	root, r, flags := debianRoot(t)
 	ca := trusttest.NewCA(t, "device CA")
 	s, _ := trust.NewStore(trust.Debian, root, r)
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 
 	writeFile(t, filepath.Join(root, "usr/local/share/ca-certificates/edgecr-dev1.crt"), string(ca))
 	if ok, _ := s.Installed(ctx, "dev1", ca); ok {
@@ -143,7 +143,7 @@ func TestDebianStoreRepairsHalfDoneStates(t *testing.T) {
 	if calls := r.Calls(); len(calls) != 1 || calls[0][len(calls[0])-1] != "--fresh" {
 		t.Errorf("Uninstall ran %v, want one update-ca-certificates --fresh", calls)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("root not restored:\n%s", diff)
 	}
 }
@@ -153,7 +153,7 @@ func TestDebianStoreToolMissing(t *testing.T) {
 	root, _, _ := debianRoot(t)
 	r := &trusttest.Runner{Missing: []string{"update-ca-certificates"}}
 	s, _ := trust.NewStore(trust.Debian, root, r)
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	changed, err := s.Install(ctx, "dev1", trusttest.NewCA(t, "device CA"))
 	if !errors.Is(err, trust.ErrToolMissing) || changed {
 		t.Fatalf("Install = %v, %v; want false, ErrToolMissing", changed, err)
@@ -161,7 +161,7 @@ func TestDebianStoreToolMissing(t *testing.T) {
 	if !strings.Contains(err.Error(), "update-ca-certificates") {
 		t.Errorf("error %q does not name the tool", err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("failed Install left changes:\n%s", diff)
 	}
 }
@@ -206,14 +206,14 @@ func TestDebianStoreRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	root, r, _ := debianRoot(t)
 	s, _ := trust.NewStore(trust.Debian, root, r)
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	if _, err := s.Install(ctx, "../../etc/evil", trusttest.NewCA(t, "x")); !errors.Is(err, trust.ErrInvalidName) {
 		t.Errorf("Install with path name: %v, want ErrInvalidName", err)
 	}
 	if _, err := s.Install(ctx, "dev1", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")); !errors.Is(err, trust.ErrInvalidCertificate) {
 		t.Errorf("Install of bad PEM: %v, want ErrInvalidCertificate", err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("rejected Install changed the root:\n%s", diff)
 	}
 	if len(r.Calls()) != 0 {

@@ -3,72 +3,12 @@ package trust_test
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 )
-
-// snapshot describes every entry under root: type, mode, and content or
-// link target. Two equal snapshots mean a byte-identical tree.
-func snapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	snap := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			snap[rel] = "link -> " + target
-		case fi.IsDir():
-			snap[rel] = fmt.Sprintf("dir %v", fi.Mode().Perm())
-		default:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			snap[rel] = fmt.Sprintf("file %v %q", fi.Mode().Perm(), b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("snapshot of %s: %v", root, err)
-	}
-	return snap
-}
-
-// diffSnapshots returns a readable difference, "" when equal.
-func diffSnapshots(before, after map[string]string) string {
-	var keys []string
-	for k := range before {
-		keys = append(keys, k)
-	}
-	for k := range after {
-		if _, ok := before[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		if before[k] != after[k] {
-			fmt.Fprintf(&b, "%s:\n  before: %.200s\n  after:  %.200s\n", k, before[k], after[k])
-		}
-	}
-	return b.String()
-}
 
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()

@@ -82,7 +82,7 @@ func TestRuntimeWriterRoundTrip(t *testing.T) {
 		t.Fatalf("detected %v, want %v", plan.Runtimes, want)
 	}
 	w := &trust.RuntimeWriter{Root: root}
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 
 	if missing, err := w.Verify(ctx, plan); err != nil || len(missing) != 6 {
 		t.Errorf("Verify before Install = %v, %v; want 5 files and the k3s entry", missing, err)
@@ -151,7 +151,7 @@ func TestRuntimeWriterRoundTrip(t *testing.T) {
 	}
 
 	// Idempotent: nothing written the second time, same receipt.
-	afterInstall := snapshot(t, root)
+	afterInstall := trusttest.Snapshot(t, root)
 	rc2, changed, err := w.Install(ctx, plan, &stored)
 	if err != nil || len(changed) != 0 {
 		t.Fatalf("second Install changed %v, %v", changed, err)
@@ -159,7 +159,7 @@ func TestRuntimeWriterRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(rc, rc2); diff != "" {
 		t.Errorf("second receipt differs (-first +second):\n%s", diff)
 	}
-	if diff := diffSnapshots(afterInstall, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(afterInstall, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("second Install touched files:\n%s", diff)
 	}
 
@@ -167,7 +167,7 @@ func TestRuntimeWriterRoundTrip(t *testing.T) {
 	if err != nil || len(kept) != 0 {
 		t.Fatalf("Uninstall kept %v, %v", kept, err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("root not restored:\n%s", diff)
 	}
 	if kept, err := w.Uninstall(ctx, rc2); err != nil || len(kept) != 0 {
@@ -185,7 +185,7 @@ func TestRuntimeWriterCreatesRegistriesYAML(t *testing.T) {
 	if !slices.Equal(plan.Runtimes, []trust.Runtime{trust.K3s}) {
 		t.Fatalf("detected %v", plan.Runtimes)
 	}
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	w := &trust.RuntimeWriter{Root: root}
 	rc, _, err := w.Install(ctx, plan, nil)
 	if err != nil {
@@ -200,7 +200,7 @@ func TestRuntimeWriterCreatesRegistriesYAML(t *testing.T) {
 	if _, err := w.Uninstall(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("root not restored:\n%s", diff)
 	}
 }
@@ -237,7 +237,7 @@ func TestRuntimeWriterMalformedRegistriesYAML(t *testing.T) {
 	root := runtimeRoot(t)
 	bad := "configs:\n  \"a:1\":\n\tauth: x\n"
 	writeFile(t, filepath.Join(root, "etc/rancher/k3s/registries.yaml"), bad)
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	w := &trust.RuntimeWriter{Root: root}
 	_, changed, err := w.Install(context.Background(), planFor(t, root, trusttest.NewCA(t, "device CA")), nil)
 	if !errors.Is(err, trust.ErrMalformedConfig) {
@@ -249,7 +249,7 @@ func TestRuntimeWriterMalformedRegistriesYAML(t *testing.T) {
 	if len(changed) != 0 {
 		t.Errorf("changed %v", changed)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("failed Install changed the root (nothing may be written):\n%s", diff)
 	}
 }
@@ -289,13 +289,13 @@ func TestRuntimeWriterUninstallWithBrokenRegistriesYAML(t *testing.T) {
 func TestRuntimeWriterForeignFile(t *testing.T) {
 	root := runtimeRoot(t)
 	writeFile(t, filepath.Join(root, "etc/docker/certs.d", testReg, "ca.crt"), string(trusttest.NewCA(t, "someone else")))
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	w := &trust.RuntimeWriter{Root: root}
 	_, _, err := w.Install(context.Background(), planFor(t, root, trusttest.NewCA(t, "device CA")), nil)
 	if !errors.Is(err, trust.ErrForeignFile) {
 		t.Fatalf("Install error = %v, want ErrForeignFile", err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("failed Install changed the root:\n%s", diff)
 	}
 }
@@ -307,7 +307,7 @@ func TestRuntimeWriterLeavesIdenticalPreexistingFile(t *testing.T) {
 	root := t.TempDir()
 	ca := trusttest.NewCA(t, "device CA")
 	writeFile(t, filepath.Join(root, "etc/docker/certs.d", testReg, "ca.crt"), string(ca))
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	w := &trust.RuntimeWriter{Root: root}
 	rc, changed, err := w.Install(ctx, planFor(t, root, ca), nil)
 	if err != nil || len(changed) != 0 || len(rc.Files) != 0 {
@@ -316,7 +316,7 @@ func TestRuntimeWriterLeavesIdenticalPreexistingFile(t *testing.T) {
 	if _, err := w.Uninstall(ctx, rc); err != nil {
 		t.Fatal(err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("Uninstall removed what was there before:\n%s", diff)
 	}
 }
@@ -351,7 +351,7 @@ func TestRuntimeWriterRenewedCA(t *testing.T) {
 	root := t.TempDir()
 	mkdir(t, filepath.Join(root, "etc/containers"))
 	w := &trust.RuntimeWriter{Root: root}
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	rc, _, err := w.Install(ctx, planFor(t, root, trusttest.NewCA(t, "old")), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +367,7 @@ func TestRuntimeWriterRenewedCA(t *testing.T) {
 	if _, err := w.Uninstall(ctx, rc2); err != nil {
 		t.Fatal(err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("root not restored:\n%s", diff)
 	}
 }
@@ -379,12 +379,12 @@ func TestRuntimeWriterRefusesSymlinkedRegistriesYAML(t *testing.T) {
 	if err := os.Symlink(filepath.Join(root, "srv/registries.yaml"), filepath.Join(root, "etc/rancher/k3s/registries.yaml")); err != nil {
 		t.Skipf("cannot create a symbolic link here: %v", err)
 	}
-	before := snapshot(t, root)
+	before := trusttest.Snapshot(t, root)
 	w := &trust.RuntimeWriter{Root: root}
 	if _, _, err := w.Install(context.Background(), planFor(t, root, trusttest.NewCA(t, "device CA")), nil); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Fatalf("Install error = %v, want a refusal to replace the link", err)
 	}
-	if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 		t.Errorf("root changed:\n%s", diff)
 	}
 }
@@ -417,7 +417,7 @@ func TestRuntimeWriterIntent(t *testing.T) {
 			mkdir(t, filepath.Join(root, "etc/containerd"))
 			mkdir(t, filepath.Join(root, "etc/rancher/k3s")) // no registries.yaml yet
 			w := &trust.RuntimeWriter{Root: root}
-			before := snapshot(t, root)
+			before := trusttest.Snapshot(t, root)
 			plan := planFor(t, root, trusttest.NewCA(t, "device CA"))
 			var intent trust.RuntimeReceipt
 			persisted := 0
@@ -441,7 +441,7 @@ func TestRuntimeWriterIntent(t *testing.T) {
 				}
 			}
 			if !written {
-				if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+				if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 					t.Fatalf("a refused intent wrote:\n%s", diff)
 				}
 			}
@@ -459,7 +459,7 @@ func TestRuntimeWriterIntent(t *testing.T) {
 			if kept, err := w.Uninstall(ctx, rc); err != nil || len(kept) != 0 {
 				t.Fatalf("Uninstall = %v, %v", kept, err)
 			}
-			if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+			if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 				t.Errorf("root not restored:\n%s", diff)
 			}
 
@@ -476,7 +476,7 @@ func TestRuntimeWriterIntent(t *testing.T) {
 			if kept, err := w.Uninstall(ctx, intent); err != nil || len(kept) != 0 {
 				t.Fatalf("Uninstall of the intent = %v, %v", kept, err)
 			}
-			if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+			if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 				t.Errorf("root not restored from the intent:\n%s", diff)
 			}
 		})
@@ -486,7 +486,7 @@ func TestRuntimeWriterIntent(t *testing.T) {
 		root := t.TempDir()
 		mkdir(t, filepath.Join(root, "etc/containers"))
 		w := &trust.RuntimeWriter{Root: root}
-		before := snapshot(t, root)
+		before := trusttest.Snapshot(t, root)
 		rc, _, err := w.Install(ctx, planFor(t, root, trusttest.NewCA(t, "old")), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -500,7 +500,7 @@ func TestRuntimeWriterIntent(t *testing.T) {
 		if kept, err := w.Uninstall(ctx, intent); err != nil || len(kept) != 0 {
 			t.Fatalf("Uninstall = %v, %v", kept, err)
 		}
-		if diff := diffSnapshots(before, snapshot(t, root)); diff != "" {
+		if diff := trusttest.DiffSnapshots(before, trusttest.Snapshot(t, root)); diff != "" {
 			t.Errorf("root not restored:\n%s", diff)
 		}
 	})

@@ -2,13 +2,10 @@ package agenttest
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -142,68 +139,4 @@ func emulateUpdateCACertificates(args []string) error {
 		}
 	}
 	return os.WriteFile(filepath.Join(etc, "ca-certificates.crt"), bundle.Bytes(), 0o644)
-}
-
-// Snapshot records every file, directory and link under dir (mode, content
-// hash, link target), for byte-identical before/after comparisons.
-func Snapshot(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out[rel] = "link -> " + target
-		case fi.IsDir():
-			out[rel] = fmt.Sprintf("dir %v", fi.Mode().Perm())
-		default:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			s := sha256.Sum256(b)
-			out[rel] = fmt.Sprintf("file %v %s", fi.Mode().Perm(), hex.EncodeToString(s[:8]))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// DiffSnapshots describes how two snapshots differ; "" when they are equal.
-func DiffSnapshots(before, after map[string]string) string {
-	var keys []string
-	for k := range before {
-		keys = append(keys, k)
-	}
-	for k := range after {
-		if _, ok := before[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		x, y := before[k], after[k]
-		switch {
-		case x == y:
-		case x == "":
-			fmt.Fprintf(&b, "+ %s: %s\n", k, y)
-		case y == "":
-			fmt.Fprintf(&b, "- %s: %s\n", k, x)
-		default:
-			fmt.Fprintf(&b, "~ %s: %s -> %s\n", k, x, y)
-		}
-	}
-	return b.String()
 }

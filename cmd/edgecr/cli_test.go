@@ -18,6 +18,7 @@ import (
 	"github.com/edgecr/edgecr/agent/agenttest"
 	"github.com/edgecr/edgecr/hostsfile"
 	"github.com/edgecr/edgecr/trust"
+	"github.com/edgecr/edgecr/trust/trusttest"
 )
 
 // cli is one client machine (temp root and home) driven through the
@@ -86,9 +87,9 @@ func (c *cli) runIn(stdin string, args ...string) (code int, stdout, stderr stri
 }
 
 func (c *cli) snapshot() map[string]string {
-	s := agenttest.Snapshot(c.t, c.root)
+	s := trusttest.Snapshot(c.t, c.root)
 	delete(s, "etc/hosts.edgecr.lock") // hostsfile keeps its lock file
-	for k, v := range agenttest.Snapshot(c.t, c.home) {
+	for k, v := range trusttest.Snapshot(c.t, c.home) {
 		s["~/"+k] = v
 	}
 	return s
@@ -96,7 +97,7 @@ func (c *cli) snapshot() map[string]string {
 
 func (c *cli) requireSnapshot(before map[string]string, when string) {
 	c.t.Helper()
-	if diff := agenttest.DiffSnapshots(before, c.snapshot()); diff != "" {
+	if diff := trusttest.DiffSnapshots(before, c.snapshot()); diff != "" {
 		c.t.Errorf("%s: the client changed:\n%s", when, diff)
 	}
 }
