@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -395,5 +396,21 @@ func TestNewCmdJoinParsesFlags(t *testing.T) {
 	}
 	if got.URL != "https://198.18.0.2:31001" || got.Token != "t" || got.Root != "/r" || !got.DryRun || got.Output != "json" || got.Name != "h" {
 		t.Errorf("options = %+v", got)
+	}
+}
+
+// A join URL with a port nothing listens on says so, with where to read
+// the right one, instead of a bare "connection refused".
+func TestJoinWrongPortSaysNothingListens(t *testing.T) {
+	c := newCLI(t, agenttest.RootOptions{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	code, _, errOut := c.run("join", "https://"+addr, "--token", c.dev.Token(agenttest.TokenOptions{}), "--root", c.root)
+	if code != 1 || !strings.Contains(errOut, "Nothing listens at "+addr) || !strings.Contains(errOut, "`edgecrd info` prints its endpoint") {
+		t.Errorf("exit %d, stderr:\n%s", code, errOut)
 	}
 }
