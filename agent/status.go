@@ -60,6 +60,7 @@ func (s *System) status(ctx context.Context, e *Entry) RegistryStatus {
 	}
 	r.Checks = append(r.Checks, s.checkHosts(ctx, e), s.checkResolve(ctx, e), s.checkTrustStore(ctx, e))
 	r.Checks = append(r.Checks, s.checkRuntimes(ctx, e)...)
+	r.Checks = append(r.Checks, s.checkBrowsers(ctx, e)...)
 	dc := s.checkDockerConfig(e)
 	r.Checks = append(r.Checks, s.checkTLS(ctx, e), dc)
 	found, got, user, secret := s.checkHelper(ctx, e)
