@@ -127,3 +127,22 @@ func TestAPIErrorDoesNotRepeatItself(t *testing.T) {
 		}
 	}
 }
+
+// The device's message is its text: whatever it says, the error keeps
+// what the code means and never drops a message that adds a word.
+func FuzzAPIErrorMessage(f *testing.F) {
+	f.Add("TOKEN_USED_UP", "join token has been used up")
+	f.Add("TOKEN_EXPIRED", "expired 3h ago")
+	f.Add("BAD_REQUEST", "")
+	f.Fuzz(func(t *testing.T, code, msg string) {
+		e := APIError{Op: "join", Status: 403, Code: code, TokenID: "1a2b", Message: msg}
+		got := e.Error()
+		bare := APIError{Op: "join", Status: 403, Code: code, TokenID: "1a2b"}
+		if !strings.HasPrefix(got, bare.Error()) {
+			t.Fatalf("%q does not start with %q", got, bare.Error())
+		}
+		if got == bare.Error() && !restates(bare.Error(), msg) {
+			t.Fatalf("message %q dropped though it adds to %q", msg, got)
+		}
+	})
+}

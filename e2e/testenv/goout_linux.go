@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"os"
 	"slices"
@@ -54,12 +55,14 @@ func goCommandOutput() (io.WriteCloser, bool) {
 // appending reports whether the fdinfo file says the descriptor was
 // opened with O_APPEND.
 func appending(fdinfo string) bool {
-	f, err := os.Open(fdinfo)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+	b, err := os.ReadFile(fdinfo)
+	return err == nil && appendFlag(b)
+}
+
+// appendFlag parses /proc/PID/fdinfo/FD content: its "flags:" line, in
+// octal, has O_APPEND set.
+func appendFlag(fdinfo []byte) bool {
+	sc := bufio.NewScanner(bytes.NewReader(fdinfo))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "flags:"); ok {
 			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
