@@ -25,6 +25,7 @@ func TestImageCommandsUsageErrors(t *testing.T) {
 		{"rm"},
 		{"rm", "a:1", "b:1"},
 		{"rm", "a:1", "--username", "admin", "--password-stdin"}, // stdin is taken: needs --yes
+		{"rm", "--image", "a@sha256:0123"},                       // a digest is an image already
 		{"cp", "a:1"},
 		{"cp", "a:1", "b:1", "--platform", "linux"},
 		{"cp", "a:1", "b:1", "--platform", "linux/arm64/v8/x"},
