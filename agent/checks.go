@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -231,12 +232,20 @@ func (s *System) checkDockerConfig(e *Entry) Check {
 	}
 	h, err := s.Docker.Helper(path, e.Registry)
 	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return broken(CheckDockerConfig, err.Error(), otherUserFix(path))
 	case err != nil:
 		return broken(CheckDockerConfig, err.Error(), "fix the JSON of "+path+", then "+rejoinFix(e))
 	case h != HelperName:
 		return broken(CheckDockerConfig, fmt.Sprintf("credHelpers[%q] in %s is %q, want %q", e.Registry, path, h, HelperName), rejoinFix(e))
 	}
 	return ok(CheckDockerConfig, fmt.Sprintf("credHelpers[%q] = %q in %s", e.Registry, HelperName, path))
+}
+
+// otherUserFix is the repair when this user may not read a file the join
+// made for another user (root, joined without sudo): check as that user.
+func otherUserFix(path string) string {
+	return "this user may not read " + path + ": the join was made for another user (root); run `sudo edgecr status`, or join with sudo from this user's account"
 }
 
 const helperInstallFix = "install " + HelperCommand + " in a directory on PATH (it ships next to edgecr, e.g. /usr/local/bin)"

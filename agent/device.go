@@ -117,10 +117,26 @@ func (e *APIError) Error() string {
 			what += " " + e.Code
 		}
 	}
-	if e.Message != "" {
+	if e.Message != "" && !restates(what, e.Message) {
 		what += " (" + e.Message + ")"
 	}
 	return what
+}
+
+// restates reports whether msg adds nothing to what: every word of it is
+// there already ("join token has been used up" after "join token 1a2b has
+// been used up").
+func restates(what, msg string) bool {
+	have := map[string]bool{}
+	for _, w := range strings.Fields(strings.ToLower(what)) {
+		have[strings.Trim(w, ".,:;()")] = true
+	}
+	for _, w := range strings.Fields(strings.ToLower(msg)) {
+		if !have[strings.Trim(w, ".,:;()")] {
+			return false
+		}
+	}
+	return true
 }
 
 // Is maps codes to the package's sentinel errors.

@@ -23,7 +23,10 @@
 //  3. trust: the CA into the OS trust store (as "<host>_<port>") and into
 //     every container runtime present (Docker certs.d, containerd
 //     hosts.toml, containers certs.d, k3s registries.yaml); restart notices
-//     for Docker Desktop and k3s when their files changed.
+//     for Docker Desktop and k3s when their files changed. With --browsers
+//     (Linux), also into the user's browsers' NSS databases with certutil,
+//     run as the user under sudo (see BrowsersRecord); a problem there is
+//     a warning, not a failed join.
 //  4. credentials: the credential into docker-credential-edgecr's store
 //     (0600; under sudo owned by $SUDO_USER), and credHelpers["host:port"] =
 //     "edgecr" in the user's Docker config.json. Under sudo both must lie in
@@ -73,7 +76,8 @@
 //	    "credential": {"path": "/home/alice/.config/edgecr/credentials.json",
 //	                   "key": "ecr.box.internal:31001", "fileExisted": false,
 //	                   "createdDirs": ["/home/alice/.config/edgecr"]},
-//	    "dockerConfig": {"path": "/home/alice/.docker/config.json", "change": <credhelper.Change>}
+//	    "dockerConfig": {"path": "/home/alice/.docker/config.json", "change": <credhelper.Change>},
+//	    "browsers": {"name": "ecr.box.internal_31001", "added": ["/home/alice/.pki/nssdb"]}
 //	  }]
 //	}
 //

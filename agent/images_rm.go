@@ -14,29 +14,41 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// RemovePlan is what `edgecr rm` is about to delete: one manifest, by
-// digest, and with it every tag that points at it. `edgecr rm -o json`
-// prints it, with Deleted set once done.
+// RemovePlan is what `edgecr rm` is about to delete: one tag (Tag set:
+// the manifest and its other tags stay, as the web UI's "delete a tag"), or
+// one manifest by digest and with it every tag that points at it.
+// `edgecr rm -o json` prints it, with Deleted set once done.
 type RemovePlan struct {
 	Reference  string `json:"reference"`  // as resolved: host:port/repo:tag or @digest
 	Repository string `json:"repository"` // host:port/repo
 	Digest     string `json:"digest"`
 	MediaType  string `json:"mediaType"`
-	// Tags are every tag of the repository that points at Digest: the
-	// registry removes them with it.
+	// Tag is the tag removed alone (rm REPO:TAG); "" when the manifest is
+	// deleted.
+	Tag string `json:"tag,omitempty"`
+	// Tags are every tag of the repository that points at Digest: when the
+	// manifest is deleted, the registry removes them with it; when only Tag
+	// is, the others keep the image.
 	Tags []string `json:"tags"`
 	// ReferencedBy are the tagged indexes of the repository that list
-	// Digest as one of their platforms ("tag (linux/arm64)"): deleting it
-	// leaves them incomplete.
+	// Digest as one of their platforms ("tag (linux/arm64)"): deleting the
+	// manifest leaves them incomplete. Empty when only a tag goes.
 	ReferencedBy []string `json:"referencedBy,omitempty"`
 	Deleted      bool     `json:"deleted"`
 }
 
+// OtherTags are the tags of p's image other than p.Tag.
+func (p *RemovePlan) OtherTags() []string {
+	return slices.DeleteFunc(slices.Clone(p.Tags), func(t string) bool { return t == p.Tag })
+}
+
 // PlanRemove is the vendor's procedure up to the deletion: list the tags,
-// HEAD the manifest for its Docker-Content-Digest, and find every other tag on that digest and every tagged index that
-// lists it. ref is a tag or a digest; a missing repository, tag or digest
-// is ErrNotFound.
-func (im *Images) PlanRemove(ctx context.Context, ref name.Reference) (*RemovePlan, error) {
+// HEAD the manifest for its Docker-Content-Digest, and find every other tag
+// on that digest and every tagged index that lists it. ref is a tag or a
+// digest; a tag means that tag alone unless wholeImage, which deletes the
+// manifest it points at. A missing repository, tag or digest is
+// ErrNotFound.
+func (im *Images) PlanRemove(ctx context.Context, ref name.Reference, wholeImage bool) (*RemovePlan, error) {
 	repo := ref.Context()
 	opts := im.options(ctx, repo.RegistryStr(), nil)
 	tags, err := im.tags(ctx, repo, opts)
@@ -44,8 +56,13 @@ func (im *Images) PlanRemove(ctx context.Context, ref name.Reference) (*RemovePl
 		return nil, err
 	}
 	p := &RemovePlan{Reference: ref.String(), Repository: repo.String(), Tags: []string{}}
-	if tag, ok := ref.(name.Tag); ok && !slices.Contains(tags, tag.TagStr()) {
-		return nil, fmt.Errorf("tag %s: %w in %s (%s)", tag.TagStr(), ErrNotFound, repo, describeTags(tags))
+	if tag, ok := ref.(name.Tag); ok {
+		if !slices.Contains(tags, tag.TagStr()) {
+			return nil, fmt.Errorf("tag %s: %w in %s (%s)", tag.TagStr(), ErrNotFound, repo, describeTags(tags))
+		}
+		if !wholeImage {
+			p.Tag = tag.TagStr()
+		}
 	}
 	desc, err := im.head(ref, opts)
 	if err != nil {
@@ -110,6 +127,9 @@ func (im *Images) PlanRemove(ctx context.Context, ref name.Reference) (*RemovePl
 	}
 	slices.Sort(p.Tags)
 	slices.Sort(p.ReferencedBy)
+	if p.Tag != "" {
+		p.ReferencedBy = nil // the manifest stays: every index stays whole
+	}
 	return p, nil
 }
 
@@ -131,26 +151,65 @@ func (im *Images) head(ref name.Reference, opts []remote.Option) (*v1.Descriptor
 	return &got.Descriptor, nil
 }
 
-// Remove deletes the plan's manifest by digest (DELETE
-// /v2/<repo>/manifests/<digest>), and with it every tag on it; the space
-// comes back at the registry's next garbage collection. An edgecr device
-// lets its admin role delete, no other: a push client gets ErrDenied.
+// Remove carries out the plan: with Tag set, DELETE
+// /v2/<repo>/manifests/<tag> (distribution untags; the manifest and its
+// other tags stay), refused when the tag no longer points at the planned
+// digest; else DELETE /v2/<repo>/manifests/<digest>, and with it every tag
+// on it. Unreferenced blobs go at the registry's garbage collection. An
+// edgecr device lets its admin role delete, no other: a push client gets
+// ErrDenied.
 func (im *Images) Remove(ctx context.Context, p *RemovePlan) error {
 	repo, err := name.NewRepository(p.Repository)
 	if err != nil {
 		return fmt.Errorf("parsing repository %q: %w", p.Repository, err)
 	}
-	ref := repo.Digest(p.Digest)
-	err = remote.Delete(ref, im.options(ctx, repo.RegistryStr(), nil)...)
+	opts := im.options(ctx, repo.RegistryStr(), nil)
+	var ref name.Reference = repo.Digest(p.Digest)
+	if p.Tag != "" {
+		tag := repo.Tag(p.Tag)
+		desc, err := im.head(tag, opts)
+		if err != nil {
+			return registryError(err, "reading "+tag.String())
+		}
+		if desc.Digest.String() != p.Digest {
+			return fmt.Errorf("untagging %s: the tag moved to %s since it was read (was %s): nothing deleted, run rm again", tag, desc.Digest, p.Digest)
+		}
+		ref = tag
+	}
+	err = deleteStatus(remote.Delete(ref, opts...), ref, im.who(repo.RegistryStr()))
+	if err == nil {
+		p.Deleted = true
+	}
+	return err
+}
+
+// probeDigest names no manifest: deleting it changes nothing, and the
+// answer says whether this credential may delete at all.
+const probeDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+// CheckDelete asks the registry whether this command's credential may
+// delete manifests in repo, before anything is shown or done: it DELETEs
+// a digest no manifest has (404 when allowed, 403 DENIED when not). A
+// refusal is ErrDenied, naming who this client is.
+func (im *Images) CheckDelete(ctx context.Context, repo name.Repository) error {
+	ref := repo.Digest(probeDigest)
+	err := remote.Delete(ref, im.options(ctx, repo.RegistryStr(), nil)...)
+	if statusCode(err) == http.StatusNotFound {
+		return nil
+	}
+	return deleteStatus(err, repo, im.who(repo.RegistryStr()))
+}
+
+// deleteStatus classifies the answer to a DELETE of ref.
+func deleteStatus(err error, ref fmt.Stringer, who string) error {
 	switch statusCode(err) {
 	case 0:
 		if err != nil {
 			return registryError(err, "deleting "+ref.String())
 		}
-		p.Deleted = true
 		return nil
 	case http.StatusForbidden:
-		return fmt.Errorf("deleting %s: %w to %s: deleting needs the admin role on the device", ref, ErrDenied, im.who(repo.RegistryStr()))
+		return fmt.Errorf("deleting %s: %w to %s: deleting needs the admin role on the device", ref, ErrDenied, who)
 	case http.StatusMethodNotAllowed:
 		return fmt.Errorf("deleting %s: the registry does not allow deletes (405)", ref)
 	}

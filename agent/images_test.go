@@ -404,7 +404,7 @@ func TestImagesRemove(t *testing.T) {
 	ctx := context.Background()
 	d.reset()
 
-	plan, err := im.PlanRemove(ctx, d.ref(t, "app:1"))
+	plan, err := im.PlanRemove(ctx, d.ref(t, "app:1"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +449,7 @@ func TestImagesRemove(t *testing.T) {
 
 	// A platform of a tagged index: named in the plan.
 	armDigest, _ := arm.Digest()
-	plan, err = im.PlanRemove(ctx, d.ref(t, "app@"+armDigest.String()))
+	plan, err = im.PlanRemove(ctx, d.ref(t, "app@"+armDigest.String()), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,10 +462,90 @@ func TestImagesRemove(t *testing.T) {
 		"nope:1":                                "repository nope: not found on " + d.registry,
 		"app@sha256:" + strings.Repeat("0", 64): "manifest sha256:" + strings.Repeat("0", 64) + ": not found",
 	} {
-		_, err := im.PlanRemove(ctx, d.ref(t, ref))
+		_, err := im.PlanRemove(ctx, d.ref(t, ref), false)
 		if !errors.Is(err, agent.ErrNotFound) || !strings.Contains(err.Error(), want) {
 			t.Errorf("PlanRemove(%s): %v, want %q", ref, err, want)
 		}
+	}
+}
+
+// rm REPO:TAG deletes that tag alone (DELETE /v2/<repo>/manifests/<tag>),
+// as the web UI does; the image and its other tags stay.
+func TestImagesRemoveTagOnly(t *testing.T) {
+	d := newFakeDevice(t)
+	sys := imagesSystem(t, mapResolver{"example.com": "127.0.0.1"}, d)
+	admin := openImages(t, sys, agent.ImagesOptions{Username: "admin", Password: adminSecret})
+	idx, _, _ := twoPlatformIndex(t)
+	img := ociImage(t, "amd64")
+	dg := mustPush(t, d.ref(t, "app:1"), img, d.admin())
+	mustPush(t, d.ref(t, "app:alias"), img, d.admin())
+	mustPush(t, d.ref(t, "app:multi"), idx, d.admin())
+	ctx := context.Background()
+
+	plan, err := admin.PlanRemove(ctx, d.ref(t, "app:1"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Tag != "1" || plan.Digest != dg.String() || !slices.Equal(plan.Tags, []string{"1", "alias"}) || !slices.Equal(plan.OtherTags(), []string{"alias"}) {
+		t.Fatalf("plan: %+v", plan)
+	}
+	d.reset()
+	if err := admin.Remove(ctx, plan); err != nil || !plan.Deleted {
+		t.Fatalf("Remove: %v", err)
+	}
+	var deletes []string
+	for _, r := range d.reset() {
+		if r.method == http.MethodDelete {
+			deletes = append(deletes, r.path)
+		}
+	}
+	if want := []string{"/v2/app/manifests/1"}; !slices.Equal(deletes, want) {
+		t.Errorf("DELETEs %v, want %v", deletes, want)
+	}
+	if _, err := remote.Head(d.ref(t, "app:alias"), d.admin()...); err != nil {
+		t.Errorf("the other tag went too: %v", err)
+	}
+	if _, err := remote.Head(d.ref(t, "app@"+dg.String()), d.admin()...); err != nil {
+		t.Errorf("the manifest went too: %v", err)
+	}
+
+	// A tag pushed elsewhere between plan and delete is not deleted.
+	plan, err = admin.PlanRemove(ctx, d.ref(t, "app:alias"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPush(t, d.ref(t, "app:alias"), ociImage(t, "arm64"), d.admin())
+	if err := admin.Remove(ctx, plan); err == nil || !strings.Contains(err.Error(), "the tag moved") || plan.Deleted {
+		t.Fatalf("Remove of a moved tag: %v", err)
+	}
+	if _, err := remote.Head(d.ref(t, "app:alias"), d.admin()...); err != nil {
+		t.Errorf("the moved tag was deleted: %v", err)
+	}
+}
+
+// CheckDelete asks the registry before anything is shown: a push client
+// is refused, the admin is not, and nothing is deleted either way.
+func TestImagesCheckDelete(t *testing.T) {
+	d := newFakeDevice(t)
+	sys := imagesSystem(t, mapResolver{"example.com": "127.0.0.1"}, d)
+	img := ociImage(t, "amd64")
+	mustPush(t, d.ref(t, "app:1"), img, d.admin())
+	ctx := context.Background()
+	repo := d.ref(t, "app:1").Context()
+
+	err := openImages(t, sys, agent.ImagesOptions{}).CheckDelete(ctx, repo)
+	if !errors.Is(err, agent.ErrDenied) || !strings.Contains(err.Error(), "client c-1 (role push)") {
+		t.Fatalf("CheckDelete as the push client: %v", err)
+	}
+	if err := openImages(t, sys, agent.ImagesOptions{Username: "admin", Password: adminSecret}).CheckDelete(ctx, repo); err != nil {
+		t.Fatalf("CheckDelete as admin: %v", err)
+	}
+	err = openImages(t, sys, agent.ImagesOptions{Username: "admin", Password: "wrong"}).CheckDelete(ctx, repo)
+	if !errors.Is(err, agent.ErrUnauthorized) {
+		t.Fatalf("CheckDelete with a wrong password: %v", err)
+	}
+	if _, err := remote.Head(d.ref(t, "app:1"), d.admin()...); err != nil {
+		t.Fatalf("CheckDelete deleted something: %v", err)
 	}
 }
 

@@ -24,6 +24,9 @@ type JoinOptions struct {
 	URL   string // https://<device>:31001
 	Token string // edgecr1.<pin>.<id>.<secret>
 	Name  string // the client's name on the device
+	// Browsers also adds the CA to the user's browsers' NSS databases
+	// (Linux: Chromium, Firefox); a rerun of such a join does it again.
+	Browsers bool
 	// Report receives each event as it happens (nil: none).
 	Report func(Event)
 	// AfterStep runs after each step's state has been saved. An error from
@@ -399,7 +402,10 @@ func (j *joinRun) trust(ctx context.Context) error {
 			j.emit(StepTrust, "trust store", StatusWarning, n)
 		}
 	}
-	return j.runtimes(ctx)
+	if err := j.runtimes(ctx); err != nil {
+		return err
+	}
+	return j.browsers(ctx)
 }
 
 // describeStore says where a store keeps the CA, for messages.

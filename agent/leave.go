@@ -152,6 +152,9 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 			rep.emit(step, "credential", done, fmt.Sprintf("erased the credential for %s from %s", r.Key, r.Path))
 		}
 	}
+	if err := s.undoBrowsers(ctx, e, rep, step, done); err != nil {
+		errs = append(errs, err)
+	}
 	if r := e.Runtimes; r != nil {
 		kept, err := s.Runtimes.Uninstall(ctx, *r)
 		for _, k := range kept {

@@ -104,6 +104,9 @@ func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, erro
 
 	// trust
 	s.planTrust(ctx, registry, caPEM, plan, warn)
+	if o.Browsers {
+		s.planBrowsers(registry, plan, warn)
+	}
 
 	// credentials
 	owner := ""

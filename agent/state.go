@@ -78,6 +78,7 @@ type Entry struct {
 	Runtimes     *trust.RuntimeReceipt `json:"runtimes,omitempty"`
 	Credential   *CredentialRecord     `json:"credential,omitempty"`
 	DockerConfig *DockerRecord         `json:"dockerConfig,omitempty"`
+	Browsers     *BrowsersRecord       `json:"browsers,omitempty"`
 }
 
 // HostsRecord is the hosts entry the hosts step made.

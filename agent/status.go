@@ -60,8 +60,20 @@ func (s *System) status(ctx context.Context, e *Entry) RegistryStatus {
 	}
 	r.Checks = append(r.Checks, s.checkHosts(ctx, e), s.checkResolve(ctx, e), s.checkTrustStore(ctx, e))
 	r.Checks = append(r.Checks, s.checkRuntimes(ctx, e)...)
-	r.Checks = append(r.Checks, s.checkTLS(ctx, e), s.checkDockerConfig(e))
+	r.Checks = append(r.Checks, s.checkBrowsers(ctx, e)...)
+	dc := s.checkDockerConfig(e)
+	r.Checks = append(r.Checks, s.checkTLS(ctx, e), dc)
 	found, got, user, secret := s.checkHelper(ctx, e)
-	r.Checks = append(r.Checks, found, got, s.checkRegistry(ctx, e, user, secret))
+	reg := s.checkRegistry(ctx, e, user, secret)
+	if !dc.OK && strings.HasPrefix(dc.Fix, "this user may not read") {
+		// The credential is the other user's too: its checks fail for
+		// the same reason, and rejoining is not the repair.
+		for _, c := range []*Check{&got, &reg} {
+			if !c.OK {
+				c.Fix = dc.Fix
+			}
+		}
+	}
+	r.Checks = append(r.Checks, found, got, reg)
 	return r
 }

@@ -207,3 +207,38 @@ func TestLeaveKeepsWhatItCouldNotUndo(t *testing.T) {
 	e.leave()
 	e.requireSnapshot(before, "after the second leave")
 }
+
+// unreadableDocker is the Docker config of a join made by root, as another
+// user sees it: reading it is permission denied.
+type unreadableDocker struct{ agent.DockerConfig }
+
+func (unreadableDocker) Helper(path, _ string) (string, error) {
+	return "", &os.PathError{Op: "open", Path: path, Err: os.ErrPermission}
+}
+
+// notFoundHelper is the helper run as a user whose store lacks the
+// credential.
+type notFoundHelper struct{ agent.Helper }
+
+func (notFoundHelper) Get(context.Context, string, string) (string, agent.Secret, error) {
+	return "", "", errors.New("credentials not found in native keychain")
+}
+
+// A user checking a join root made sees "run it with sudo", not "fix the
+// JSON" or "join again".
+func TestStatusOtherUsersJoinSaysSudo(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.mustJoin(e.dev.Token(agenttest.TokenOptions{}))
+	e.sys.Docker = unreadableDocker{e.sys.Docker}
+	e.sys.Helper = notFoundHelper{e.sys.Helper}
+	rs, err := e.sys.Status(context.Background())
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("status = %v, %v", rs, err)
+	}
+	for _, name := range []string{agent.CheckDockerConfig, agent.CheckHelperGet} {
+		c, _ := checkByName(rs[0], name)
+		if c.OK || !strings.Contains(c.Fix, "sudo edgecr status") || strings.Contains(c.Fix, "JSON") || strings.Contains(c.Fix, "edgecr join") {
+			t.Errorf("%s: %+v", name, c)
+		}
+	}
+}

@@ -66,6 +66,38 @@ func TestStatusUnprivileged(t *testing.T) {
 	e.requireNoSecret(token, string(out))
 }
 
+// A user checking a join root made for itself (no sudo) cannot read root's
+// Docker config: status says to run it with sudo, not to fix the JSON or
+// to join again.
+func TestStatusOfRootsJoinAsAnotherUser(t *testing.T) {
+	testenv.NeedRoot(t, "running edgecr status as another user")
+	e := newEnv(t, envOptions{})
+	e.mustJoin(e.dev.Token(agenttest.TokenOptions{}))
+	// nobody reaches the root, not root's home (0700, as /root is).
+	for _, d := range []string{filepath.Dir(e.root), e.root} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := copyTestBinary(t)
+	cmd := exec.Command(bin, "-test.run=^TestStatusUnprivileged$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), statusChildEnv+"="+e.root)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("status as nobody: %v\n%s", err, out)
+	}
+	var line string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, agent.CheckDockerConfig+" ok=") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "ok=false") || !strings.Contains(line, "permission denied") || !strings.Contains(line, "run `sudo edgecr status`") || strings.Contains(line, "JSON") {
+		t.Errorf("docker config as nobody: %q\n%s", line, out)
+	}
+}
+
 func statusChild(t *testing.T, root string) {
 	if os.Geteuid() == 0 {
 		t.Fatal("the child runs as root")
@@ -85,7 +117,7 @@ func statusChild(t *testing.T, root string) {
 	for _, r := range rs {
 		t.Logf("status as nobody: %s", r.Registry)
 		for _, c := range r.Checks {
-			t.Logf("  %s ok=%v: %s", c.Name, c.OK, c.Detail)
+			t.Logf("  %s ok=%v: %s (fix: %s)", c.Name, c.OK, c.Detail, c.Fix)
 		}
 	}
 }

@@ -69,6 +69,8 @@ type System struct {
 	Credentials     func(path string) CredentialStore
 	Docker          DockerConfig
 	Helper          Helper
+	// Browsers is the user's browsers' NSS databases (join --browsers).
+	Browsers BrowserTrust
 	// Resolver resolves the registry host for verification: the system's
 	// resolver on the live system, the hosts file under Root otherwise.
 	Resolver Resolver
@@ -86,7 +88,11 @@ type SystemConfig struct {
 	Environ  []string // the environment the credential helper runs with
 	LookPath func(string) (string, error)
 	Runner   trust.Runner // runs update-ca-certificates, security, certutil, ...
-	Log      *slog.Logger
+	// UserRunner runs what changes the user's own files (certutil on the
+	// browsers' NSS databases): under sudo, as the user
+	// (trust.ExecAsUser). Nil: Runner.
+	UserRunner trust.Runner
+	Log        *slog.Logger
 }
 
 // NewSystem wires the real implementations for the system under c.Root,
@@ -103,6 +109,10 @@ func NewSystem(c SystemConfig) *System {
 	u := c.User
 	userEnv := u.Env(c.Getenv)
 	statePath := StatePath(c.GOOS, root, c.Getenv)
+	userRunner := c.UserRunner
+	if userRunner == nil {
+		userRunner = c.Runner
+	}
 	s := &System{
 		GOOS:      c.GOOS,
 		Root:      root,
@@ -130,10 +140,11 @@ func NewSystem(c SystemConfig) *System {
 			DefaultStore: func() string { return credhelper.DefaultCredsStore(c.GOOS, c.LookPath) },
 			User:         u,
 		},
-		Helper: &ExecHelper{LookPath: c.LookPath, Env: helperEnv(c.Environ, u)},
-		State:  NewStateFile(statePath),
-		Now:    time.Now,
-		Log:    log,
+		Helper:   &ExecHelper{LookPath: c.LookPath, Env: helperEnv(c.Environ, u)},
+		Browsers: &trust.NSS{Home: u.Home, Run: userRunner, Log: log},
+		State:    NewStateFile(statePath),
+		Now:      time.Now,
+		Log:      log,
 	}
 	if paths, err := trust.DefaultRuntimePaths(c.GOOS, userEnv); err == nil {
 		s.RuntimePaths = paths

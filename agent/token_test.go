@@ -109,3 +109,40 @@ func TestParseDeviceURL(t *testing.T) {
 		}
 	}
 }
+
+// The device's message is shown only when it adds to what the code says:
+// "has been used up (join token has been used up)" repeated itself.
+func TestAPIErrorDoesNotRepeatItself(t *testing.T) {
+	for _, tt := range []struct {
+		err  APIError
+		want string
+	}{
+		{APIError{Op: "join", Status: 403, Code: "TOKEN_USED_UP", TokenID: "1a2b", Message: "join token has been used up"}, "join token 1a2b has been used up"},
+		{APIError{Op: "join", Status: 403, Code: "TOKEN_EXPIRED", TokenID: "1a2b", Message: "join token has expired"}, "join token 1a2b has expired"},
+		{APIError{Op: "join", Status: 403, Code: "TOKEN_EXPIRED", TokenID: "1a2b", Message: "expired 3h ago"}, "join token 1a2b has expired (expired 3h ago)"},
+		{APIError{Op: "join", Status: 400, Code: "BAD_REQUEST", Message: "name too long"}, "join: device answered 400 BAD_REQUEST (name too long)"},
+	} {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.err.Code, got, tt.want)
+		}
+	}
+}
+
+// The device's message is its text: whatever it says, the error keeps
+// what the code means and never drops a message that adds a word.
+func FuzzAPIErrorMessage(f *testing.F) {
+	f.Add("TOKEN_USED_UP", "join token has been used up")
+	f.Add("TOKEN_EXPIRED", "expired 3h ago")
+	f.Add("BAD_REQUEST", "")
+	f.Fuzz(func(t *testing.T, code, msg string) {
+		e := APIError{Op: "join", Status: 403, Code: code, TokenID: "1a2b", Message: msg}
+		got := e.Error()
+		bare := APIError{Op: "join", Status: 403, Code: code, TokenID: "1a2b"}
+		if !strings.HasPrefix(got, bare.Error()) {
+			t.Fatalf("%q does not start with %q", got, bare.Error())
+		}
+		if got == bare.Error() && !restates(bare.Error(), msg) {
+			t.Fatalf("message %q dropped though it adds to %q", msg, got)
+		}
+	})
+}

@@ -197,7 +197,7 @@ func TestImagesRmByTagAndDigest(t *testing.T) {
 		{"index", func() remote.Taggable { idx, _, _ := ociIndex(t); return idx }, types.OCIImageIndex},
 	}
 	for _, k := range kinds {
-		for _, by := range []string{"tag", "digest"} {
+		for _, by := range []string{"tag", "image", "digest"} {
 			t.Run(k.name+" by "+by, func(t *testing.T) {
 				repo := "rm/" + k.name + "-" + by
 				m := k.make()
@@ -220,40 +220,63 @@ func TestImagesRmByTagAndDigest(t *testing.T) {
 					}
 				}
 
-				arg := repo + ":1"
-				if by == "digest" {
-					arg = repo + "@" + dg.String()
+				// rm REPO:TAG deletes the tag alone, as the web UI does;
+				// --image and REPO@DIGEST delete the image with every tag.
+				args := []string{"rm", repo + ":1"}
+				switch by {
+				case "image":
+					args = append(args, "--image")
+				case "digest":
+					args = []string{"rm", repo + "@" + dg.String()}
 				}
-				// No terminal, no --yes: refused, nothing deleted.
-				r := c.image("", "rm", arg, "--root", c.root)
-				if r.code != 1 || !strings.Contains(r.stderr, "refusing to delete without confirmation") || !strings.Contains(r.stderr, "--yes") {
-					t.Fatalf("rm without --yes: %s", r)
+				rm := func(stdin string, more ...string) result {
+					return c.image(stdin, append(append(slices.Clone(args), "--root", c.root), more...)...)
 				}
-				// The push client may not delete: the hint says how.
-				r = c.image("", "rm", arg, "--root", c.root, "--yes")
-				if r.code != 1 || !strings.Contains(r.stderr, "denied") || !strings.Contains(r.stderr, "admin role") || !strings.Contains(r.stderr, "--username admin --password-stdin") {
+				// The push client may not delete: refused before rm says
+				// what it would delete (with or without --yes), and the
+				// hint says how.
+				r := rm("")
+				if r.code != 1 || !strings.Contains(r.stderr, "admin role") || strings.Contains(r.stdout+r.stderr, "Deleting "+d.info.Endpoint) || strings.Contains(r.stdout+r.stderr, "Deleting the tag") {
+					t.Fatalf("rm without --yes as a push client: %s", r)
+				}
+				r = rm("", "--yes")
+				if r.code != 1 || !strings.Contains(r.stderr, "denied") || !strings.Contains(r.stderr, "admin role") || !strings.Contains(r.stderr, "--username admin --password-stdin") || strings.Contains(r.stdout, "Deleting") {
 					t.Fatalf("rm as a push client: %s", r)
 				}
 				if len(c.lsTags(repo)) != 3 {
 					t.Fatal("a refused rm deleted something")
 				}
-				r = c.image(d.info.Password+"\n", "rm", arg, "--root", c.root, "--yes", "--username", "admin", "--password-stdin")
+				r = rm(d.info.Password+"\n", "--yes", "--username", "admin", "--password-stdin")
 				if r.code != 0 {
 					t.Fatalf("rm as admin: %s", r)
 				}
-				for _, want := range []string{"Deleting " + d.info.Endpoint + "/" + repo + "@" + dg.String(), "tags deleted with it: 1, alias", "Deleted ", "edgecrd gc"} {
-					if !strings.Contains(r.stdout, want) {
-						t.Errorf("rm output lacks %q:\n%s", want, r.stdout)
+				want := []string{"Deleting " + d.info.Endpoint + "/" + repo + "@" + dg.String(), "tags deleted with it: 1, alias", "Deleted ", "edgecrd gc --grace 0s"}
+				if by == "tag" {
+					want = []string{"Deleting the tag " + d.info.Endpoint + "/" + repo + ":1 (" + dg.String(), "the image stays: also tagged alias", "Deleted the tag ", "No space comes back: the image is still tagged alias"}
+				}
+				for _, w := range want {
+					if !strings.Contains(r.stdout, w) {
+						t.Errorf("rm output lacks %q:\n%s", w, r.stdout)
 					}
 				}
 				if strings.Contains(r.stdout+r.stderr, d.info.Password) {
 					t.Fatal("rm shows the admin password")
 				}
 				tags = c.lsTags(repo)
+				_, err := remote.Head(d.registryRef(t, repo+"@"+dg.String()), admin...)
+				if by == "tag" {
+					if len(tags) != 2 || tags["alias"].Digest != dg.String() || tags["other"].Digest != other.String() {
+						t.Fatalf("ls after rm of a tag: %+v", tags)
+					}
+					if err != nil {
+						t.Fatalf("HEAD of the untagged image: %v, want it kept", err)
+					}
+					return
+				}
 				if len(tags) != 1 || tags["other"].Digest != other.String() {
 					t.Fatalf("ls after rm: %+v", tags)
 				}
-				if _, err := remote.Head(d.registryRef(t, repo+"@"+dg.String()), admin...); !isStatus(err, 404) {
+				if !isStatus(err, 404) {
 					t.Fatalf("HEAD of the deleted manifest: %v, want 404", err)
 				}
 				img, err := remote.Image(keep, admin...)
@@ -353,31 +376,37 @@ func TestImagesBadInput(t *testing.T) {
 		t.Fatalf("revoke: %v %s", err, e)
 	}
 
+	// As the admin (rm checks the role first: a push client hears
+	// "denied"), or with a wrong admin password.
+	asAdmin := []string{"-u", "admin", "--password-stdin"}
 	tests := []struct {
-		name string
-		c    *client
-		args []string
-		want []string
+		name  string
+		c     *client
+		args  []string
+		want  []string
+		stdin string
 	}{
-		{"unknown repository", c, []string{"ls", "nope/nope"}, []string{"repository nope/nope: not found on " + d.info.Endpoint}},
-		{"unknown repository rm", c, []string{"rm", "nope/nope:1", "--yes"}, []string{"not found"}},
-		{"malformed reference", c, []string{"rm", "App/UPPER:1", "--yes"}, []string{`parsing reference "App/UPPER:1"`}},
-		{"malformed ls", c, []string{"ls", "app/x:1"}, []string{"a repository has no tag or digest"}},
-		{"rm without a tag", c, []string{"rm", "app/x", "--yes"}, []string{"neither tag nor digest"}},
-		{"missing tag", c, []string{"rm", "app/x:nope", "--yes"}, []string{"tag nope: not found in " + d.info.Endpoint + "/app/x (its tags: 1)"}},
-		{"missing digest", c, []string{"rm", "app/x@sha256:" + strings.Repeat("0", 64), "--yes"}, []string{"not found"}},
-		{"not joined", fresh, []string{"ls", "app/x"}, []string{"not joined to any device", "edgecr join"}},
-		{"not joined cp", fresh, []string{"cp", "app/x:1", "app/y:1"}, []string{"not joined"}},
-		{"several joined", both, []string{"ls", "app/x"}, []string{"several registries are joined", d.info.Endpoint, d2.info.Endpoint}},
-		{"several joined rm", both, []string{"rm", "app/x:1", "--yes"}, []string{"several registries are joined"}},
-		{"several joined ls", both, []string{"ls"}, []string{"several registries are joined"}},
-		{"cp missing source", c, []string{"cp", "app/x:nope", "app/y:1"}, []string{"reading " + d.info.Endpoint + "/app/x:nope: not found"}},
-		{"cp as a pull client", puller, []string{"cp", "app/x:1", "app/y:1"}, []string{"denied to client c-", "(role pull)", "requires the push role", "--role push"}},
-		{"revoked client", revoked, []string{"ls", "app/x"}, []string{"refuses the credential (401)", "edgecr status"}},
+		{"unknown repository", c, []string{"ls", "nope/nope"}, []string{"repository nope/nope: not found on " + d.info.Endpoint}, ""},
+		{"unknown repository rm", c, append([]string{"rm", "nope/nope:1", "--yes"}, asAdmin...), []string{"not found"}, d.info.Password},
+		{"rm as a push client", c, []string{"rm", "nope/nope:1", "--yes"}, []string{"denied to client c-", "admin role"}, ""},
+		{"wrong admin password", c, append([]string{"ls", "app/x"}, asAdmin...), []string{"(401)", "password given for admin is wrong", "`edgecrd info` on the device"}, "wrong-password"},
+		{"malformed reference", c, []string{"rm", "App/UPPER:1", "--yes"}, []string{`parsing reference "App/UPPER:1"`}, ""},
+		{"malformed ls", c, []string{"ls", "app/x:1"}, []string{"a repository has no tag or digest"}, ""},
+		{"rm without a tag", c, []string{"rm", "app/x", "--yes"}, []string{"neither tag nor digest"}, ""},
+		{"missing tag", c, append([]string{"rm", "app/x:nope", "--yes"}, asAdmin...), []string{"tag nope: not found in " + d.info.Endpoint + "/app/x (its tags: 1)"}, d.info.Password},
+		{"missing digest", c, append([]string{"rm", "app/x@sha256:" + strings.Repeat("0", 64), "--yes"}, asAdmin...), []string{"not found"}, d.info.Password},
+		{"not joined", fresh, []string{"ls", "app/x"}, []string{"not joined to any device", "edgecr join"}, ""},
+		{"not joined cp", fresh, []string{"cp", "app/x:1", "app/y:1"}, []string{"not joined"}, ""},
+		{"several joined", both, []string{"ls", "app/x"}, []string{"several registries are joined", d.info.Endpoint, d2.info.Endpoint}, ""},
+		{"several joined rm", both, []string{"rm", "app/x:1", "--yes"}, []string{"several registries are joined"}, ""},
+		{"several joined ls", both, []string{"ls"}, []string{"several registries are joined"}, ""},
+		{"cp missing source", c, []string{"cp", "app/x:nope", "app/y:1"}, []string{"reading " + d.info.Endpoint + "/app/x:nope: not found"}, ""},
+		{"cp as a pull client", puller, []string{"cp", "app/x:1", "app/y:1"}, []string{"denied to client c-", "(role pull)", "requires the push role", "--role push"}, ""},
+		{"revoked client", revoked, []string{"ls", "app/x"}, []string{"refuses the credential (401)", "edgecr status"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := tt.c.image("", append(tt.args, "--root", tt.c.root)...)
+			r := tt.c.image(tt.stdin, append(tt.args, "--root", tt.c.root)...)
 			if r.code != 1 {
 				t.Fatalf("want exit 1: %s", r)
 			}
@@ -388,6 +417,9 @@ func TestImagesBadInput(t *testing.T) {
 			}
 			if !strings.HasPrefix(r.stderr, "edgecr: ") || strings.Count(r.stderr, "\n") > 3 {
 				t.Errorf("not one clear error: %q", r.stderr)
+			}
+			if tt.stdin != "" && (strings.Contains(r.stderr, "revoked") || strings.Contains(r.stderr, "edgecr status")) {
+				t.Errorf("the hint points at revocation: %s", r)
 			}
 		})
 	}
@@ -543,10 +575,27 @@ func TestImagesRmThenGCReclaimsUnsharedLayers(t *testing.T) {
 	push(t, d.registryRef(t, "gc/gone:1"), gone, admin)
 	staysDigest := push(t, d.registryRef(t, "gc/stays:1"), stays, admin)
 
-	if r := c.image(d.info.Password, "rm", "gc/gone:1", "--root", c.root, "--yes", "-u", "admin", "--password-stdin"); r.code != 0 {
+	r := c.image(d.info.Password, "rm", "--image", "gc/gone:1", "--root", c.root, "--yes", "-u", "admin", "--password-stdin")
+	if r.code != 0 {
 		t.Fatalf("rm: %s", r)
 	}
-	out, errOut, err := edgecrd(t, "gc", "--data-dir", d.dataDir, "--grace", "0s", "-o", "json")
+	// rm names the command that reclaims the space now; the default grace
+	// would reclaim nothing of what was just pushed.
+	const reclaim = "`edgecrd gc --grace 0s`"
+	if !strings.Contains(r.stdout, reclaim) {
+		t.Fatalf("rm does not say how to reclaim the space now:\n%s", r)
+	}
+	out, errOut, err := edgecrd(t, "gc", "--data-dir", d.dataDir, "-o", "json")
+	if err != nil {
+		t.Fatalf("edgecrd gc: %v\n%s", err, errOut)
+	}
+	var rep0 struct {
+		ReclaimedBytes int64 `json:"reclaimedBytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep0); err != nil || rep0.ReclaimedBytes != 0 {
+		t.Fatalf("gc with the default grace right after the push reclaimed %d bytes (%v), want 0, as rm says", rep0.ReclaimedBytes, err)
+	}
+	out, errOut, err = edgecrd(t, "gc", "--data-dir", d.dataDir, "--grace", "0s", "-o", "json")
 	if err != nil {
 		t.Fatalf("edgecrd gc: %v\n%s", err, errOut)
 	}

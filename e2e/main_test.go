@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		return m.Run()
+		return testenv.Main(m) // with one line of what was skipped and why
 	}()
 	os.Exit(code)
 }

@@ -859,6 +859,10 @@ func TestUICertificates(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /certificates: %d", resp.StatusCode)
 		}
+		// Browsers on Linux keep their own trust (NSS): the page says how.
+		if !strings.Contains(body, "own NSS databases") || !strings.Contains(body, "edgecr join … --browsers") {
+			t.Errorf("/certificates does not tell about browsers' NSS databases:\n%s", body)
+		}
 		m := regexp.MustCompile(`<code id="fingerprint"[^>]*>([^<]*)</code>`).FindStringSubmatch(body)
 		if m == nil {
 			t.Fatalf("no fingerprint on /certificates:\n%s", body)
@@ -1255,6 +1259,10 @@ func TestUIImages(t *testing.T) {
 		if !strings.Contains(body, `data-ref="`+ref+`"`) {
 			t.Errorf("/images does not list %s:\n%s", ref, body)
 		}
+	}
+	// What Delete does, in the CLI's words (edgecr rm agrees).
+	if !strings.Contains(body, "Delete removes the tag only, as <code>edgecr rm REPO:TAG</code> does") || !strings.Contains(body, "<code>edgecr rm REPO@DIGEST</code> deletes the image") {
+		t.Errorf("/images does not say what Delete removes:\n%s", body)
 	}
 	if strings.Contains(body, "No images yet") {
 		t.Errorf("/images shows the empty state with images")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -389,11 +390,55 @@ func TestNewCmdJoinParsesFlags(t *testing.T) {
 	f.Hostname = func() (string, error) { return "h", nil }
 	var got *JoinOptions
 	cmd := NewCmdJoin(f, &globalFlags{}, func(_ context.Context, o *JoinOptions) error { got = o; return nil })
-	cmd.SetArgs([]string{"https://198.18.0.2:31001", "--token", "t", "--root", "/r", "--dry-run", "-o", "json"})
+	cmd.SetArgs([]string{"https://198.18.0.2:31001", "--token", "t", "--root", "/r", "--dry-run", "-o", "json", "--browsers"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if got.URL != "https://198.18.0.2:31001" || got.Token != "t" || got.Root != "/r" || !got.DryRun || got.Output != "json" || got.Name != "h" {
+	if got.URL != "https://198.18.0.2:31001" || got.Token != "t" || got.Root != "/r" || !got.DryRun || got.Output != "json" || got.Name != "h" || !got.Browsers {
 		t.Errorf("options = %+v", got)
+	}
+}
+
+// A join URL with a port nothing listens on says so, with where to read
+// the right one, instead of a bare "connection refused".
+func TestJoinWrongPortSaysNothingListens(t *testing.T) {
+	c := newCLI(t, agenttest.RootOptions{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	code, _, errOut := c.run("join", "https://"+addr, "--token", c.dev.Token(agenttest.TokenOptions{}), "--root", c.root)
+	if code != 1 || !strings.Contains(errOut, "Nothing listens at "+addr) || !strings.Contains(errOut, "`edgecrd info` prints its endpoint") {
+		t.Errorf("exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// Under sudo, certutil changes the user's browser databases as the user;
+// otherwise it runs as the caller, like every other command.
+func TestBrowsersRunAsTheSudoUser(t *testing.T) {
+	f := newFactory(IOStreams{In: strings.NewReader(""), Out: new(bytes.Buffer), ErrOut: new(bytes.Buffer)})
+	f.GOOS = "linux"
+	env := map[string]string{"SUDO_USER": "alice", "SUDO_UID": "1000", "SUDO_GID": "1001"}
+	f.Getenv = func(k string) string { return env[k] }
+	f.Geteuid = func() int { return 0 }
+	f.LookupUser = func(string) (*user.User, error) { return &user.User{Username: "alice", HomeDir: "/home/alice"}, nil }
+	sys, err := f.System("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nss, ok := sys.Browsers.(*trust.NSS)
+	if !ok || nss.Home != "/home/alice" || nss.Run != (trust.ExecAsUser{UID: 1000, GID: 1001}) {
+		t.Errorf("under sudo: %#v", sys.Browsers)
+	}
+	env = map[string]string{}
+	f.HomeDir = func() (string, error) { return "/root", nil }
+	sys, err = f.System("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nss := sys.Browsers.(*trust.NSS); nss.Run != (trust.ExecRunner{}) || nss.Home != "/root" {
+		t.Errorf("as root: %#v", nss)
 	}
 }

@@ -120,7 +120,7 @@ func cpRun(ctx context.Context, o *CpOptions) error {
 		bar.finish()
 	}
 	if err != nil {
-		return imageHint(err, "Pushing needs the push role: join with a token made by `edgecrd token create --role push`, or use --username with --password-stdin.")
+		return o.hint(err, "Pushing needs the push role: join with a token made by `edgecrd token create --role push`, or use --username with --password-stdin.")
 	}
 	if o.Output == "json" {
 		return writeJSON(o.IO.Out, res)

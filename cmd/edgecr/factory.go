@@ -76,14 +76,21 @@ func (f *Factory) realSystem(root string, log *slog.Logger) (*agent.System, erro
 			return nil, err
 		}
 	}
+	// Under sudo, certutil changes the user's browser databases as the
+	// user, so that their files stay theirs.
+	var userRunner trust.Runner
+	if _, ok := f.Runner.(trust.ExecRunner); ok && u.Sudo {
+		userRunner = trust.ExecAsUser{UID: u.UID, GID: u.GID}
+	}
 	return agent.NewSystem(agent.SystemConfig{
-		GOOS:     f.GOOS,
-		Root:     root,
-		User:     u,
-		Getenv:   f.Getenv,
-		Environ:  f.Environ(),
-		LookPath: f.LookPath,
-		Runner:   f.Runner,
-		Log:      log,
+		GOOS:       f.GOOS,
+		Root:       root,
+		User:       u,
+		Getenv:     f.Getenv,
+		Environ:    f.Environ(),
+		LookPath:   f.LookPath,
+		Runner:     f.Runner,
+		UserRunner: userRunner,
+		Log:        log,
 	}), nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 
 	"github.com/edgecr/edgecr/agent"
 	"github.com/spf13/cobra"
@@ -82,8 +83,27 @@ func withHint(err error, hint string) error {
 
 const adminPasswordHint = "(the admin password: `edgecrd info` on the device)"
 
-// imageHint is the remediation for the image commands' errors; denied is
-// the hint for ErrDenied, which depends on the command.
+// hint is imageHint, knowing whether --username replaced the stored
+// credential: then a 401 means a wrong password, not a revoked client.
+func (fl *imageFlags) hint(err error, denied string) error {
+	if fl.Username != "" && errors.Is(err, agent.ErrUnauthorized) {
+		return withHint(err, wrongPasswordHint(fl.Username))
+	}
+	return imageHint(err, denied)
+}
+
+// wrongPasswordHint is the remediation for a password --username's user
+// does not have.
+func wrongPasswordHint(user string) string {
+	if user == "admin" {
+		return "The password given for admin is wrong: `edgecrd info` on the device shows the admin password (Password column)."
+	}
+	return "The password given for " + user + " is wrong (for the device's admin: `edgecrd info` on the device shows it)."
+}
+
+// imageHint is the remediation for the image commands' errors with the
+// stored credential; denied is the hint for ErrDenied, which depends on
+// the command.
 func imageHint(err error, denied string) error {
 	var ne net.Error
 	var ve *tls.CertificateVerificationError
@@ -92,6 +112,8 @@ func imageHint(err error, denied string) error {
 		return withHint(err, denied)
 	case errors.Is(err, agent.ErrUnauthorized):
 		return withHint(err, "Check this client with `edgecr status`: a client revoked on the device joins again with a new token.")
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return withHint(err, refusedHint(err))
 	case errors.As(err, &ne), errors.As(err, &ve):
 		return withHint(err, "Check the connection to the device with `edgecr status`.")
 	}
@@ -133,4 +155,16 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// refusedHint is the remediation for a connection refused: nothing listens
+// at that address and port.
+func refusedHint(err error) string {
+	where := "that address and port"
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Addr != nil {
+		where = oe.Addr.String()
+	}
+	return "Nothing listens at " + where + ": check the host and port (the device's `edgecrd info` prints its endpoint and\n" +
+		"port, 31001 by default) and that `edgecrd serve` runs there."
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ func TestImageCommandsUsageErrors(t *testing.T) {
 		{"rm"},
 		{"rm", "a:1", "b:1"},
 		{"rm", "a:1", "--username", "admin", "--password-stdin"}, // stdin is taken: needs --yes
+		{"rm", "--image", "a@sha256:0123"},                       // a digest is an image already
 		{"cp", "a:1"},
 		{"cp", "a:1", "b:1", "--platform", "linux"},
 		{"cp", "a:1", "b:1", "--platform", "linux/arm64/v8/x"},
@@ -161,5 +164,60 @@ func TestImageHint(t *testing.T) {
 		if err := imageHint(e, ""); !strings.Contains(err.Error(), "edgecr status") {
 			t.Errorf("%v: no hint", err)
 		}
+	}
+}
+
+// What rm says about the space matches the device's GC: nothing for a tag
+// whose image stays tagged; for an untagged image, only GC with
+// --delete-untagged; for a deleted image, the first GC after the grace
+// period (1h by default) or `edgecrd gc --grace 0s` now.
+func TestRmSpaceNote(t *testing.T) {
+	now := time.Date(2026, 12, 7, 14, 5, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name    string
+		plan    agent.RemovePlan
+		want    []string
+		notWant []string
+	}{
+		{"tag of a still tagged image", agent.RemovePlan{Tag: "1", Tags: []string{"1", "alias"}},
+			[]string{"No space comes back: the image is still tagged alias."}, []string{"edgecrd gc"}},
+		{"last tag", agent.RemovePlan{Tag: "1", Tags: []string{"1"}},
+			[]string{"No space comes back yet", "--delete-untagged", "after 15:05 UTC", "`edgecrd gc --delete-untagged --grace 0s`"}, nil},
+		{"image", agent.RemovePlan{Tags: []string{"1"}},
+			[]string{"first garbage collection\nafter 15:05 UTC at the latest", "1h by default", "`edgecrd gc --grace 0s`"}, []string{"--delete-untagged"}},
+	} {
+		got := spaceNote(&tt.plan, now)
+		for _, w := range tt.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q lacks %q", tt.name, got, w)
+			}
+		}
+		for _, w := range tt.notWant {
+			if strings.Contains(got, w) {
+				t.Errorf("%s: %q has %q", tt.name, got, w)
+			}
+		}
+	}
+}
+
+// A 401 with --username is a wrong password, not a revoked client; a
+// refused connection says nothing listens there.
+func TestImageHintPointsTheRightWay(t *testing.T) {
+	unauth := errors.Join(agent.ErrUnauthorized)
+	admin := &imageFlags{Username: "admin", PasswordStdin: true}
+	got := admin.hint(unauth, "").Error()
+	if !strings.Contains(got, "password given for admin is wrong") || !strings.Contains(got, "edgecrd info") || strings.Contains(got, "revoked") || strings.Contains(got, "edgecr status") {
+		t.Errorf("wrong admin password: %q", got)
+	}
+	if got := (&imageFlags{}).hint(unauth, "").Error(); !strings.Contains(got, "revoked") {
+		t.Errorf("stored credential refused: %q", got)
+	}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 31002}, Err: syscall.ECONNREFUSED}
+	got = imageHint(fmt.Errorf("reading x: %w", refused), "").Error()
+	if !strings.Contains(got, "Nothing listens at 127.0.0.1:31002") || !strings.Contains(got, "edgecrd info") {
+		t.Errorf("connection refused: %q", got)
+	}
+	if got := hintFor(fmt.Errorf("joining: %w", refused)); !strings.Contains(got, "Nothing listens at 127.0.0.1:31002") {
+		t.Errorf("join, connection refused: %q", got)
 	}
 }

@@ -32,6 +32,8 @@ type JoinOptions struct {
 	Root   string
 	DryRun bool
 	Output string
+	// Browsers also adds the CA to the user's browsers' NSS databases.
+	Browsers bool
 }
 
 // NewCmdJoin builds `edgecr join`; runF replaces the run (tests capture the
@@ -48,6 +50,7 @@ using a join token made on the device with ` + "`edgecrd token create`" + `:
                   anything secret, and trade the token for this client's credential
   2. hosts        map the registry host to the device IP in the hosts file
   3. trust        put the device CA into the OS trust store and every container runtime
+                  (with --browsers, also into the user's browsers' NSS databases)
   4. credentials  store the credential for docker-credential-edgecr, and point
                   Docker's config.json at that helper for the registry
   5. verify       the name resolves, TLS verifies, the registry accepts the credential
@@ -57,8 +60,15 @@ again re-converges without spending the token while the credential still works.
 Changing the hosts file and the trust store needs root; under sudo, the Docker
 config and credential are those of the user who ran sudo.
 
---token - reads the token from standard input (keeps it out of shell history).`,
+--token - reads the token from standard input (keeps it out of shell history).
+
+--browsers: on Linux, Chromium and Firefox do not read the OS trust store but NSS
+databases in the user's home (~/.pki/nssdb, every Firefox profile, snap and
+Flatpak ones too). With --browsers, join adds the CA to each with certutil
+(libnss3-tools), under sudo as the user who ran sudo; leave removes it from the
+databases join added it to, and status checks them.`,
 		Example: `  sudo edgecr join https://198.18.0.2:31001 --token edgecr1.<pin>.<id>.<secret>
+  sudo edgecr join https://198.18.0.2:31001 --token - --browsers < token.txt
   edgecr join https://198.18.0.2:31001 --token - --dry-run < token.txt
   edgecr join https://127.0.0.1:31001 --token "$TOKEN" --root /tmp/img -o json`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -81,6 +91,7 @@ config and credential are those of the user who ran sudo.
 	cmd.Flags().StringVar(&o.Token, "token", "", "join token from `edgecrd token create` (\"-\": read it from stdin)")
 	cmd.Flags().StringVar(&o.Name, "name", "", "this client's name on the device (default: the host name)")
 	cmd.Flags().StringVar(&o.Root, "root", "", "system root: put every system path (hosts file, trust store, runtime configuration, state) under DIR")
+	cmd.Flags().BoolVar(&o.Browsers, "browsers", false, "also trust the device CA in this user's browsers (Chromium, Firefox NSS databases; needs certutil)")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing (the token is not spent; the CA pin is checked)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -139,7 +150,7 @@ func joinRun(ctx context.Context, o *JoinOptions) error {
 		progress = o.IO.ErrOut
 	}
 	report := func(ev agent.Event) { fmt.Fprintln(progress, ev) }
-	opts := agent.JoinOptions{URL: o.URL, Token: o.Token, Name: o.Name, Report: report, AfterStep: after}
+	opts := agent.JoinOptions{URL: o.URL, Token: o.Token, Name: o.Name, Browsers: o.Browsers, Report: report, AfterStep: after}
 
 	if o.DryRun {
 		fmt.Fprintf(progress, "Dry run: nothing is changed and the token is not spent.\n")

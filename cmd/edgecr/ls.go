@@ -69,7 +69,7 @@ func lsRun(ctx context.Context, o *LsOptions) error {
 		repos, err := im.ListRepositories(ctx, reg)
 		if err != nil {
 			cmdline := strings.TrimSpace("edgecr ls " + o.Arg)
-			return imageHint(err, "List the tags of a repository instead: edgecr ls REPO. To list the repositories as the device admin:\n"+
+			return o.hint(err, "List the tags of a repository instead: edgecr ls REPO. To list the repositories as the device admin:\n"+
 				"  "+cmdline+" --username admin --password-stdin   "+adminPasswordHint)
 		}
 		if o.Output == "json" {
@@ -89,7 +89,7 @@ func lsRun(ctx context.Context, o *LsOptions) error {
 	}
 	tags, err := im.ListTags(ctx, repo)
 	if err != nil {
-		return imageHint(err, "")
+		return o.hint(err, "")
 	}
 	if o.Output == "json" {
 		if tags == nil {

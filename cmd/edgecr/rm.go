@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
+
+	"github.com/edgecr/edgecr/agent"
 
 	"github.com/spf13/cobra"
 )
@@ -20,6 +23,11 @@ type RmOptions struct {
 
 	Ref string
 	Yes bool
+	// Image deletes the manifest a tag points at, with every tag on it,
+	// rather than the tag alone.
+	Image bool
+	// Now is the clock the space note reads.
+	Now func() time.Time
 	// Interactive reports whether the user can be asked (stdin is a
 	// terminal).
 	Interactive func() bool
@@ -27,23 +35,31 @@ type RmOptions struct {
 
 // NewCmdRm builds `edgecr rm`.
 func NewCmdRm(f *Factory, g *globalFlags, runF func(context.Context, *RmOptions) error) *cobra.Command {
-	o := &RmOptions{IO: f.IO, Factory: f, Global: g, Interactive: func() bool { return isTerminal(f.IO.In) }}
+	o := &RmOptions{IO: f.IO, Factory: f, Global: g, Interactive: func() bool { return isTerminal(f.IO.In) }, Now: time.Now}
 	cmd := &cobra.Command{
-		Use:   "rm REPO:TAG | REPO@DIGEST",
-		Short: "Delete an image or index from a registry",
-		Long: `Delete a manifest as the device vendors document it, in one command: list the
-repository's tags, HEAD the manifest (Accept: Docker v2 manifest and manifest list,
-OCI manifest and index) for its Docker-Content-Digest, and DELETE it by digest.
-Every tag that points at that digest goes with it: rm names them, and names the
-tagged indexes that list it as a platform, then asks before it deletes (--yes does
-not ask; without a terminal, --yes is required). The device reclaims the space at
-its next garbage collection (nightly, or at once with ` + "`edgecrd gc`" + `).
+		Use:   "rm REPO:TAG | REPO@DIGEST | --image REPO:TAG",
+		Short: "Delete a tag, or an image with all its tags, from a registry",
+		Long: `rm REPO:TAG deletes that tag only, as the device's web UI does: the image stays
+if another tag points at it, and stays pullable by digest until a garbage
+collection with --delete-untagged removes it.
+
+rm REPO@DIGEST (or rm --image REPO:TAG) deletes the image itself, as the device
+vendors document it: list the repository's tags, HEAD the manifest (Accept: Docker
+v2 manifest and manifest list, OCI manifest and index) for its Docker-Content-Digest,
+and DELETE it by digest. Every tag that points at that digest goes with it.
+
+rm first checks that the credential may delete, then names what goes (and the
+tagged indexes that list the image as a platform) and asks (--yes does not ask;
+without a terminal, --yes is required). The space comes back at the device's
+garbage collection, which spares what was used within its grace period (1h by
+default); rm says when, and how to reclaim it at once.
 
 An edgecr device lets its admin role delete, no other: a client joined with the push
 role is refused. Delete as the admin with --username admin --password-stdin (the
 password: ` + "`edgecrd info`" + ` on the device); it is used for this command only,
 never stored.`,
-		Example: `  edgecr rm tools/busybox:1
+		Example: `  edgecr rm tools/busybox:1                       # the tag only
+  edgecr rm --image tools/busybox:1               # the image and every tag on it
   edgecr rm ecr.box1.internal:31001/tools/busybox@sha256:0123… --yes
   edgecr rm tools/busybox:1 --yes --username admin --password-stdin < admin-password`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -57,6 +73,9 @@ never stored.`,
 			if err := o.check(); err != nil {
 				return err
 			}
+			if o.Image && strings.Contains(o.Ref, "@") {
+				return usageError("--image is for REPO:TAG: REPO@DIGEST already deletes the image")
+			}
 			if o.PasswordStdin && !o.Yes {
 				return usageError("--password-stdin takes standard input, so rm cannot ask for confirmation: add --yes")
 			}
@@ -68,6 +87,7 @@ never stored.`,
 	}
 	o.add(cmd, "to delete")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "delete without asking")
+	cmd.Flags().BoolVar(&o.Image, "image", false, "with REPO:TAG: delete the image the tag points at, with every tag on it")
 	return cmd
 }
 
@@ -82,9 +102,14 @@ func rmRun(ctx context.Context, o *RmOptions) error {
 	if err != nil {
 		return err
 	}
-	plan, err := im.PlanRemove(ctx, ref)
+	// A credential that may not delete hears so before rm says what it
+	// would delete.
+	if err := im.CheckDelete(ctx, ref.Context()); err != nil {
+		return o.hint(err, deniedDeleteHint)
+	}
+	plan, err := im.PlanRemove(ctx, ref, o.Image)
 	if err != nil {
-		return imageHint(err, "")
+		return o.hint(err, "")
 	}
 	// The plan goes where the user reads it: stdout, or stderr when stdout
 	// carries JSON.
@@ -92,17 +117,28 @@ func rmRun(ctx context.Context, o *RmOptions) error {
 	if o.Output == "json" {
 		info = o.IO.ErrOut
 	}
-	fmt.Fprintf(info, "Deleting %s@%s (%s)\n", plan.Repository, plan.Digest, mediaTypeName(plan.MediaType))
-	if len(plan.Tags) > 0 {
-		fmt.Fprintf(info, "  tags deleted with it: %s\n", strings.Join(plan.Tags, ", "))
+	question := "Delete it? [y/N] "
+	if plan.Tag != "" {
+		fmt.Fprintf(info, "Deleting the tag %s:%s (%s, %s)\n", plan.Repository, plan.Tag, plan.Digest, mediaTypeName(plan.MediaType))
+		if others := plan.OtherTags(); len(others) > 0 {
+			fmt.Fprintf(info, "  the image stays: also tagged %s\n", strings.Join(others, ", "))
+		} else {
+			fmt.Fprintf(info, "  no other tag points at the image: it stays, untagged, pullable by digest (rm %s@%s deletes it)\n", plan.Repository, plan.Digest)
+		}
+		question = "Delete the tag? [y/N] "
 	} else {
-		fmt.Fprintln(info, "  no tag points at it")
-	}
-	for _, by := range plan.ReferencedBy {
-		fmt.Fprintf(info, "  ! index %s lists it as a platform: that tag will no longer pull completely\n", by)
+		fmt.Fprintf(info, "Deleting %s@%s (%s)\n", plan.Repository, plan.Digest, mediaTypeName(plan.MediaType))
+		if len(plan.Tags) > 0 {
+			fmt.Fprintf(info, "  tags deleted with it: %s\n", strings.Join(plan.Tags, ", "))
+		} else {
+			fmt.Fprintln(info, "  no tag points at it")
+		}
+		for _, by := range plan.ReferencedBy {
+			fmt.Fprintf(info, "  ! index %s lists it as a platform: that tag will no longer pull completely\n", by)
+		}
 	}
 	if !o.Yes {
-		if err := confirm(o.IO.In, o.IO.ErrOut, o.Interactive(), "Delete it? [y/N] "); err != nil {
+		if err := confirm(o.IO.In, o.IO.ErrOut, o.Interactive(), question); err != nil {
 			if errors.Is(err, errDeclined) {
 				fmt.Fprintln(info, "Nothing deleted.")
 				return nil
@@ -111,15 +147,45 @@ func rmRun(ctx context.Context, o *RmOptions) error {
 		}
 	}
 	if err := im.Remove(ctx, plan); err != nil {
-		return imageHint(err, deniedDeleteHint)
+		return o.hint(err, deniedDeleteHint)
 	}
 	if o.Output == "json" {
 		return writeJSON(o.IO.Out, plan)
 	}
-	fmt.Fprintf(o.IO.Out, "Deleted %s@%s.\n", plan.Repository, plan.Digest)
-	fmt.Fprintln(o.IO.Out, "The device reclaims the space at its next garbage collection (nightly, or at once with `edgecrd gc` on the device).")
+	if plan.Tag != "" {
+		fmt.Fprintf(o.IO.Out, "Deleted the tag %s:%s.\n", plan.Repository, plan.Tag)
+	} else {
+		fmt.Fprintf(o.IO.Out, "Deleted %s@%s.\n", plan.Repository, plan.Digest)
+	}
+	fmt.Fprintln(o.IO.Out, spaceNote(plan, o.Now()))
 	return nil
 }
+
+// spaceNote says what happens to the space after a deletion, as the
+// device's garbage collection behaves (server.CollectGarbage): blobs no
+// manifest references go once unused for the grace period (1h by default;
+// rm itself just read the manifest), untagged manifests only with
+// --delete-untagged.
+func spaceNote(p *agent.RemovePlan, now time.Time) string {
+	after := now.Add(defaultGCGrace).Format("15:04 MST")
+	const now0 = "(while no push is running: a shorter grace may remove what a push is about to use)"
+	switch {
+	case p.Tag != "" && len(p.OtherTags()) > 0:
+		return "No space comes back: the image is still tagged " + strings.Join(p.OtherTags(), ", ") + "."
+	case p.Tag != "":
+		return "No space comes back yet: the image stays, untagged, until a garbage collection with --delete-untagged\n" +
+			"removes it (scheduled ones do with `edgecrd serve --gc-delete-untagged`), the first after " + after + "\n" +
+			"(the device's grace period, 1h by default, spares what was used within it). To reclaim it now, on the\n" +
+			"device: `edgecrd gc --delete-untagged --grace 0s` " + now0 + "."
+	}
+	return "The space of its blobs that no other image uses comes back at the device's first garbage collection\n" +
+		"after " + after + " at the latest (the grace period, 1h by default, spares what was used within it;\n" +
+		"scheduled daily at 03:00 by default). To reclaim it now, on the device: `edgecrd gc --grace 0s`\n" + now0 + "."
+}
+
+// defaultGCGrace is the device's default grace period (server.DefaultGCGrace;
+// the client does not import the server).
+const defaultGCGrace = time.Hour
 
 var errDeclined = errors.New("declined")
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"syscall"
 
 	"github.com/edgecr/edgecr/agent"
 	"github.com/edgecr/edgecr/credhelper"
@@ -118,6 +119,8 @@ func hintFor(err error) string {
 		return "Fix the file's JSON (Docker would silently overwrite it), then run the command again."
 	case errors.Is(err, fs.ErrPermission):
 		return "Run the command as root (sudo edgecr ...)."
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return refusedHint(err)
 	}
 	return ""
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os/exec"
 	"time"
 
 	"github.com/edgecr/edgecr/server"
@@ -39,5 +40,17 @@ func printStart(w interface{ Write([]byte) (int, error) }, st *server.State, dir
 	fmt.Fprintf(w, "IP addresses:      %v\n", st.Device.IPs)
 	fmt.Fprintf(w, "CA fingerprint:    %s\n", st.CA.Fingerprint())
 	fmt.Fprintf(w, "CA certificate:    %s\n", st.CAFile())
-	fmt.Fprintf(w, "Credentials:       edgecrd info --data-dir %s\n", dir)
+	fmt.Fprint(w, credentialsLine(dir, exec.LookPath))
+}
+
+// credentialsLine says how to read the admin credential. When edgecrd is
+// not on PATH (started with go run from a checkout), it says how to run
+// info anyway and where installing is explained.
+func credentialsLine(dir string, lookPath func(string) (string, error)) string {
+	line := fmt.Sprintf("Credentials:       edgecrd info --data-dir %s\n", dir)
+	if _, err := lookPath("edgecrd"); err != nil {
+		line += fmt.Sprintf("                   (edgecrd is not on PATH: from the source, go run ./cmd/edgecrd info --data-dir %s;\n"+
+			"                   README.md says how to install edgecrd, edgecr and docker-credential-edgecr)\n", dir)
+	}
+	return line
 }

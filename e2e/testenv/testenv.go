@@ -22,6 +22,7 @@ func Need(t testing.TB, ok bool, reason string) {
 	if Strict() {
 		t.Fatalf("prerequisite missing and EDGECR_NO_SKIP=1: %s", reason)
 	}
+	recordSkip(shortReason(reason))
 	t.Skip(reason)
 }
 
