@@ -32,6 +32,10 @@ type JoinOptions struct {
 	Root   string
 	DryRun bool
 	Output string
+	// AllowUnconstrainedCA and ReplaceCredentials are the flags of the
+	// same names (agent.JoinOptions).
+	AllowUnconstrainedCA bool
+	ReplaceCredentials   bool
 }
 
 // NewCmdJoin builds `edgecr join`; runF replaces the run (tests capture the
@@ -81,6 +85,8 @@ config and credential are those of the user who ran sudo.
 	cmd.Flags().StringVar(&o.Token, "token", "", "join token from `edgecrd token create` (\"-\": read it from stdin)")
 	cmd.Flags().StringVar(&o.Name, "name", "", "this client's name on the device (default: the host name)")
 	cmd.Flags().StringVar(&o.Root, "root", "", "system root: put every system path (hosts file, trust store, runtime configuration, state) under DIR")
+	cmd.Flags().BoolVar(&o.AllowUnconstrainedCA, "allow-unconstrained-ca", false, "accept a device CA without name constraints (an edgecrd too old to make them); the registry host is still checked")
+	cmd.Flags().BoolVar(&o.ReplaceCredentials, "replace-credentials", false, "replace another tool's credHelpers entry for the registry in Docker's config.json (leave puts it back)")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing (the token is not spent; the CA pin is checked)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -139,7 +145,8 @@ func joinRun(ctx context.Context, o *JoinOptions) error {
 		progress = o.IO.ErrOut
 	}
 	report := func(ev agent.Event) { fmt.Fprintln(progress, ev) }
-	opts := agent.JoinOptions{URL: o.URL, Token: o.Token, Name: o.Name, Report: report, AfterStep: after}
+	opts := agent.JoinOptions{URL: o.URL, Token: o.Token, Name: o.Name, Report: report, AfterStep: after,
+		AllowUnconstrainedCA: o.AllowUnconstrainedCA, ReplaceCredentials: o.ReplaceCredentials}
 
 	if o.DryRun {
 		fmt.Fprintf(progress, "Dry run: nothing is changed and the token is not spent.\n")
