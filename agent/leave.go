@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgecr/edgecr/hostsfile"
 	"github.com/edgecr/edgecr/trust"
 )
 
@@ -183,6 +184,13 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 		if err != nil {
 			errs = append(errs, fmt.Errorf("removing the CA from the trust store: %w", err))
 		}
+	}
+	if r := e.Hosts; r != nil && hostsfile.CheckHost(r.Host) != nil {
+		// The hosts file takes no such name, so none of edgecr's lines can
+		// hold it: a state that records one (hand-edited, or written from a
+		// hostile answer by an older edgecr) must not wedge leave.
+		e.Hosts = nil
+		unchanged("hosts", fmt.Sprintf("unchanged: %q is not a valid host name, so %s holds no edgecr entry for it", r.Host, r.Path))
 	}
 	if r := e.Hosts; r != nil {
 		changed, err := s.Hosts(r.Path).Remove(ctx, r.Host)
