@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/edgecr/edgecr/agent"
+	"github.com/edgecr/edgecr/internal/textsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -100,6 +101,9 @@ func imageHint(err error, denied string) error {
 
 // isTerminal reports whether a stream is a terminal.
 func isTerminal(v any) bool {
+	if w, ok := v.(io.Writer); ok {
+		v = textsafe.Raw(w)
+	}
 	f, ok := v.(interface{ Fd() uintptr })
 	return ok && isTerminalFd(f.Fd())
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgecr/edgecr/agent"
 	"github.com/edgecr/edgecr/credhelper"
+	"github.com/edgecr/edgecr/internal/textsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -79,6 +80,9 @@ func (g *globalFlags) logger(f *Factory) *slog.Logger {
 // run executes the command line and maps errors to exit statuses, in one
 // place.
 func run(ctx context.Context, args []string, f *Factory) int {
+	// What a device or registry said (client IDs, messages, tags) reaches
+	// the terminal escaped, whichever path prints it (internal/textsafe).
+	f.IO.Out, f.IO.ErrOut = textsafe.NewWriter(f.IO.Out), textsafe.NewWriter(f.IO.ErrOut)
 	root := newRootCmd(f)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
