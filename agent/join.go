@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker-credential-helpers/credentials"
 	"github.com/edgecr/edgecr/credhelper"
 	"github.com/edgecr/edgecr/hostsfile"
+	"github.com/edgecr/edgecr/internal/textsafe"
 	"github.com/edgecr/edgecr/trust"
 )
 
@@ -87,6 +88,9 @@ func (s *System) Join(ctx context.Context, o JoinOptions) (*JoinResult, error) {
 	}
 	base, err := ParseDeviceURL(o.URL)
 	if err != nil {
+		return nil, err
+	}
+	if err := textsafe.Check("client name", o.Name); err != nil {
 		return nil, err
 	}
 	// Refuse before the token is spent what would fail later anyway.

@@ -112,6 +112,9 @@ func hintFor(err error) string {
 		return "The device did not prove it holds the CA the token was made for: either the URL points at another\n" +
 			"device or something is in between. Nothing was sent and nothing was changed. Check the URL and the\n" +
 			"token (`edgecrd token create` on the device prints both)."
+	case errors.Is(err, agent.ErrUntrustedDevice):
+		return "The device asked this machine to trust it for names that are not its own (or could not show it\n" +
+			"may not): nothing was changed here. If this is your edgecrd, upgrade it and make a new token."
 	case errors.Is(err, agent.ErrTokenExpired), errors.Is(err, agent.ErrTokenUsedUp):
 		return "Create a new token on the device: edgecrd token create"
 	case errors.Is(err, agent.ErrTokenRejected):

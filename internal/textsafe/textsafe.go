@@ -43,7 +43,7 @@ func Check(what, s string) error {
 			}
 		}
 		if Unsafe(r) {
-			return fmt.Errorf("invalid %s %s: control or bidirectional character U+%04X at byte %d", what, Escape(s), r, i)
+			return fmt.Errorf("invalid %s \"%s\": control or bidirectional character U+%04X at byte %d", what, Escape(s), r, i)
 		}
 	}
 	return nil
