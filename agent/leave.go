@@ -248,6 +248,7 @@ func (s *System) revoke(ctx context.Context, e *Entry, user string, secret Secre
 	}
 	client := NewDeviceClient(base, e.Pin)
 	defer client.Close()
+	_ = client.AcceptReissuedCA([]byte(e.CAPEM)) // a device whose CA was re-issued under the same key
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	err = client.Revoke(ctx, user, secret)

@@ -103,6 +103,13 @@ type Device struct {
 	srv  *httptest.Server
 	opts DeviceOptions
 
+	// The CA's key and certificate, and the chain served (ReissueCA
+	// replaces it).
+	caKey   *ecdsa.PrivateKey
+	caCert  *x509.Certificate
+	chainMu sync.Mutex
+	chain   *tls.Certificate
+
 	mu       sync.Mutex
 	tokens   map[string]*fakeToken
 	clients  map[string]*Client
@@ -174,10 +181,18 @@ func NewDevice(t testing.TB, o DeviceOptions) *Device {
 	mux.HandleFunc("GET /v2/", d.serveV2)
 	d.srv = httptest.NewUnstartedServer(d.record(mux))
 	d.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes the client refuses
-	d.srv.TLS = &tls.Config{Certificates: []tls.Certificate{{
-		Certificate: [][]byte{leafDER, caDER},
-		PrivateKey:  leafKey,
-	}}}
+	d.caKey, d.caCert = caKey, caCert
+	d.chain = &tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey}
+	d.srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{*d.chain},
+		// Called on every handshake (GetCertificate is not, for a client
+		// that sends no server name): serves the chain ReissueCA set.
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			d.chainMu.Lock()
+			defer d.chainMu.Unlock()
+			return &tls.Config{Certificates: []tls.Certificate{*d.chain}}, nil
+		},
+	}
 	d.srv.StartTLS()
 	t.Cleanup(d.srv.Close)
 	d.URL = d.srv.URL
