@@ -126,3 +126,24 @@ func TestJoinRefusesForeignCredentials(t *testing.T) {
 		})
 	}
 }
+
+// --dry-run says what join would refuse.
+func TestPlanJoinWarnsOfHostileDevice(t *testing.T) {
+	for _, c := range []struct {
+		dev  agenttest.DeviceOptions
+		want string
+	}{
+		{agenttest.DeviceOptions{UnconstrainedCA: true}, "no critical name constraints"},
+		{agenttest.DeviceOptions{RegistryHost: "registry-1.docker.io"}, "docker.io"},
+	} {
+		e := newEnv(t, envOptions{device: c.dev})
+		before := e.snapshot()
+		if _, err := e.sys.PlanJoin(context.Background(), agent.JoinOptions{URL: e.dev.URL, Token: e.dev.Token(agenttest.TokenOptions{}), Report: e.report}); err != nil {
+			t.Fatal(err)
+		}
+		if out := e.output(); !strings.Contains(out, "join would refuse before spending the token") || !strings.Contains(out, c.want) {
+			t.Errorf("plan for %+v lacks the refusal %q:\n%s", c.dev, c.want, out)
+		}
+		e.requireSnapshot(before, "after a dry run")
+	}
+}
