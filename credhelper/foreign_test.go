@@ -32,3 +32,19 @@ func TestForeign(t *testing.T) {
 		t.Fatalf("malformed: %v", err)
 	}
 }
+
+// Foreign never panics, and whatever it reports is in a config Register
+// accepts, for the key Register would set.
+func FuzzForeign(f *testing.F) {
+	f.Add(`{"credHelpers":{"ecr.box.internal:31001":"ecr-login"},"auths":{"https://ecr.box.internal:31001":{}}}`, "ecr.box.internal:31001")
+	f.Add(`{"auths":null}`, "h:1")
+	f.Fuzz(func(t *testing.T, config, hostPort string) {
+		found, err := Foreign([]byte(config), hostPort, "edgecr")
+		if err != nil || len(found) == 0 {
+			return
+		}
+		if _, _, err := Register([]byte(config), hostPort, "edgecr", ""); err != nil {
+			t.Fatalf("Foreign found %q in a config Register refuses: %v", found, err)
+		}
+	})
+}
