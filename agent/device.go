@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/edgecr/edgecr/internal/textsafe"
 )
 
 // DefaultPort is the device's registry and join port, used when the join URL
@@ -391,7 +393,7 @@ func (c *DeviceClient) clean(s string) string {
 		}
 	}
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || textsafe.Unsafe(r) {
 			return ' '
 		}
 		return r

@@ -31,6 +31,9 @@ type DockerConfig interface {
 	Unregister(path string, ch credhelper.Change) (bool, error)
 	// Helper returns credHelpers[hostPort] of the config at path.
 	Helper(path, hostPort string) (string, error)
+	// Foreign lists another tool's entries for hostPort that Register
+	// would replace or shadow (credhelper.Foreign).
+	Foreign(hostPort string) ([]string, error)
 }
 
 // DockerConfigFile is the DockerConfig on disk, edited through credhelper.
@@ -109,4 +112,20 @@ func (d *DockerConfigFile) Helper(path, hostPort string) (string, error) {
 		return "", fmt.Errorf("reading Docker config %s: %w", path, credhelper.ErrMalformed)
 	}
 	return doc.CredHelpers[hostPort], nil
+}
+
+// Foreign implements DockerConfig.
+func (d *DockerConfigFile) Foreign(hostPort string) ([]string, error) {
+	data, err := os.ReadFile(d.File)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Docker config %s: %w", d.File, err)
+	}
+	found, err := credhelper.Foreign(data, hostPort, HelperName)
+	if err != nil {
+		return nil, fmt.Errorf("checking Docker config %s: %w", d.File, err)
+	}
+	return found, nil
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"github.com/docker/docker-credential-helpers/credentials"
 	"github.com/edgecr/edgecr/credhelper"
 	"github.com/edgecr/edgecr/hostsfile"
+	"github.com/edgecr/edgecr/internal/textsafe"
 	"github.com/edgecr/edgecr/trust"
 )
 
@@ -29,6 +31,13 @@ type JoinOptions struct {
 	Browsers bool
 	// Report receives each event as it happens (nil: none).
 	Report func(Event)
+	// AllowUnconstrainedCA accepts a device CA without critical name
+	// constraints (an edgecrd that predates them); see CheckDeviceCA.
+	AllowUnconstrainedCA bool
+	// ReplaceCredentials lets the join replace another tool's
+	// credHelpers entry for the registry (and shadow its auths entry);
+	// without it the join refuses before writing anything.
+	ReplaceCredentials bool
 	// AfterStep runs after each step's state has been saved. An error from
 	// it stops the join as a crash would: nothing is rolled back. It is the
 	// test hook behind EDGECR_TEST_CRASH_AFTER.
@@ -82,6 +91,9 @@ func (s *System) Join(ctx context.Context, o JoinOptions) (*JoinResult, error) {
 	}
 	base, err := ParseDeviceURL(o.URL)
 	if err != nil {
+		return nil, err
+	}
+	if err := textsafe.Check("client name", o.Name); err != nil {
 		return nil, err
 	}
 	// Refuse before the token is spent what would fail later anyway.
@@ -268,15 +280,25 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 	}
 
 	// The handshake proves the pin before anything is sent; the CA the
-	// device serves must be the pinned one too.
-	if _, err := client.FetchCA(ctx); err != nil {
+	// device serves must be the pinned one too, and one that vouches only
+	// for the device's own names.
+	caPEM, err := client.FetchCA(ctx)
+	if err != nil {
 		return err
 	}
+	ca, err := j.checkCA(caPEM)
+	if err != nil {
+		return fmt.Errorf("%w (the join token was not spent)", err)
+	}
 	// The device certificate names the registry host (as for --dry-run):
-	// a join the hosts step would refuse does not spend the token.
+	// a join the hosts or credentials step would refuse does not spend the
+	// token.
 	if names := client.ServerNames(); len(names) > 0 {
 		if err := j.refuseHostsConflict(ctx, names[0]); err != nil {
 			return err
+		}
+		if err := j.refuseForeignCredentials(net.JoinHostPort(names[0], j.base.Port()), false); err != nil {
+			return fmt.Errorf("%w (the join token was not spent)", err)
 		}
 	}
 	resp, err := client.Join(ctx, j.tok, j.o.Name)
@@ -284,7 +306,19 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 		return err
 	}
 	registry := net.JoinHostPort(resp.RegistryHost, strconv.Itoa(resp.Port))
-	ip, err := chooseIP(j.base, resp.IPs)
+	// Nothing the device answered is recorded (or printed) before it is
+	// checked.
+	err = CheckIdentity(resp.ClientID, resp.Username, resp.Role)
+	if err == nil {
+		err = CheckRegistryHost(ca, client.Peer(), resp.RegistryHost)
+	}
+	if err == nil {
+		err = j.refuseForeignCredentials(registry, true)
+	}
+	var ip netip.Addr
+	if err == nil {
+		ip, err = chooseIP(j.base, resp.IPs)
+	}
 	if err == nil {
 		if other := j.st.Find(registry); other != nil && other.Pin != j.tok.Pin {
 			err = fmt.Errorf("registry %s is already joined with another device CA (sha256:%s): run `edgecr leave %s` first", registry, other.Pin, registry)
@@ -314,6 +348,56 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 	j.emit(StepBootstrap, "bootstrap", StatusChanged, fmt.Sprintf("joined %s as %s (role %s); the device CA sha256:%s matches the token's pin", registry, resp.ClientID, role, j.tok.Pin[:16]+"…"))
 	return nil
 }
+
+// checkCA parses the pinned CA and checks its name constraints
+// (CheckDeviceCA); an unconstrained CA accepted with
+// --allow-unconstrained-ca is a warning.
+func (j *joinRun) checkCA(caPEM []byte) (*x509.Certificate, error) {
+	der, _, err := ParseCAPEM(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("checking the device CA: %w", err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("checking the device CA: %w", err)
+	}
+	var ips []netip.Addr
+	if a, err := netip.ParseAddr(j.base.Hostname()); err == nil {
+		ips = append(ips, a.Unmap())
+	}
+	warn, err := CheckDeviceCA(ca, ips, j.o.AllowUnconstrainedCA)
+	if err != nil {
+		return nil, err
+	}
+	if warn != nil {
+		j.emit(StepBootstrap, "device CA", StatusWarning, "accepted with --allow-unconstrained-ca: "+warn.Error())
+	}
+	return ca, nil
+}
+
+// refuseForeignCredentials fails, unless --replace-credentials, when
+// config.json has another tool's entry for registry, saying what it found.
+func (j *joinRun) refuseForeignCredentials(registry string, report bool) error {
+	found, err := j.Docker.Foreign(registry)
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	if j.o.ReplaceCredentials {
+		if !report {
+			return nil
+		}
+		j.emit(StepCredentials, "docker config", StatusWarning, fmt.Sprintf("replacing %s in %s (--replace-credentials); leave puts a replaced helper back", strings.Join(found, ", "), j.Docker.Path()))
+		return nil
+	}
+	return fmt.Errorf("%w: %s already has %s: edgecr would replace it; run with --replace-credentials to do so", ErrForeignCredentials, j.Docker.Path(), strings.Join(found, ", "))
+}
+
+// ErrForeignCredentials means config.json has another tool's entry for the
+// registry and the join was not told to replace it.
+var ErrForeignCredentials = errors.New("another tool's credentials for the registry")
 
 // refuseHostsConflict fails when the hosts step would refuse to map host: a
 // line of the user's maps it, or edgecr's markers do not pair up. The hosts

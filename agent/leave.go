@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgecr/edgecr/hostsfile"
 	"github.com/edgecr/edgecr/trust"
 )
 
@@ -187,6 +188,13 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 			errs = append(errs, fmt.Errorf("removing the CA from the trust store: %w", err))
 		}
 	}
+	if r := e.Hosts; r != nil && hostsfile.CheckHost(r.Host) != nil {
+		// The hosts file takes no such name, so none of edgecr's lines can
+		// hold it: a state that records one (hand-edited, or written from a
+		// hostile answer by an older edgecr) must not wedge leave.
+		e.Hosts = nil
+		unchanged("hosts", fmt.Sprintf("unchanged: %q is not a valid host name, so %s holds no edgecr entry for it", r.Host, r.Path))
+	}
 	if r := e.Hosts; r != nil {
 		changed, err := s.Hosts(r.Path).Remove(ctx, r.Host)
 		if err != nil {
@@ -243,6 +251,7 @@ func (s *System) revoke(ctx context.Context, e *Entry, user string, secret Secre
 	}
 	client := NewDeviceClient(base, e.Pin)
 	defer client.Close()
+	_ = client.AcceptReissuedCA([]byte(e.CAPEM)) // a device whose CA was re-issued under the same key
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	err = client.Revoke(ctx, user, secret)

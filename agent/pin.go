@@ -106,6 +106,11 @@ func verifyPinned(pin string, chain []*x509.Certificate) error {
 // The leaf of the last verified handshake is kept for peer.
 type pinnedTLS struct {
 	pin string
+	// reissued, when set, is the CA copy this client trusts (a joined
+	// entry's): a chain that verifies against it passes too, for a device
+	// whose CA certificate was re-issued under the same key (see
+	// verifyReissued).
+	reissued *x509.Certificate
 
 	mu   sync.Mutex
 	leaf *x509.Certificate
@@ -119,7 +124,9 @@ func (p *pinnedTLS) config() *tls.Config {
 		InsecureSkipVerify: true, //nolint:gosec // see VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if err := verifyPinned(p.pin, cs.PeerCertificates); err != nil {
-				return err
+				if p.reissued == nil || verifyReissued(p.reissued, cs.PeerCertificates) != nil {
+					return err
+				}
 			}
 			p.mu.Lock()
 			p.leaf = cs.PeerCertificates[0]

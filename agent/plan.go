@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,6 +80,14 @@ func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, erro
 			name = "(unnamed)"
 		}
 		plan(StepBootstrap, "bootstrap", "POST %s%s spends one use of token %s for a client named %s; the credential is kept in %s (0600) until step credentials", base, pathJoin, tok.ID, name, s.State.SecretsPath())
+	}
+	if err := planDeviceChecks(base, caPEM, host, o.AllowUnconstrainedCA); err != nil {
+		warn(StepBootstrap, "device", "join would refuse before spending the token: %v", err)
+	}
+	if host != placeholderHost {
+		if found, err := s.Docker.Foreign(registry); err == nil && len(found) > 0 && !o.ReplaceCredentials {
+			warn(StepCredentials, "docker config", "join would refuse before spending the token: %s has %s (--replace-credentials replaces it)", s.Docker.Path(), strings.Join(found, ", "))
+		}
 	}
 	if host == placeholderHost {
 		warn(StepBootstrap, "registry", "the device certificate names no host: the device's answer will say the registry host")
@@ -182,4 +193,30 @@ func (s *System) planTrust(_ context.Context, registry string, caPEM []byte, pla
 		rep := "not present: " + strings.Join(absent, ", ")
 		plan(StepTrust, "runtimes", "%s", rep)
 	}
+}
+
+// planDeviceChecks runs the checks of Join's bootstrap that need no join
+// answer: the CA's constraints and the certificate's registry host.
+func planDeviceChecks(base *url.URL, caPEM []byte, host string, allowUnconstrained bool) error {
+	der, _, err := ParseCAPEM(caPEM)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	var ips []netip.Addr
+	if a, err := netip.ParseAddr(base.Hostname()); err == nil {
+		ips = append(ips, a.Unmap())
+	}
+	if _, err := CheckDeviceCA(ca, ips, allowUnconstrained); err != nil {
+		return err
+	}
+	if host != placeholderHost {
+		if err := CheckOwnName(host); err != nil {
+			return fmt.Errorf("%w: registry host: %w", ErrUntrustedDevice, err)
+		}
+	}
+	return nil
 }

@@ -105,6 +105,10 @@ func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 		j.fail(w, addr, "token_malformed", http.StatusBadRequest, "BAD_REQUEST", err)
 		return
 	}
+	if err := CheckClientName(req.Name); err != nil {
+		apiError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
+		return
+	}
 	name := CleanClientName(req.Name)
 	res, err := j.state.Redeem(p, name, j.now())
 	switch {

@@ -40,7 +40,7 @@ func TestJoinAPI(t *testing.T) {
 		t.Fatalf("token %q does not carry the CA pin (%v)", token, err)
 	}
 
-	resp, got, _ := ts.join(t, token, "laptop\x00\n\"evil\"")
+	resp, got, _ := ts.join(t, token, "laptop\"evil\"")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("join: %d", resp.StatusCode)
 	}

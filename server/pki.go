@@ -59,10 +59,14 @@ var privateRanges = func() []*net.IPNet {
 // caConstraints limit what the device CA can vouch for. Clients install it
 // as a trusted root; without constraints, whoever steals an edge box's
 // ca.key could impersonate any web site to every joined client. With them
-// it certifies only names under the device's DNS domain and localhost, and
-// private addresses plus the device's own.
-func caConstraints(domain string, ips []net.IP) (dns []string, nets []*net.IPNet) {
-	dns = []string{domain, "localhost"}
+// it certifies only the device's own zone, <name>.<domain> (the registry
+// host ecr.<name>.<domain> and names under it, not other devices of the
+// same domain), and localhost; and private addresses plus the device's own.
+// Private ranges rather than the device's addresses alone: a device's
+// addresses change (DHCP, `--ip`) and a certificate must stay inside the
+// constraints of the CA copy joined clients hold, which cannot change.
+func caConstraints(name, domain string, ips []net.IP) (dns []string, nets []*net.IPNet) {
+	dns = []string{caZone(name, domain), "localhost"}
 	nets = append(nets, privateRanges...)
 	for _, ip := range ips {
 		if permittedIP(nets, ip) {
@@ -97,7 +101,7 @@ func (ca *CA) checkConstraints(host string, ips []net.IP) error {
 			}
 		}
 		if !ok {
-			return fmt.Errorf("registry host %s is outside the device CA's permitted domains %v: the domain cannot change without a new CA (and every client re-joining)", host, c.PermittedDNSDomains)
+			return fmt.Errorf("registry host %s is outside the device CA's permitted domains %v: the device's name and domain cannot change without a new CA (and every client re-joining)", host, c.PermittedDNSDomains)
 		}
 	}
 	if len(c.PermittedIPRanges) > 0 {
@@ -109,6 +113,9 @@ func (ca *CA) checkConstraints(host string, ips []net.IP) error {
 	}
 	return nil
 }
+
+// caZone is the DNS zone a device CA may certify: <name>.<domain>.
+func caZone(name, domain string) string { return strings.ToLower(name + "." + domain) }
 
 func newCA(name, domain string, ips []net.IP, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -129,7 +136,7 @@ func newCA(name, domain string, ips []net.IP, now time.Time) (certPEM, keyPEM []
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	tmpl.PermittedDNSDomains, tmpl.PermittedIPRanges = caConstraints(domain, ips)
+	tmpl.PermittedDNSDomains, tmpl.PermittedIPRanges = caConstraints(name, domain, ips)
 	tmpl.PermittedDNSDomainsCritical = true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

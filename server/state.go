@@ -345,6 +345,9 @@ func (s *State) ensureCA(now time.Time) error {
 			return err
 		}
 	}
+	if ca, err = s.constrainCA(ca, now); err != nil {
+		return err
+	}
 	s.CA = ca
 	return nil
 }

@@ -41,6 +41,53 @@ type DeviceOptions struct {
 	// AnswerCAPEM replaces the CA in join answers (a device that is not
 	// what it pins).
 	AnswerCAPEM []byte
+
+	// The hostile device's knobs. By default the CA is constrained as
+	// edgecrd's is (DNS: RegistryHost without its first label, and
+	// localhost; IPs: the private ranges), and the certificate names
+	// RegistryHost and localhost.
+	//
+	// UnconstrainedCA makes a CA without name constraints.
+	UnconstrainedCA bool
+	// PermittedDNS replaces the CA's permitted DNS zones.
+	PermittedDNS []string
+	// PermittedIPs replaces the CA's permitted IP ranges (CIDRs).
+	PermittedIPs []string
+	// CertNames replaces the DNS names of the device's certificate.
+	CertNames []string
+	// AnswerHost, AnswerClientID and AnswerRole replace registryHost,
+	// clientID (and username) and role in join answers.
+	AnswerHost, AnswerClientID, AnswerRole string
+}
+
+// privateCIDRs are the ranges edgecrd's CA permits (server/pki.go).
+var privateCIDRs = []string{"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+	"169.254.0.0/16", "198.18.0.0/15", "::1/128", "fc00::/7", "fe80::/10"}
+
+// constraints applies o's CA constraints to a CA template.
+func (o DeviceOptions) constraints(t testing.TB, tmpl *x509.Certificate) {
+	t.Helper()
+	if o.UnconstrainedCA {
+		return
+	}
+	dns := o.PermittedDNS
+	if dns == nil {
+		_, zone, _ := strings.Cut(o.RegistryHost, ".")
+		dns = []string{zone, "localhost"}
+	}
+	cidrs := o.PermittedIPs
+	if cidrs == nil {
+		cidrs = privateCIDRs
+	}
+	tmpl.PermittedDNSDomains = dns
+	tmpl.PermittedDNSDomainsCritical = true
+	for _, c := range cidrs {
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.PermittedIPRanges = append(tmpl.PermittedIPRanges, n)
+	}
 }
 
 // Device is a fake edgecr device on an httptest TLS server that serves the
@@ -55,6 +102,13 @@ type Device struct {
 
 	srv  *httptest.Server
 	opts DeviceOptions
+
+	// The CA's key and certificate, and the chain served (ReissueCA
+	// replaces it).
+	caKey   *ecdsa.PrivateKey
+	caCert  *x509.Certificate
+	chainMu sync.Mutex
+	chain   *tls.Certificate
 
 	mu       sync.Mutex
 	tokens   map[string]*fakeToken
@@ -88,7 +142,11 @@ func NewDevice(t testing.TB, o DeviceOptions) *Device {
 	if len(o.IPs) == 0 {
 		o.IPs = []string{"127.0.0.1"}
 	}
-	caKey, caCert, caDER := newCA(t, "edgecr device CA "+o.RegistryHost)
+	caKey, caCert, caDER := newCA(t, "edgecr device CA "+o.RegistryHost, o.constraintsOf(t))
+	certNames := o.CertNames
+	if certNames == nil {
+		certNames = []string{o.RegistryHost, "localhost"}
+	}
 	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +158,7 @@ func NewDevice(t testing.TB, o DeviceOptions) *Device {
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{o.RegistryHost, "localhost"},
+		DNSNames:     certNames,
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &leafKey.PublicKey, caKey)
@@ -123,10 +181,18 @@ func NewDevice(t testing.TB, o DeviceOptions) *Device {
 	mux.HandleFunc("GET /v2/", d.serveV2)
 	d.srv = httptest.NewUnstartedServer(d.record(mux))
 	d.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes the client refuses
-	d.srv.TLS = &tls.Config{Certificates: []tls.Certificate{{
-		Certificate: [][]byte{leafDER, caDER},
-		PrivateKey:  leafKey,
-	}}}
+	d.caKey, d.caCert = caKey, caCert
+	d.chain = &tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey}
+	d.srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{*d.chain},
+		// Called on every handshake (GetCertificate is not, for a client
+		// that sends no server name): serves the chain ReissueCA set.
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			d.chainMu.Lock()
+			defer d.chainMu.Unlock()
+			return &tls.Config{Certificates: []tls.Certificate{*d.chain}}, nil
+		},
+	}
 	d.srv.StartTLS()
 	t.Cleanup(d.srv.Close)
 	d.URL = d.srv.URL
@@ -267,22 +333,32 @@ func (d *Device) serveJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	tok.uses--
 	id := "c-" + randHex(8)
+	if d.opts.AnswerClientID != "" {
+		id = d.opts.AnswerClientID
+	}
 	c := &Client{ID: id, Name: req.Name, Role: d.opts.Role, Password: randB64(32)}
 	d.clients[id] = c
 	caPEM := d.CAPEM
 	if d.opts.AnswerCAPEM != nil {
 		caPEM = d.opts.AnswerCAPEM
 	}
+	host, role := d.RegistryHost, c.Role
+	if d.opts.AnswerHost != "" {
+		host = d.opts.AnswerHost
+	}
+	if d.opts.AnswerRole != "" {
+		role = d.opts.AnswerRole
+	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{
-		"registryHost": d.RegistryHost,
+		"registryHost": host,
 		"port":         d.Port,
 		"ips":          d.IPs,
 		"caPEM":        string(caPEM),
 		"clientID":     id,
 		"username":     id,
 		"password":     c.Password,
-		"role":         c.Role,
+		"role":         role,
 	})
 }
 
@@ -330,11 +406,15 @@ func (d *Device) serveV2(w http.ResponseWriter, r *http.Request) {
 // device's CA, for the wrong-CA cases.
 func NewCAPEM(t testing.TB) (pemBytes []byte, pin string) {
 	t.Helper()
-	_, _, der := newCA(t, "another CA")
+	_, _, der := newCA(t, "another CA", DeviceOptions{RegistryHost: "ecr.other.internal"}.constraintsOf(t))
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), hexSum(der)
 }
 
-func newCA(t testing.TB, cn string) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
+func (o DeviceOptions) constraintsOf(t testing.TB) func(*x509.Certificate) {
+	return func(c *x509.Certificate) { o.constraints(t, c) }
+}
+
+func newCA(t testing.TB, cn string, constrain func(*x509.Certificate)) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -349,6 +429,7 @@ func newCA(t testing.TB, cn string) (*ecdsa.PrivateKey, *x509.Certificate, []byt
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
+	constrain(tmpl)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgecr/edgecr/agent"
+	"github.com/edgecr/edgecr/internal/textsafe"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
@@ -112,7 +113,7 @@ func cpRun(ctx context.Context, o *CpOptions) error {
 	}
 	var bar *progressBar
 	if o.ShowProgress() {
-		bar = &progressBar{w: o.IO.ErrOut, now: time.Now, start: time.Now()}
+		bar = &progressBar{w: textsafe.Raw(o.IO.ErrOut), now: time.Now, start: time.Now()}
 		opts.Progress = bar.update
 	}
 	res, err := im.Copy(ctx, src, dst, opts)

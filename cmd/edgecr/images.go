@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/edgecr/edgecr/agent"
+	"github.com/edgecr/edgecr/internal/textsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -122,6 +123,9 @@ func imageHint(err error, denied string) error {
 
 // isTerminal reports whether a stream is a terminal.
 func isTerminal(v any) bool {
+	if w, ok := v.(io.Writer); ok {
+		v = textsafe.Raw(w)
+	}
 	f, ok := v.(interface{ Fd() uintptr })
 	return ok && isTerminalFd(f.Fd())
 }

@@ -34,6 +34,10 @@ type JoinOptions struct {
 	Output string
 	// Browsers also adds the CA to the user's browsers' NSS databases.
 	Browsers bool
+	// AllowUnconstrainedCA and ReplaceCredentials are the flags of the
+	// same names (agent.JoinOptions).
+	AllowUnconstrainedCA bool
+	ReplaceCredentials   bool
 }
 
 // NewCmdJoin builds `edgecr join`; runF replaces the run (tests capture the
@@ -92,6 +96,8 @@ databases join added it to, and status checks them.`,
 	cmd.Flags().StringVar(&o.Name, "name", "", "this client's name on the device (default: the host name)")
 	cmd.Flags().StringVar(&o.Root, "root", "", "system root: put every system path (hosts file, trust store, runtime configuration, state) under DIR")
 	cmd.Flags().BoolVar(&o.Browsers, "browsers", false, "also trust the device CA in this user's browsers (Chromium, Firefox NSS databases; needs certutil)")
+	cmd.Flags().BoolVar(&o.AllowUnconstrainedCA, "allow-unconstrained-ca", false, "accept a device CA without name constraints (an edgecrd too old to make them); the registry host is still checked")
+	cmd.Flags().BoolVar(&o.ReplaceCredentials, "replace-credentials", false, "replace another tool's credHelpers entry for the registry in Docker's config.json (leave puts it back)")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing (the token is not spent; the CA pin is checked)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -150,7 +156,8 @@ func joinRun(ctx context.Context, o *JoinOptions) error {
 		progress = o.IO.ErrOut
 	}
 	report := func(ev agent.Event) { fmt.Fprintln(progress, ev) }
-	opts := agent.JoinOptions{URL: o.URL, Token: o.Token, Name: o.Name, Browsers: o.Browsers, Report: report, AfterStep: after}
+	opts := agent.JoinOptions{URL: o.URL, Token: o.Token, Name: o.Name, Browsers: o.Browsers, Report: report, AfterStep: after,
+		AllowUnconstrainedCA: o.AllowUnconstrainedCA, ReplaceCredentials: o.ReplaceCredentials}
 
 	if o.DryRun {
 		fmt.Fprintf(progress, "Dry run: nothing is changed and the token is not spent.\n")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgecr/edgecr/agent"
 	"github.com/edgecr/edgecr/credhelper"
+	"github.com/edgecr/edgecr/internal/textsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -80,6 +81,9 @@ func (g *globalFlags) logger(f *Factory) *slog.Logger {
 // run executes the command line and maps errors to exit statuses, in one
 // place.
 func run(ctx context.Context, args []string, f *Factory) int {
+	// What a device or registry said (client IDs, messages, tags) reaches
+	// the terminal escaped, whichever path prints it (internal/textsafe).
+	f.IO.Out, f.IO.ErrOut = textsafe.NewWriter(f.IO.Out), textsafe.NewWriter(f.IO.ErrOut)
 	root := newRootCmd(f)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -109,6 +113,9 @@ func hintFor(err error) string {
 		return "The device did not prove it holds the CA the token was made for: either the URL points at another\n" +
 			"device or something is in between. Nothing was sent and nothing was changed. Check the URL and the\n" +
 			"token (`edgecrd token create` on the device prints both)."
+	case errors.Is(err, agent.ErrUntrustedDevice):
+		return "The device asked this machine to trust it for names that are not its own (or could not show it\n" +
+			"may not): nothing was changed here. If this is your edgecrd, upgrade it and make a new token."
 	case errors.Is(err, agent.ErrTokenExpired), errors.Is(err, agent.ErrTokenUsedUp):
 		return "Create a new token on the device: edgecrd token create"
 	case errors.Is(err, agent.ErrTokenRejected):

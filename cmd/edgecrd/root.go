@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/edgecr/edgecr/internal/textsafe"
 	"github.com/spf13/cobra"
 )
 
@@ -88,6 +89,9 @@ func newRootCmd(io streams) *cobra.Command {
 }
 
 func run(ctx context.Context, args []string, io streams) int {
+	// Names clients chose and anything else from outside reach the
+	// terminal escaped (internal/textsafe).
+	io.Out, io.Err = textsafe.NewWriter(io.Out), textsafe.NewWriter(io.Err)
 	root := newRootCmd(io)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
