@@ -39,8 +39,9 @@ func newTokenCreateCmd(io streams) *cobra.Command {
 		Short: "Create a join token and print the edgecr join command that uses it",
 		Long: `Create a join token and print the edgecr join command that uses it.
 
-With --print-join-command it also prints one line for Linux/macOS (curl piped
-to sudo sh) and one for an elevated Windows PowerShell that install the agent
+The join line runs edgecr join through sudo unless the user is root, so it
+works on both. With --print-join-command it also prints one line for
+Linux/macOS (curl piped to sh; the script uses sudo unless run as root) and one for an elevated Windows PowerShell that install the agent
 from this device (edgecrd serve --dist-dir) and join. Both accept only this
 device's server key (curl --pinnedpubkey, and the same SHA-256 of the key's
 SubjectPublicKeyInfo in PowerShell), since the client does not trust the
