@@ -75,7 +75,7 @@ join that follows checks the device against the CA pin inside the token.`,
 			if output == "json" {
 				return writeJSON(io.Out, out)
 			}
-			fmt.Fprintf(io.Out, "Join token %s (%s, %d use(s), expires %s):\n\n  %s\n\nRun on the client:\n\n  %s\n",
+			fmt.Fprintf(io.Out, "Join token %s (%s, %d use(s), expires %s):\n\n  %s\n\nRun on the client (the $(…) prefix is sudo unless you are root; on Windows,\nin PowerShell run as administrator, leave it out):\n\n  %s\n",
 				tk.ID, tk.Role, tk.Uses, tk.Expires.Local().Format(time.RFC3339), token, out.JoinCommand)
 			if out.InstallCommand != "" {
 				fmt.Fprintf(io.Out, "\nOr, on a client without edgecr (needs edgecrd serve --dist-dir), Linux/macOS:\n\n  %s\n", out.InstallCommand)
