@@ -56,11 +56,28 @@ func serveState(t *testing.T, st *State) *testServer {
 // out, not dangle) and an image is pushed (it must not break anything).
 func TestBackupWhileServingRestoreAndPullWithOldCredentials(t *testing.T) {
 	ts := startServer(t, nil)
-	pusher := ts.addIdentity("client-push", RolePush)
-	puller := ts.addIdentity("client-pull", RolePull)
-	if _, _, err := ts.state.CreateToken(TokenOptions{TTL: time.Hour, Uses: 2, Role: RolePush}, time.Now()); err != nil {
-		t.Fatal(err)
+	var spare string // a token with a use left
+	// Two clients join through the join API; the push token keeps a use
+	// for after the restore.
+	clients := map[string]JoinResponse{}
+	for _, c := range []struct {
+		name string
+		role Role
+	}{{"laptop", RolePush}, {"ci", RolePull}} {
+		_, token, err := ts.state.CreateToken(TokenOptions{TTL: time.Hour, Uses: 2, Role: c.role}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, jr, e := ts.join(t, token, c.name)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("join %s: %d %+v", c.name, resp.StatusCode, e)
+		}
+		clients[c.name] = jr
+		if c.name == "laptop" {
+			spare = token
+		}
 	}
+	pusher, puller := clients["laptop"], clients["ci"]
 	want := map[string]v1.Hash{} // repo:tag → digest
 	push := func(ref string) v1.Hash {
 		img, err := random.Image(2048, 2)
@@ -68,7 +85,7 @@ func TestBackupWhileServingRestoreAndPullWithOldCredentials(t *testing.T) {
 			t.Error(err)
 			return v1.Hash{}
 		}
-		if err := remote.Write(ts.ref(ref), img, ts.remoteOpts("client-push", pusher)...); err != nil {
+		if err := remote.Write(ts.ref(ref), img, ts.remoteOpts(pusher.Username, pusher.Password)...); err != nil {
 			t.Errorf("push %s: %v", ref, err)
 			return v1.Hash{}
 		}
@@ -132,10 +149,13 @@ func TestBackupWhileServingRestoreAndPullWithOldCredentials(t *testing.T) {
 		t.Fatalf("IPs %v, want the new one", st.Device.IPs)
 	}
 	tks, err := st.Tokens()
-	if err != nil || len(tks) != 1 {
+	if err != nil || len(tks) != 2 {
 		t.Fatalf("tokens after restore: %v, %v", tks, err)
 	}
 	rs := serveState(t, st)
+	if resp, _, e := rs.join(t, spare, "after-restore"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the token's last use on the restored device: %d %+v", resp.StatusCode, e)
+	}
 	// The old clients trust the old CA and the server certificate names
 	// the host and the new IP.
 	pool := x509.NewCertPool()
@@ -166,8 +186,9 @@ func TestBackupWhileServingRestoreAndPullWithOldCredentials(t *testing.T) {
 		}
 		for _, tag := range ts {
 			ref := repo + ":" + tag
-			for user, secret := range map[string]string{"client-pull": puller, "client-push": pusher} {
-				img, err := remote.Image(rs.ref(ref), rs.remoteOpts(user, secret)...)
+			for _, c := range []JoinResponse{puller, pusher} {
+				user := c.Username
+				img, err := remote.Image(rs.ref(ref), rs.remoteOpts(c.Username, c.Password)...)
 				if err != nil {
 					t.Fatalf("pull %s as %s: %v", ref, user, err)
 				}
