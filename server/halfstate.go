@@ -55,6 +55,6 @@ func checkComplete(dir string) (fresh bool, err error) {
 	if len(missing) == 0 {
 		return false, nil
 	}
-	return false, fmt.Errorf("checking data dir %s: %w: %s missing while %s exist; nothing was changed. Restore the data dir from a backup (edgecrd restore), or move it away to start a new device (every client then joins again)",
+	return false, fmt.Errorf("checking data dir %s: %w: %s missing while %s exist; nothing was changed: restore the data dir from a backup (edgecrd restore), or move it away to start a new device (every client then joins again)",
 		dir, ErrHalfPresent, strings.Join(missing, ", "), strings.Join(present, ", "))
 }
