@@ -116,8 +116,8 @@ func releaseRootEnv() error {
 		return nil
 	}
 	var errs []error
-	if err := os.Remove(journalDir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
-		errs = append(errs, fmt.Errorf("removing %s: %w", journalDir, err))
+	if err := testenv.RemoveIfEmpty(journalDir); err != nil {
+		errs = append(errs, err)
 	}
 	if err := rootEnv.lock.Unlock(); err != nil {
 		errs = append(errs, fmt.Errorf("removing %s: %w", rootLockFile, err))

@@ -93,3 +93,14 @@ func (l *FileLock) Unlock() error {
 	l.f = nil
 	return err
 }
+
+// RemoveIfEmpty removes dir when it is empty; a missing dir, or one that
+// still holds something (a journal a failed restore left for the next
+// run), is no error.
+func RemoveIfEmpty(dir string) error {
+	err := os.Remove(dir)
+	if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return fmt.Errorf("removing %s: %w", dir, err)
+}

@@ -83,3 +83,22 @@ func TestFileLockWaiterOnRemovedFile(t *testing.T) {
 	}
 	b.Unlock()
 }
+
+func TestRemoveIfEmpty(t *testing.T) {
+	base := t.TempDir()
+	empty, full := filepath.Join(base, "empty"), filepath.Join(base, "full")
+	os.Mkdir(empty, 0o700)
+	os.Mkdir(full, 0o700)
+	os.WriteFile(filepath.Join(full, "journal-1.json"), []byte("{}"), 0o600)
+	for _, d := range []string{empty, full, filepath.Join(base, "missing")} {
+		if err := RemoveIfEmpty(d); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+	}
+	if _, err := os.Stat(empty); !os.IsNotExist(err) {
+		t.Fatal("the empty dir stays")
+	}
+	if _, err := os.Stat(filepath.Join(full, "journal-1.json")); err != nil {
+		t.Fatal("a dir with a journal was removed")
+	}
+}
