@@ -52,7 +52,7 @@ func TestDockerJoinRealMachine(t *testing.T) {
 	if err := jsonUnmarshal(tokOut, &tok); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(tok.JoinCommand, "edgecr join https://"+dev.IP+":") {
+	if !strings.HasPrefix(tok.JoinCommand, sudoUnlessRoot+" edgecr join https://"+dev.IP+":") {
 		t.Fatalf("join command %q does not point at the device's address %s", tok.JoinCommand, dev.IP)
 	}
 

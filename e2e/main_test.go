@@ -3,6 +3,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -55,7 +56,14 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		return testenv.Main(m) // with one line of what was skipped and why
+		code := testenv.Main(m) // with one line of what was skipped and why
+		// After the last test: what root tests keep on the machine
+		// between them (lock file, journal dir) goes.
+		if err := releaseRootEnv(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			code = cmp.Or(code, 1)
+		}
+		return code
 	}()
 	os.Exit(code)
 }

@@ -70,7 +70,7 @@ var vethName = regexp.MustCompile(`^` + vethPrefix + `[0-9a-f]{6}[hn]$`)
 var rootEnv struct {
 	once sync.Once
 	err  error
-	lock *os.File // held (flock) until the process exits
+	lock *testenv.FileLock // held until the process's last test is done
 
 	mu    sync.Mutex
 	slots map[int]bool    // 198.18.0.<4n>/30 address slots in use
@@ -95,35 +95,35 @@ func initRootEnv(logf func(string, ...any)) error {
 	if err := os.MkdirAll(filepath.Dir(rootLockFile), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(rootLockFile, os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := testenv.LockFile(rootLockFile, 5*time.Minute)
 	if err != nil {
-		return fmt.Errorf("opening lock: %w", err)
+		return fmt.Errorf("waiting for another root e2e run: %w", err)
 	}
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return fmt.Errorf("locking %s: %w", rootLockFile, err)
-		}
-		if time.Now().After(deadline) {
-			holder, _ := os.ReadFile(rootLockFile)
-			f.Close()
-			return fmt.Errorf("another root e2e run (pid %s) has held %s for 5 minutes", strings.TrimSpace(string(holder)), rootLockFile)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	rootEnv.lock = f
+	rootEnv.lock = lock
 	installUndoSignalHandler()
 	if err := sweepStaleNetns(logf); err != nil {
 		return err
 	}
 	return restoreStaleJournals(logf)
+}
+
+// releaseRootEnv runs after the last test: under the lock, it removes the
+// journal dir when no journal is left in it (one that is, a restore that
+// failed, stays for the next run), then the lock file (see
+// testenv.FileLock), so that the machine keeps nothing of the tests.
+func releaseRootEnv() error {
+	if rootEnv.lock == nil {
+		return nil
+	}
+	var errs []error
+	if err := testenv.RemoveIfEmpty(journalDir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := rootEnv.lock.Unlock(); err != nil {
+		errs = append(errs, fmt.Errorf("removing %s: %w", rootLockFile, err))
+	}
+	rootEnv.lock = nil
+	return errors.Join(errs...)
 }
 
 // undoer undoes one change to the machine, exactly once: when the test calls
@@ -183,6 +183,9 @@ func installUndoSignalHandler() {
 			if err := u.run(logf); err != nil {
 				logf("undoing %s: %v", u.name, err)
 			}
+		}
+		if err := releaseRootEnv(); err != nil {
+			logf("%v", err)
 		}
 		os.Exit(2)
 	}()

@@ -144,7 +144,7 @@ func TestWebUI(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS("#role"), "push"),
 		chromedp.Click(chromedp.CSS("#create-token-submit")))
 	cmdLine := b.value("#join-command")
-	fields := strings.Fields(cmdLine)
+	fields := strings.Fields(strings.TrimPrefix(cmdLine, sudoUnlessRoot+" "))
 	wantURL := "https://" + d.info.IPAddress + ":" + d.addr[strings.LastIndexByte(d.addr, ':')+1:]
 	if len(fields) != 5 || fields[0] != "edgecr" || fields[1] != "join" || fields[2] != wantURL || fields[3] != "--token" || !strings.HasPrefix(fields[4], "edgecr1.") {
 		t.Fatalf("join command %q, want edgecr join %s --token edgecr1.…", cmdLine, wantURL)

@@ -2,7 +2,11 @@
 # edgecr installer for Linux and macOS, served by edgecrd at /install.sh.
 #
 #   curl -fsSL --pinnedpubkey 'sha256//PIN' -k https://DEVICE:31001/install.sh |
-#     sudo sh -s -- --token TOKEN --url https://DEVICE:31001 --pin 'sha256//PIN'
+#     sh -s -- --token TOKEN --url https://DEVICE:31001 --pin 'sha256//PIN'
+#
+# The same line works as root and as a user: root installs and joins itself,
+# a user's copy into the bin dir and `edgecr join` go through sudo (without
+# sudo, a user gets a message before anything is downloaded).
 #
 # Downloads edgecr and docker-credential-edgecr for this OS and architecture
 # from the device over the same pinned connection, checks them against the
@@ -41,6 +45,15 @@ main() {
 	*) die "--url $URL: want https://DEVICE:PORT" ;;
 	esac
 	URL=${URL%/}
+
+	# Root does the rest itself; anyone else through sudo.
+	SUDO=
+	if [ "$(id -u)" != 0 ]; then
+		command -v sudo >/dev/null 2>&1 ||
+			die "installing into $BIN_DIR and joining need root: run this as root (no sudo found); nothing installed"
+		SUDO=sudo
+	fi
+	as_root() { ${SUDO:+sudo} "$@"; }
 
 	case "$(uname -s)" in
 	Linux) OS=linux ;;
@@ -89,23 +102,23 @@ main() {
 		[ "$got" = "$want" ] || die "checksum mismatch for $f: got sha256 $got, SHA256SUMS says $want; nothing installed"
 	done
 
-	mkdir -p "$BIN_DIR"
+	as_root mkdir -p "$BIN_DIR" || die "creating $BIN_DIR failed; nothing installed"
 	# Copy both next to their destination first, then rename: each binary is
 	# replaced atomically, and a failed copy leaves the old versions in place.
 	install_tmp() {
-		cp "$TMP/$1" "$BIN_DIR/.$2.new.$$" && chmod 0755 "$BIN_DIR/.$2.new.$$"
+		as_root cp "$TMP/$1" "$BIN_DIR/.$2.new.$$" && as_root chmod 0755 "$BIN_DIR/.$2.new.$$"
 	}
 	if ! install_tmp "$AGENT" edgecr || ! install_tmp "$HELPER" docker-credential-edgecr; then
-		rm -f "$BIN_DIR/.edgecr.new.$$" "$BIN_DIR/.docker-credential-edgecr.new.$$"
+		as_root rm -f "$BIN_DIR/.edgecr.new.$$" "$BIN_DIR/.docker-credential-edgecr.new.$$"
 		die "copying into $BIN_DIR failed; nothing installed"
 	fi
-	mv -f "$BIN_DIR/.docker-credential-edgecr.new.$$" "$BIN_DIR/docker-credential-edgecr"
-	mv -f "$BIN_DIR/.edgecr.new.$$" "$BIN_DIR/edgecr"
+	as_root mv -f "$BIN_DIR/.docker-credential-edgecr.new.$$" "$BIN_DIR/docker-credential-edgecr"
+	as_root mv -f "$BIN_DIR/.edgecr.new.$$" "$BIN_DIR/edgecr"
 	echo "edgecr install: installed $BIN_DIR/edgecr and $BIN_DIR/docker-credential-edgecr ($OS/$ARCH)"
 
 	rm -rf "$TMP"
 	trap - EXIT
-	exec "$BIN_DIR/edgecr" join "$URL" --token "$TOKEN"
+	exec ${SUDO:+sudo} "$BIN_DIR/edgecr" join "$URL" --token "$TOKEN"
 }
 
 main "$@"

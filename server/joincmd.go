@@ -13,7 +13,9 @@ import (
 // JoinCommands are the lines a user runs on a client to join with a token:
 // what `edgecrd token create` prints and the web UI's Tokens page shows.
 type JoinCommands struct {
-	Join string // edgecr join URL --token TOKEN
+	// Join is edgecr join URL --token TOKEN for sh, through sudo unless
+	// the user is root (SudoUnlessRoot), so that it works for both.
+	Join string
 	// Install and InstallWindows are one-line installs for a client that
 	// has nothing installed yet (Linux/macOS and elevated PowerShell);
 	// InstallWindows is empty when the server key is not P-256.
@@ -48,13 +50,18 @@ func (s *State) JoinCommands(token string, install bool) (JoinCommands, error) {
 // of server, only when server is not nil.
 func joinCommands(d *Device, token string, server *x509.Certificate) JoinCommands {
 	url := d.JoinURL()
-	jc := JoinCommands{Join: fmt.Sprintf("edgecr join %s --token %s", url, token)}
+	jc := JoinCommands{Join: fmt.Sprintf("%s edgecr join %s --token %s", SudoUnlessRoot, url, token)}
 	if server != nil {
 		k, ok := server.PublicKey.(*ecdsa.PublicKey)
 		jc.Install, jc.InstallWindows = installCommands(url, SPKIPin(server), token, ok && k.Curve == elliptic.P256())
 	}
 	return jc
 }
+
+// SudoUnlessRoot prefixes a command that needs root in the lines a user
+// copies: sudo for a user, nothing for root (a root-only machine often has
+// no sudo). sh, bash, zsh and fish read it alike.
+const SudoUnlessRoot = `$([ "$(id -u)" = 0 ] || echo sudo)`
 
 // ShellQuote single-quotes s for sh.
 func ShellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
@@ -70,9 +77,11 @@ const spkiP256Prefix = "0x30,0x59,0x30,0x13,0x06,0x07,0x2a,0x86,0x48,0xce,0x3d,0
 // installCommands are the one-line installs: curl fetches install.sh over
 // a connection that only the pinned server key passes (-k: the device's CA
 // is not trusted yet), the script fetches and checks the binaries the same
-// way and runs edgecr join. windows is empty unless the key is P-256.
+// way and runs edgecr join. The script, not the line, goes through sudo
+// when the user is not root, so the line works on a root-only machine
+// without sudo too. windows is empty unless the key is P-256.
 func installCommands(url, pin, token string, p256 bool) (unix, windows string) {
-	unix = fmt.Sprintf("curl -fsSL --pinnedpubkey %s -k %s/install.sh | sudo sh -s -- --token %s --url %s --pin %s",
+	unix = fmt.Sprintf("curl -fsSL --pinnedpubkey %s -k %s/install.sh | sh -s -- --token %s --url %s --pin %s",
 		ShellQuote(pin), url, ShellQuote(token), ShellQuote(url), ShellQuote(pin))
 	if !p256 {
 		return unix, ""

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -76,6 +77,19 @@ type State struct {
 	Dir    string
 	Device Device
 	CA     *CA
+
+	dryRun  bool     // Changes: record writes instead of making them
+	changed []string // files a dry run would have written
+}
+
+// write replaces the data dir file name atomically, or only records it in a
+// dry run.
+func (s *State) write(name string, data []byte, mode os.FileMode) error {
+	if s.dryRun {
+		s.changed = append(s.changed, name)
+		return nil
+	}
+	return writeFileAtomic(s.Path(name), data, mode)
 }
 
 // Path returns the path of a file in the data dir.
@@ -118,8 +132,31 @@ func validDNSName(s string) error {
 // cannot parse: corrupt state is an error for the operator to look at.
 // Flags given explicitly update device.json; the server certificate is then
 // reissued under the same CA.
+//
+// Half-present state (some state files missing next to others) is an error
+// naming the missing files, and nothing is written.
 func Ensure(dir string, o InitOptions, now time.Time) (*State, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	return ensure(&State{Dir: dir}, o, now)
+}
+
+// Changes returns the data dir files Ensure(dir, o, now) would write (none
+// when the flags match what the data dir has), and writes nothing: what
+// `edgecrd init` checks while a serve owns the data dir.
+func Changes(dir string, o InitOptions, now time.Time) ([]string, error) {
+	s := &State{Dir: dir, dryRun: true}
+	if _, err := ensure(s, o, now); err != nil {
+		return nil, err
+	}
+	return s.changed, nil
+}
+
+func ensure(s *State, o InitOptions, now time.Time) (*State, error) {
+	dir := s.Dir
+	if s.dryRun {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("checking data dir: %w", err)
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir %s: %w", dir, err)
 	}
 	unlock, err := lockFile(filepath.Join(dir, initLock))
@@ -128,7 +165,17 @@ func Ensure(dir string, o InitOptions, now time.Time) (*State, error) {
 	}
 	defer unlock()
 
-	s := &State{Dir: dir}
+	fresh, err := checkComplete(dir)
+	if err != nil {
+		return nil, err
+	}
+	if fresh && !s.dryRun {
+		// Until the last file is written, a crash leaves a dir the next
+		// start may finish rather than half-present state.
+		if err := writeFileAtomic(s.Path(initIncomplete), nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.ensureDevice(o, now); err != nil {
 		return nil, err
 	}
@@ -141,8 +188,16 @@ func Ensure(dir string, o InitOptions, now time.Time) (*State, error) {
 	if err := s.ensureAdmin(now); err != nil {
 		return nil, err
 	}
+	if s.dryRun {
+		return s, nil
+	}
 	if err := os.MkdirAll(s.StorageDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating storage dir: %w", err)
+	}
+	if fresh {
+		if err := os.Remove(s.Path(initIncomplete)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("finishing data dir %s: %w", dir, err)
+		}
 	}
 	return s, nil
 }
@@ -250,7 +305,7 @@ func (s *State) ensureDevice(o InitOptions, now time.Time) error {
 		}
 	}
 	out, _ := json.MarshalIndent(s.Device, "", "  ")
-	return writeFileAtomic(path, append(out, '\n'), 0o600)
+	return s.write(deviceFile, append(out, '\n'), 0o600)
 }
 
 func (s *State) newDevice(o InitOptions, now time.Time) error {
@@ -335,10 +390,10 @@ func (s *State) ensureCA(now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(s.Path(caKeyFile), keyPEM, 0o600); err != nil {
+		if err := s.write(caKeyFile, keyPEM, 0o600); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(s.Path(caCertFile), certPEM, 0o644); err != nil {
+		if err := s.write(caCertFile, certPEM, 0o644); err != nil {
 			return err
 		}
 		if ca, err = parseCA(certPEM, keyPEM); err != nil {
@@ -394,10 +449,10 @@ func (s *State) ensureServerCert(now time.Time, lifetime time.Duration) (*tls.Ce
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(s.Path(serverKeyFile), keyPEM, 0o600); err != nil {
+	if err := s.write(serverKeyFile, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(s.Path(serverCertFile), certPEM, 0o644); err != nil {
+	if err := s.write(serverCertFile, certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return parseServerPair(certPEM, keyPEM)
@@ -419,9 +474,13 @@ func (s *State) ensureAdmin(now time.Time) error {
 		if pw, err = NewSecret(); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(s.Path(adminFile), []byte(pw+"\n"), 0o600); err != nil {
+		if err := s.write(adminFile, []byte(pw+"\n"), 0o600); err != nil {
 			return err
 		}
+	}
+	if s.dryRun {
+		s.changed = append(s.changed, identitiesFile)
+		return nil
 	}
 	return store.Update(true, func(r *Records) error {
 		r.Identities = append(r.Identities, &Identity{

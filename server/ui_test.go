@@ -926,7 +926,7 @@ func TestUITokens(t *testing.T) {
 		if !strings.HasPrefix(joinURL, "https://198.18.0.10:") {
 			t.Fatalf("device join URL %q does not use the first device IP", joinURL)
 		}
-		prefix := "edgecr join " + joinURL + " --token "
+		prefix := SudoUnlessRoot + " edgecr join " + joinURL + " --token "
 		token, ok := strings.CutPrefix(join, prefix)
 		if !ok || !strings.HasPrefix(token, TokenPrefix+".") {
 			t.Fatalf("join command %q, want %q + token", join, prefix)

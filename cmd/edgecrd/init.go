@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/edgecr/edgecr/server"
@@ -15,23 +17,52 @@ func newInitCmd(io streams) *cobra.Command {
 		Use:   "init",
 		Short: "Create the device's state (CA, server certificate, admin credential) and exit",
 		Long: "init creates everything the registry needs in the data dir and exits. It is idempotent:\n" +
-			"an existing data dir is kept; flags given explicitly update it.",
+			"an existing data dir is kept; flags given explicitly update it. While edgecrd serve runs on the\n" +
+			"data dir, init only shows it: flags that would change it are refused (stop serve first).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := f.options(cmd)
 			if err != nil {
 				return err
 			}
-			st, err := server.Ensure(dataDir(cmd), o, time.Now())
+			dir := dataDir(cmd)
+			lock, err := server.LockDataDir(dir, "init")
+			if errors.Is(err, server.ErrInUse) {
+				return initWhileInUse(io, dir, o, err)
+			}
 			if err != nil {
 				return err
 			}
-			printStart(io.Out, st, dataDir(cmd))
+			defer lock.Unlock()
+			st, err := server.Ensure(dir, o, time.Now())
+			if err != nil {
+				return err
+			}
+			printStart(io.Out, st, dir)
 			return nil
 		},
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// initWhileInUse is init while another process (serve) owns the data dir:
+// it may show the device but not change it behind the running server's
+// back.
+func initWhileInUse(io streams, dir string, o server.InitOptions, inUse error) error {
+	changes, err := server.Changes(dir, o, time.Now())
+	if err != nil {
+		return err
+	}
+	if len(changes) > 0 {
+		return fmt.Errorf("%w: the flags would rewrite %s; stop it first, then run init (or serve) with them", inUse, strings.Join(changes, ", "))
+	}
+	st, err := server.Load(dir)
+	if err != nil {
+		return err
+	}
+	printStart(io.Out, st, dir)
+	return nil
 }
 
 // printStart tells the operator where the registry is and how to get in.

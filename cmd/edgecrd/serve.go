@@ -91,6 +91,13 @@ func newServeCmd(io streams) *cobra.Command {
 				h = slog.NewTextHandler(io.Err, nil)
 			}
 			log := slog.New(h)
+			// One serve per data dir, held until the process exits: a second
+			// one stops here, before its flags could rewrite device.json.
+			lock, err := server.LockDataDir(dataDir(cmd), "serve")
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
 			st, err := server.Ensure(dataDir(cmd), o, time.Now())
 			if err != nil {
 				return err

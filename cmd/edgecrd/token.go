@@ -39,8 +39,9 @@ func newTokenCreateCmd(io streams) *cobra.Command {
 		Short: "Create a join token and print the edgecr join command that uses it",
 		Long: `Create a join token and print the edgecr join command that uses it.
 
-With --print-join-command it also prints one line for Linux/macOS (curl piped
-to sudo sh) and one for an elevated Windows PowerShell that install the agent
+The join line runs edgecr join through sudo unless the user is root, so it
+works on both. With --print-join-command it also prints one line for
+Linux/macOS (curl piped to sh; the script uses sudo unless run as root) and one for an elevated Windows PowerShell that install the agent
 from this device (edgecrd serve --dist-dir) and join. Both accept only this
 device's server key (curl --pinnedpubkey, and the same SHA-256 of the key's
 SubjectPublicKeyInfo in PowerShell), since the client does not trust the
@@ -74,7 +75,7 @@ join that follows checks the device against the CA pin inside the token.`,
 			if output == "json" {
 				return writeJSON(io.Out, out)
 			}
-			fmt.Fprintf(io.Out, "Join token %s (%s, %d use(s), expires %s):\n\n  %s\n\nRun on the client:\n\n  %s\n",
+			fmt.Fprintf(io.Out, "Join token %s (%s, %d use(s), expires %s):\n\n  %s\n\nRun on the client (the $(…) prefix is sudo unless you are root; on Windows,\nin PowerShell run as administrator, leave it out):\n\n  %s\n",
 				tk.ID, tk.Role, tk.Uses, tk.Expires.Local().Format(time.RFC3339), token, out.JoinCommand)
 			if out.InstallCommand != "" {
 				fmt.Fprintf(io.Out, "\nOr, on a client without edgecr (needs edgecrd serve --dist-dir), Linux/macOS:\n\n  %s\n", out.InstallCommand)

@@ -34,7 +34,7 @@ func TestTokenCreatePrintJoinCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := st.Device.JoinURL()
-	want := fmt.Sprintf("curl -fsSL --pinnedpubkey '%s' -k %s/install.sh | sudo sh -s -- --token '%s' --url '%s' --pin '%s'", wantPin, url, tok.Token, url, wantPin)
+	want := fmt.Sprintf("curl -fsSL --pinnedpubkey '%s' -k %s/install.sh | sh -s -- --token '%s' --url '%s' --pin '%s'", wantPin, url, tok.Token, url, wantPin)
 	if tok.InstallCommand != want {
 		t.Errorf("install command\n got %s\nwant %s", tok.InstallCommand, want)
 	}

@@ -6,23 +6,23 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"golang.org/x/sys/unix"
+	"time"
 )
 
-// LockMachine takes MachineLock until t ends.
+// LockMachine takes MachineLock until t ends; the last holder removes the
+// file (see FileLock).
 func LockMachine(t testing.TB) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(MachineLock), 0o755); err != nil {
 		t.Fatalf("creating %s: %v", filepath.Dir(MachineLock), err)
 	}
-	f, err := os.OpenFile(MachineLock, os.O_RDWR|os.O_CREATE, 0o600)
+	l, err := LockFile(MachineLock, 30*time.Minute)
 	if err != nil {
-		t.Fatalf("opening %s: %v", MachineLock, err)
+		t.Fatal(err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		t.Fatalf("locking %s: %v", MachineLock, err)
-	}
-	t.Cleanup(func() { f.Close() })
+	t.Cleanup(func() {
+		if err := l.Unlock(); err != nil {
+			t.Errorf("removing %s: %v", MachineLock, err)
+		}
+	})
 }
