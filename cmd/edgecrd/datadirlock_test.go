@@ -100,12 +100,16 @@ func TestSecondServeOnADataDirIsRefused(t *testing.T) {
 	for _, args := range [][]string{
 		{"--listen", fmt.Sprintf(":%d", p2)},
 		{"--ip", "198.18.0.21"},
-		{"--name", "box2"},
 	} {
 		code, _, stderr = edgecrd(t, append([]string{"init", "--data-dir", dir}, args...)...)
 		if code == 0 || !strings.Contains(stderr, who) || !strings.Contains(stderr, "device.json") {
 			t.Fatalf("init %v while serving: exit %d, stderr %q; want a refusal naming the serve and device.json", args, code, stderr)
 		}
+	}
+	// A new name is refused before the lock is even asked: the device CA
+	// is constrained to its name (the serve's lock would refuse it too).
+	if code, _, stderr := edgecrd(t, "init", "--data-dir", dir, "--name", "box2"); code == 0 || !strings.Contains(stderr, "cannot change without a new CA") {
+		t.Fatalf("init --name box2 while serving: exit %d, stderr %q; want a refusal", code, stderr)
 	}
 	if device() != before || cert() != beforeCert {
 		t.Fatal("a refused command changed device.json or server.crt")
