@@ -383,6 +383,21 @@ func (j *joinRun) trust(ctx context.Context) error {
 			return err
 		}
 	}
+	// Whether join adds the CA is recorded before it does: leave takes
+	// away only a CA join added, never one the user trusted already, and a
+	// crash right after the change cannot leave a CA no record owns.
+	if !e.Trust.Installed {
+		had, err := store.Installed(ctx, e.Trust.Name, pem)
+		if err != nil {
+			return fmt.Errorf("checking the %s trust store: %w", kind, err)
+		}
+		if !had {
+			e.Trust.Installed = true
+			if err := j.save(); err != nil {
+				return err
+			}
+		}
+	}
 	changed, err := store.Install(ctx, e.Trust.Name, pem)
 	if err != nil {
 		return fmt.Errorf("installing the CA into the %s trust store: %w", kind, err)
