@@ -148,6 +148,9 @@ func (s *System) planTrust(_ context.Context, registry string, caPEM []byte, pla
 		for _, c := range sp.Install {
 			plan(StepTrust, "trust store", "run %s", strings.Join(c, " "))
 		}
+		for _, a := range sp.Actions {
+			plan(StepTrust, "trust store", "%s", a)
+		}
 		for _, n := range sp.Notes {
 			warn(StepTrust, "trust store", "%s", n)
 		}
