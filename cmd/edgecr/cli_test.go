@@ -324,6 +324,32 @@ func TestLiveChangesNeedRoot(t *testing.T) {
 	}
 }
 
+// Issue 17, defect 2: on Windows, join and leave without an elevated token
+// stop before the token is spent or the device is contacted, and say how to
+// elevate (needRoot skipped Windows: the hosts write failed after the
+// bootstrap, and the rollback revoked the new client).
+func TestWindowsNeedsElevation(t *testing.T) {
+	c := newCLI(t, agenttest.RootOptions{})
+	token := c.dev.Token(agenttest.TokenOptions{})
+	for _, args := range [][]string{{"join", c.dev.URL, "--token", token}, {"leave"}} {
+		f, _, errOut := c.factory("")
+		f.GOOS = "windows"
+		f.Elevated = func() bool { return false }
+		built := false
+		f.System = func(string, *slog.Logger) (*agent.System, error) {
+			built = true
+			return nil, errors.New("the system must not be opened")
+		}
+		code := run(context.Background(), args, f)
+		if code != 1 || !strings.Contains(errOut.String(), "Run as administrator") || built {
+			t.Errorf("%v: exit %d, system opened %v\n%s", args, code, built, errOut)
+		}
+	}
+	if c.dev.JoinHits() != 0 || len(c.dev.Requests()) != 0 {
+		t.Errorf("the device was contacted: %v", c.dev.Requests())
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	c := newCLI(t, agenttest.RootOptions{})
 	for _, args := range [][]string{

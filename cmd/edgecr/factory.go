@@ -23,11 +23,14 @@ type IOStreams struct {
 // Factory holds what the commands take from the machine, so that tests
 // replace it (GitHub CLI style).
 type Factory struct {
-	IO         IOStreams
-	GOOS       string
-	Getenv     func(string) string
-	Environ    func() []string
-	Geteuid    func() int
+	IO      IOStreams
+	GOOS    string
+	Getenv  func(string) string
+	Environ func() []string
+	Geteuid func() int
+	// Elevated reports, on Windows, whether the process token is elevated
+	// (UAC); elsewhere the check is Geteuid() == 0.
+	Elevated   func() bool
 	LookupUser func(string) (*user.User, error)
 	HomeDir    func() (string, error)
 	Hostname   func() (string, error)
@@ -48,6 +51,7 @@ func newFactory(io IOStreams) *Factory {
 		Getenv:     os.Getenv,
 		Environ:    os.Environ,
 		Geteuid:    os.Geteuid,
+		Elevated:   elevated,
 		LookupUser: user.Lookup,
 		HomeDir:    os.UserHomeDir,
 		Hostname:   os.Hostname,
