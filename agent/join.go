@@ -101,6 +101,9 @@ func (s *System) Join(ctx context.Context, o JoinOptions) (*JoinResult, error) {
 	}
 	j := &joinRun{System: s, o: o, tok: tok, base: base, st: st, rep: &reporter{report: o.Report}}
 	j.e = st.FindPin(tok.Pin)
+	if j.trustNote, err = s.preflightTrust(ctx, j.e); err != nil {
+		return nil, err
+	}
 	existed := j.e != nil
 	wasComplete := existed && j.e.Complete()
 	err = j.run(ctx)
@@ -141,10 +144,11 @@ type joinRun struct {
 	e    *Entry
 	rep  *reporter
 
-	already  bool
-	failed   string // the step that failed
-	notices  []string
-	warnings []string
+	already   bool
+	failed    string // the step that failed
+	trustNote string // said before the CA is installed (the macOS dialog)
+	notices   []string
+	warnings  []string
 }
 
 func (j *joinRun) run(ctx context.Context) error {
@@ -386,17 +390,18 @@ func (j *joinRun) trust(ctx context.Context) error {
 	// Whether join adds the CA is recorded before it does: leave takes
 	// away only a CA join added, never one the user trusted already, and a
 	// crash right after the change cannot leave a CA no record owns.
-	if !e.Trust.Installed {
-		had, err := store.Installed(ctx, e.Trust.Name, pem)
-		if err != nil {
-			return fmt.Errorf("checking the %s trust store: %w", kind, err)
+	had, err := store.Installed(ctx, e.Trust.Name, pem)
+	if err != nil {
+		return fmt.Errorf("checking the %s trust store: %w", kind, err)
+	}
+	if !had && !e.Trust.Installed {
+		e.Trust.Installed = true
+		if err := j.save(); err != nil {
+			return err
 		}
-		if !had {
-			e.Trust.Installed = true
-			if err := j.save(); err != nil {
-				return err
-			}
-		}
+	}
+	if !had && j.trustNote != "" {
+		j.emit(StepTrust, "trust store", StatusNotice, j.trustNote)
 	}
 	changed, err := store.Install(ctx, e.Trust.Name, pem)
 	if err != nil {

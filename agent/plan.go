@@ -134,7 +134,7 @@ func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, erro
 	return res, nil
 }
 
-func (s *System) planTrust(_ context.Context, registry string, caPEM []byte, plan, warn func(step, item, format string, args ...any)) {
+func (s *System) planTrust(ctx context.Context, registry string, caPEM []byte, plan, warn func(step, item, format string, args ...any)) {
 	name := TrustName(registry)
 	_, kind, err := s.OpenTrust("")
 	if err != nil {
@@ -154,6 +154,9 @@ func (s *System) planTrust(_ context.Context, registry string, caPEM []byte, pla
 		for _, n := range sp.Notes {
 			warn(StepTrust, "trust store", "%s", n)
 		}
+	}
+	if _, err := s.preflightTrust(ctx, nil); err != nil {
+		warn(StepTrust, "trust store", "join would stop before the bootstrap: %v", err)
 	}
 	found := s.DetectRuntimes()
 	var absent []string
