@@ -147,8 +147,10 @@ type joinRun struct {
 	already   bool
 	failed    string // the step that failed
 	trustNote string // said before the CA is installed (the macOS dialog)
-	notices   []string
-	warnings  []string
+	// dockerChanged: the trust step wrote Docker's certs.d.
+	dockerChanged bool
+	notices       []string
+	warnings      []string
 }
 
 func (j *joinRun) run(ctx context.Context) error {
@@ -419,7 +421,11 @@ func (j *joinRun) trust(ctx context.Context) error {
 			j.emit(StepTrust, "trust store", StatusWarning, n)
 		}
 	}
-	return j.runtimes(ctx)
+	if err := j.runtimes(ctx); err != nil {
+		return err
+	}
+	j.desktopVMNotices(changed || j.dockerChanged)
+	return nil
 }
 
 // describeStore says where a store keeps the CA, for messages.
@@ -496,7 +502,7 @@ func (j *joinRun) runtimes(ctx context.Context) error {
 			}
 		}
 		if rt == trust.Docker && rtChanged {
-			dockerChanged = true
+			dockerChanged, j.dockerChanged = true, true
 		}
 		if rtChanged {
 			j.emit(StepTrust, string(rt), StatusChanged, "configured: "+strings.Join(files, ", "))
@@ -507,7 +513,8 @@ func (j *joinRun) runtimes(ctx context.Context) error {
 	if len(absent) > 0 {
 		j.emit(StepTrust, "runtimes", StatusSkipped, "not present: "+strings.Join(absent, ", "))
 	}
-	for _, n := range RestartNotices(j.GOOS, dockerChanged, k3sChanged) {
+	// Where a desktop VM is found, its own notice says what to restart.
+	for _, n := range RestartNotices(j.GOOS, dockerChanged && len(j.desktopVMs()) == 0, k3sChanged) {
 		j.emit(StepTrust, "restart", StatusNotice, n)
 	}
 	return nil

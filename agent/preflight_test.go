@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -96,5 +97,25 @@ func TestPlanJoinMacOSWithoutDesktopSession(t *testing.T) {
 	}
 	if e.dev.JoinHits() != 0 {
 		t.Error("the token was spent")
+	}
+}
+
+// Issue 17 risk: each desktop VM found gets its own step (colima restart,
+// the podman machine copy); the generic Docker Desktop line is not said to
+// a colima user.
+func TestJoinTellsDesktopVMsWhatToDo(t *testing.T) {
+	e := newEnv(t, envOptions{root: agenttest.RootOptions{Runtimes: []string{"etc/docker"}}})
+	e.sys.GOOS = "darwin" // paths stay the Debian root's: only the notices change
+	e.sys.DetectDesktopVMs = func() []trust.DesktopVM { return []trust.DesktopVM{trust.Colima, trust.PodmanMachine} }
+	res := e.mustJoin(e.dev.Token(agenttest.TokenOptions{}))
+	notes := strings.Join(res.Notices, "\n")
+	caFile := filepath.Join(e.root, "etc/docker/certs.d", e.dev.Registry(), "ca.crt")
+	for _, want := range []string{"`colima restart`", "podman machine ssh", "< " + caFile} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notices lack %q:\n%s", want, notes)
+		}
+	}
+	if strings.Contains(notes, "restart Docker Desktop") {
+		t.Errorf("a colima user is told to restart Docker Desktop:\n%s", notes)
 	}
 }

@@ -62,7 +62,11 @@ type System struct {
 	OpenTrust      func(kind trust.Kind) (trust.Store, trust.Kind, error)
 	RuntimePaths   trust.RuntimePaths
 	DetectRuntimes func() []trust.Runtime
-	Runtimes       Runtimes
+	// DetectDesktopVMs finds Docker Desktop, colima, Rancher Desktop and
+	// podman machine (macOS, Windows), whose VMs take the host's trust only
+	// at start or not at all; nil under --root.
+	DetectDesktopVMs func() []trust.DesktopVM
+	Runtimes         Runtimes
 	// CredentialsPath is where join stores the credential; leave uses the
 	// path the state recorded.
 	CredentialsPath string
@@ -142,6 +146,7 @@ func NewSystem(c SystemConfig) *System {
 		s.DetectRuntimes = func() []trust.Runtime { return nil }
 	}
 	if IsLiveRoot(root) {
+		s.DetectDesktopVMs = func() []trust.DesktopVM { return trust.DetectDesktopVMs(c.GOOS, u.Home, userEnv, exists) }
 		s.Resolver = net.DefaultResolver
 	} else {
 		s.Resolver = &HostsResolver{File: hostsfile.NewFile(s.HostsPath)}
