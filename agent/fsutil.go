@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/edgecr/edgecr/internal/fsretry"
 )
 
 // writeFileAtomic replaces path with data: a temporary file in the same
@@ -47,7 +49,7 @@ func writeFileAtomicWith(path string, data []byte, mode fs.FileMode, prepare fun
 	if err = tmp.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err = fsretry.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
 	syncDir(dir)
