@@ -23,19 +23,24 @@ type IOStreams struct {
 // Factory holds what the commands take from the machine, so that tests
 // replace it (GitHub CLI style).
 type Factory struct {
-	IO      IOStreams
-	GOOS    string
-	Getenv  func(string) string
-	Environ func() []string
-	Geteuid func() int
-	// Elevated reports, on Windows, whether the process token is elevated
-	// (UAC); elsewhere the check is Geteuid() == 0.
-	Elevated   func() bool
+	IO         IOStreams
+	GOOS       string
+	Getenv     func(string) string
+	Environ    func() []string
+	Geteuid    func() int
 	LookupUser func(string) (*user.User, error)
 	HomeDir    func() (string, error)
 	Hostname   func() (string, error)
 	LookPath   func(string) (string, error)
 	Runner     trust.Runner
+
+	// Elevated reports, on Windows, whether the process token is elevated
+	// (UAC); elsewhere the check is Geteuid() == 0.
+	Elevated func() bool
+	// DesktopUsers returns, on Windows, the account the process runs as and
+	// the one logged in at its desktop ("" elsewhere or when unknown).
+	DesktopUsers func() (current, desktop string, err error)
+
 	// System builds the agent's view of the machine under root ("" for the
 	// live system); newFactory's resolves the user (sudo) and the paths.
 	System func(root string, log *slog.Logger) (*agent.System, error)
@@ -65,6 +70,7 @@ func newFactory(io IOStreams) *Factory {
 		},
 	}
 	f.System = f.realSystem
+	f.DesktopUsers = desktopUsers
 	return f
 }
 

@@ -135,6 +135,13 @@ func joinRun(ctx context.Context, o *JoinOptions) error {
 			return err
 		}
 	}
+	if f.GOOS == "windows" && o.Root == "" {
+		if cur, desk, err := f.DesktopUsers(); err == nil {
+			if w := otherAccountWarning(cur, desk); w != "" {
+				fmt.Fprintf(o.IO.ErrOut, "Warning: %s\n", w)
+			}
+		}
+	}
 	after, err := crashHook(f)
 	if err != nil {
 		return usageError("%v", err)
