@@ -72,6 +72,9 @@ func TestStoreContract(t *testing.T) {
 			t.Fatal(err)
 		}
 		trusttest.TestStore(t, s, "dev1")
+		if len(r.Calls()) != 0 {
+			t.Errorf("the Windows store ran commands: %v", r.Calls())
+		}
 	})
 }
 
