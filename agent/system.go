@@ -89,7 +89,7 @@ type SystemConfig struct {
 	Getenv   func(string) string
 	Environ  []string // the environment the credential helper runs with
 	LookPath func(string) (string, error)
-	Runner   trust.Runner // runs update-ca-certificates, security, certutil, ...
+	Runner   trust.Runner // runs update-ca-certificates, security, launchctl, ...
 	Log      *slog.Logger
 }
 
