@@ -9,7 +9,8 @@
 # docker-credential-edgecr on PATH (install.sh puts them in /usr/local/bin).
 # In Terminal at the Mac's desktop it joins (answer the trust dialog); over
 # SSH it checks instead that join refuses before spending the token (the
-# token stays usable). Each case needs a fresh token.
+# token stays usable; only --case fresh there: setting up the others needs
+# the dialog too). Each case needs a fresh token.
 #
 #   fresh           the CA is not on the Mac before join (default)
 #   untrusted-copy  the CA is imported into the System keychain without a

@@ -133,7 +133,8 @@ foreach ($r in $acl.Access) {
 }
 $statusJSON = (& edgecr.exe status -o json) -join "`n"
 $statusExit = $LASTEXITCODE
-$status = @($statusJSON | ConvertFrom-Json)
+# Windows PowerShell 5.1 emits a JSON array as one object: unroll it.
+$status = @($statusJSON | ConvertFrom-Json | ForEach-Object { $_ })
 if ($statusExit -eq 0) { Ok 'edgecr status: every hop' } else { Bad 'edgecr status reports a broken hop'; & edgecr.exe status }
 $reg = $status[0].registry
 if ($Image) {
