@@ -144,13 +144,13 @@ type joinRun struct {
 	e    *Entry
 	rep  *reporter
 
-	already   bool
-	failed    string // the step that failed
-	trustNote string // said before the CA is installed (the macOS dialog)
-	// dockerChanged: the trust step wrote Docker's certs.d.
-	dockerChanged bool
-	notices       []string
-	warnings      []string
+	already  bool
+	failed   string // the step that failed
+	notices  []string
+	warnings []string
+
+	trustNote     string // said before the CA is installed (the macOS dialog)
+	dockerChanged bool   // the trust step wrote Docker's certs.d
 }
 
 func (j *joinRun) run(ctx context.Context) error {

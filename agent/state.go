@@ -90,11 +90,9 @@ type HostsRecord struct {
 
 // TrustRecord is the OS trust store entry the trust step made.
 type TrustRecord struct {
-	Kind trust.Kind `json:"kind"`
-	Name string     `json:"name"`
-	// Installed says that join added the CA (set before it does so): leave
-	// removes the CA only then.
-	Installed bool `json:"installed"`
+	Kind      trust.Kind `json:"kind"`
+	Name      string     `json:"name"`
+	Installed bool       `json:"installed"` // join added the CA (recorded before it does): leave removes only such a CA
 }
 
 // CredentialRecord is the credential the credentials step stored for the

@@ -62,11 +62,7 @@ type System struct {
 	OpenTrust      func(kind trust.Kind) (trust.Store, trust.Kind, error)
 	RuntimePaths   trust.RuntimePaths
 	DetectRuntimes func() []trust.Runtime
-	// DetectDesktopVMs finds Docker Desktop, colima, Rancher Desktop and
-	// podman machine (macOS, Windows), whose VMs take the host's trust only
-	// at start or not at all; nil under --root.
-	DetectDesktopVMs func() []trust.DesktopVM
-	Runtimes         Runtimes
+	Runtimes       Runtimes
 	// CredentialsPath is where join stores the credential; leave uses the
 	// path the state recorded.
 	CredentialsPath string
@@ -79,6 +75,11 @@ type System struct {
 	State    *StateFile
 	Now      func() time.Time
 	Log      *slog.Logger
+
+	// DetectDesktopVMs finds Docker Desktop, colima, Rancher Desktop and
+	// podman machine (macOS, Windows), whose VMs take the host's trust only
+	// at start or not at all; nil under --root.
+	DetectDesktopVMs func() []trust.DesktopVM
 }
 
 // SystemConfig is what NewSystem needs from the edge (cmd/edgecr).
