@@ -126,6 +126,10 @@ func (k *keychainEmulator) respond(name string, args []string) ([]byte, error) {
 			out := []byte("SecTrustSettingsRemoveTrustSettings: No Trust Settings were found.\n")
 			return out, errors.New("exit status 1")
 		}
+		if k.session != "" && k.session != "Aqua" {
+			msg := "SecTrustSettingsRemoveTrustSettings: The authorization was denied since no user interaction was possible."
+			return []byte(msg + "\n"), errors.New("exit status 1: " + msg)
+		}
 		delete(k.trusted, sha)
 		return nil, nil
 	case len(args) == 4 && args[0] == "delete-certificate" && args[1] == "-Z" && args[3] == trust.SystemKeychain:
@@ -404,5 +408,23 @@ func TestWindowsStoreFailures(t *testing.T) {
 	s2, _ := trust.NewStore(trust.MacOS, "/", r2)
 	if _, err := s2.Install(context.Background(), "dev1", trusttest.NewCA(t, "x")); !errors.Is(err, trust.ErrToolMissing) {
 		t.Fatalf("Install without security: %v, want ErrToolMissing", err)
+	}
+}
+
+// Leave over SSH cannot remove the admin trust setting either: the error
+// says why and where to run it, and the certificate stays for the next try.
+func TestKeychainUninstallWithoutDesktopSession(t *testing.T) {
+	em := newKeychainEmulator()
+	ca := trusttest.NewCA(t, "device CA")
+	sha := thumbprint(t, ca)
+	em.certs[sha], em.trusted[sha] = true, true
+	em.session = "Background"
+	s, _ := trust.NewStore(trust.MacOS, "/", &trusttest.Runner{Respond: em.respond}, trust.WithTempDir(t.TempDir()))
+	_, err := s.Uninstall(context.Background(), "dev1", ca)
+	if !errors.Is(err, trust.ErrNoDesktopSession) || !strings.Contains(err.Error(), "Terminal") {
+		t.Fatalf("Uninstall over SSH = %v, want ErrNoDesktopSession saying where to run leave", err)
+	}
+	if !em.certs[sha] || !em.trusted[sha] {
+		t.Error("a failed removal changed the keychain")
 	}
 }

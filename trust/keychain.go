@@ -157,6 +157,10 @@ func (k *keychainStore) remove(ctx context.Context, name string, c caCert) (bool
 	argv := keychainUntrust(file)
 	k.log.Debug("removing trust setting", "argv", argv)
 	if out, err := run(ctx, k.run, argv); err != nil && !bytes.Contains(out, []byte("could not be found")) && !bytes.Contains(out, []byte("No Trust Settings were found")) {
+		if bytes.Contains(out, []byte("no user interaction was possible")) {
+			// Removing an admin trust setting asks for an administrator too.
+			err = fmt.Errorf("%w: run edgecr leave in Terminal at the Mac: %w", ErrNoDesktopSession, err)
+		}
 		return false, fmt.Errorf("removing %s from macOS trust settings: %w", name, err)
 	}
 	argv = keychainDelete(c.sha1)
