@@ -87,7 +87,7 @@ func (s *System) checkResolve(ctx context.Context, e *Entry) Check {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	addrs, err := s.Resolver.LookupNetIP(ctx, "ip", e.Host)
-	fix := "make the resolver read the hosts file first (hosts: files … in /etc/nsswitch.conf) or flush its cache (resolvectl flush-caches; on macOS: sudo dscacheutil -flushcache)"
+	fix := resolveFix(s.GOOS)
 	if !IsLiveRoot(s.Root) {
 		fix = rejoinFix(e) + " with the same --root"
 	}

@@ -6,12 +6,21 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/edgecr/edgecr/internal/fsretry"
 )
 
 // writeFileAtomic replaces path with data: a temporary file in the same
 // directory, synced, given mode, renamed over path; the directory is synced
 // too, so the rename survives a crash.
 func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+	return writeFileAtomicWith(path, data, mode, nil)
+}
+
+// writeFileAtomicWith is writeFileAtomic that runs prepare on the
+// temporary file's path before anything is written into it (the Windows ACL
+// of a file that holds secrets).
+func writeFileAtomicWith(path string, data []byte, mode fs.FileMode, prepare func(string) error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -23,6 +32,11 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
+	if prepare != nil {
+		if err = prepare(tmp.Name()); err != nil {
+			return err
+		}
+	}
 	if err = tmp.Chmod(mode); err != nil && runtime.GOOS != "windows" {
 		return err
 	}
@@ -35,7 +49,7 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
 	if err = tmp.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err = fsretry.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
 	syncDir(dir)

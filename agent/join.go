@@ -116,6 +116,9 @@ func (s *System) Join(ctx context.Context, o JoinOptions) (*JoinResult, error) {
 	}
 	j := &joinRun{System: s, o: o, tok: tok, base: base, st: st, rep: &reporter{report: o.Report}}
 	j.e = st.FindPin(tok.Pin)
+	if j.trustNote, err = s.preflightTrust(ctx, j.e); err != nil {
+		return nil, err
+	}
 	existed := j.e != nil
 	wasComplete := existed && j.e.Complete()
 	err = j.run(ctx)
@@ -160,6 +163,9 @@ type joinRun struct {
 	failed   string // the step that failed
 	notices  []string
 	warnings []string
+
+	trustNote     string // said before the CA is installed (the macOS dialog)
+	dockerChanged bool   // the trust step wrote Docker's certs.d
 }
 
 func (j *joinRun) run(ctx context.Context) error {
@@ -470,6 +476,22 @@ func (j *joinRun) trust(ctx context.Context) error {
 			return err
 		}
 	}
+	// Whether join adds the CA is recorded before it does: leave takes
+	// away only a CA join added, never one the user trusted already, and a
+	// crash right after the change cannot leave a CA no record owns.
+	had, err := store.Installed(ctx, e.Trust.Name, pem)
+	if err != nil {
+		return fmt.Errorf("checking the %s trust store: %w", kind, err)
+	}
+	if !had && !e.Trust.Installed {
+		e.Trust.Installed = true
+		if err := j.save(); err != nil {
+			return err
+		}
+	}
+	if !had && j.trustNote != "" {
+		j.emit(StepTrust, "trust store", StatusNotice, j.trustNote)
+	}
 	changed, err := store.Install(ctx, e.Trust.Name, pem)
 	if err != nil {
 		return fmt.Errorf("installing the CA into the %s trust store: %w", kind, err)
@@ -489,7 +511,11 @@ func (j *joinRun) trust(ctx context.Context) error {
 	if err := j.runtimes(ctx); err != nil {
 		return err
 	}
-	return j.browsers(ctx)
+	if err := j.browsers(ctx); err != nil {
+		return err
+	}
+	j.desktopVMNotices(changed || j.dockerChanged)
+	return nil
 }
 
 // describeStore says where a store keeps the CA, for messages.
@@ -566,7 +592,7 @@ func (j *joinRun) runtimes(ctx context.Context) error {
 			}
 		}
 		if rt == trust.Docker && rtChanged {
-			dockerChanged = true
+			dockerChanged, j.dockerChanged = true, true
 		}
 		if rtChanged {
 			j.emit(StepTrust, string(rt), StatusChanged, "configured: "+strings.Join(files, ", "))
@@ -577,7 +603,8 @@ func (j *joinRun) runtimes(ctx context.Context) error {
 	if len(absent) > 0 {
 		j.emit(StepTrust, "runtimes", StatusSkipped, "not present: "+strings.Join(absent, ", "))
 	}
-	for _, n := range RestartNotices(j.GOOS, dockerChanged, k3sChanged) {
+	// Where a desktop VM is found, its own notice says what to restart.
+	for _, n := range RestartNotices(j.GOOS, dockerChanged && len(j.desktopVMs()) == 0, k3sChanged) {
 		j.emit(StepTrust, "restart", StatusNotice, n)
 	}
 	return nil

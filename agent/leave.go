@@ -170,6 +170,11 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 			}
 		}
 	}
+	if r := e.Trust; r != nil && !r.Installed {
+		// The CA was in the store before join: it is the user's, and stays.
+		e.Trust = nil
+		unchanged("trust store", fmt.Sprintf("left in place: the %s trust store held the CA %s before join", r.Kind, r.Name))
+	}
 	if r := e.Trust; r != nil {
 		store, kind, err := s.OpenTrust(r.Kind)
 		if err == nil {

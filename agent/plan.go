@@ -148,7 +148,7 @@ func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, erro
 	return res, nil
 }
 
-func (s *System) planTrust(_ context.Context, registry string, caPEM []byte, plan, warn func(step, item, format string, args ...any)) {
+func (s *System) planTrust(ctx context.Context, registry string, caPEM []byte, plan, warn func(step, item, format string, args ...any)) {
 	name := TrustName(registry)
 	_, kind, err := s.OpenTrust("")
 	if err != nil {
@@ -162,9 +162,15 @@ func (s *System) planTrust(_ context.Context, registry string, caPEM []byte, pla
 		for _, c := range sp.Install {
 			plan(StepTrust, "trust store", "run %s", strings.Join(c, " "))
 		}
+		for _, a := range sp.Actions {
+			plan(StepTrust, "trust store", "%s", a)
+		}
 		for _, n := range sp.Notes {
 			warn(StepTrust, "trust store", "%s", n)
 		}
+	}
+	if _, err := s.preflightTrust(ctx, nil); err != nil {
+		warn(StepTrust, "trust store", "join would stop before the bootstrap: %v", err)
 	}
 	found := s.DetectRuntimes()
 	var absent []string

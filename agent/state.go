@@ -93,7 +93,7 @@ type HostsRecord struct {
 type TrustRecord struct {
 	Kind      trust.Kind `json:"kind"`
 	Name      string     `json:"name"`
-	Installed bool       `json:"installed"` // a join changed the store
+	Installed bool       `json:"installed"` // join added the CA (recorded before it does): leave removes only such a CA
 }
 
 // CredentialRecord is the credential the credentials step stored for the
@@ -314,7 +314,10 @@ func (f *StateFile) saveSecrets(st *State) error {
 		if err != nil {
 			return fmt.Errorf("encoding %s: %w", p, err)
 		}
-		if err := writeFileAtomic(p, append(data, '\n'), 0o600); err != nil {
+		if err := protectStateDir(filepath.Dir(p)); err != nil {
+			return fmt.Errorf("protecting the state directory before writing %s: %w", p, err)
+		}
+		if err := writeFileAtomicWith(p, append(data, '\n'), 0o600, protectSecretFile); err != nil {
 			return fmt.Errorf("writing %s: %w", p, err)
 		}
 	}
@@ -402,6 +405,9 @@ func (f *StateFile) Lock(ctx context.Context) (release func(), err error) {
 			if !slices.Contains(f.made, d) {
 				f.made = append(f.made, d)
 			}
+		}
+		if err == nil && len(made) > 0 {
+			err = protectStateDir(filepath.Dir(f.path))
 		}
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && retry() == nil {

@@ -77,6 +77,11 @@ type System struct {
 	State    *StateFile
 	Now      func() time.Time
 	Log      *slog.Logger
+
+	// DetectDesktopVMs finds Docker Desktop, colima, Rancher Desktop and
+	// podman machine (macOS, Windows), whose VMs take the host's trust only
+	// at start or not at all; nil under --root.
+	DetectDesktopVMs func() []trust.DesktopVM
 }
 
 // SystemConfig is what NewSystem needs from the edge (cmd/edgecr).
@@ -87,7 +92,7 @@ type SystemConfig struct {
 	Getenv   func(string) string
 	Environ  []string // the environment the credential helper runs with
 	LookPath func(string) (string, error)
-	Runner   trust.Runner // runs update-ca-certificates, security, certutil, ...
+	Runner   trust.Runner // runs update-ca-certificates, security, launchctl, certutil, ...
 	// UserRunner runs what changes the user's own files (certutil on the
 	// browsers' NSS databases): under sudo, as the user
 	// (trust.ExecAsUser). Nil: Runner.
@@ -153,6 +158,7 @@ func NewSystem(c SystemConfig) *System {
 		s.DetectRuntimes = func() []trust.Runtime { return nil }
 	}
 	if IsLiveRoot(root) {
+		s.DetectDesktopVMs = func() []trust.DesktopVM { return trust.DetectDesktopVMs(c.GOOS, u.Home, userEnv, exists) }
 		s.Resolver = net.DefaultResolver
 	} else {
 		s.Resolver = &HostsResolver{File: hostsfile.NewFile(s.HostsPath)}

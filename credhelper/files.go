@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/edgecr/edgecr/internal/fsretry"
 )
 
 // maxSymlinks bounds resolveSymlinks, as the kernel bounds path lookup.
@@ -150,7 +152,7 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode, owner *ownerID,
 		err = check()
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = fsretry.Rename(tmp, path)
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+
+	"github.com/edgecr/edgecr/internal/fsretry"
 )
 
 // File is a hosts file on disk. Add and Remove read, transform and write it
@@ -20,7 +22,7 @@ type File struct {
 	path   string
 	lock   string // lock file; "" = path + ".edgecr.lock"
 	logger *slog.Logger
-	rename func(oldpath, newpath string) error // os.Rename; tests inject failures
+	rename func(oldpath, newpath string) error // fsretry.Rename; tests inject failures
 }
 
 // Option configures a File.
@@ -35,7 +37,7 @@ func WithLogger(l *slog.Logger) Option {
 // NewFile returns the hosts file at path (see [DefaultPath]). Nothing is
 // read or created until a method is called.
 func NewFile(path string, opts ...Option) *File {
-	f := &File{path: path, logger: slog.New(slog.DiscardHandler), rename: os.Rename}
+	f := &File{path: path, logger: slog.New(slog.DiscardHandler), rename: fsretry.Rename}
 	for _, o := range opts {
 		o(f)
 	}

@@ -65,6 +65,14 @@ main() {
 	aarch64 | arm64) ARCH=arm64 ;;
 	*) die "unsupported architecture $(uname -m) (want x86_64 or arm64)" ;;
 	esac
+	# A shell under Rosetta 2 (an x86_64 Terminal or Homebrew on Apple
+	# silicon) sees uname -m say x86_64; the Mac is arm64, and a native
+	# agent is what it should run (sysctl.proc_translated: 1 under Rosetta,
+	# 0 native, absent on Intel Macs).
+	if [ "$OS" = darwin ] && [ "$ARCH" = amd64 ] && [ "$(sysctl -n sysctl.proc_translated 2>/dev/null || true)" = 1 ]; then
+		ARCH=arm64
+		echo "edgecr install: this shell runs under Rosetta 2; installing the native arm64 build"
+	fi
 
 	command -v curl >/dev/null 2>&1 || die "curl is required"
 	if command -v sha256sum >/dev/null 2>&1; then

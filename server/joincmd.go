@@ -86,7 +86,11 @@ func installCommands(url, pin, token string, p256 bool) (unix, windows string) {
 	if !p256 {
 		return unix, ""
 	}
-	windows = fmt.Sprintf("$u=%s;$p=%s;"+
+	// The certificate check is a script block: PowerShell 7 cannot run it
+	// on the thread .NET calls it on (PowerShell#13597), so the line says to
+	// use Windows PowerShell 5.1 rather than fail with "wrong pin?".
+	windows = fmt.Sprintf("if($PSVersionTable.PSEdition -eq 'Core'){throw 'edgecr: paste this into Windows PowerShell 5.1 (powershell.exe, run as administrator), not PowerShell 7 (pwsh)'};"+
+		"$u=%s;$p=%s;"+
 		"[Net.ServicePointManager]::SecurityProtocol='Tls12';"+
 		"[Net.ServicePointManager]::ServerCertificateValidationCallback={param($s,$c)$c -ne $null -and [Convert]::ToBase64String([Security.Cryptography.SHA256]::Create().ComputeHash([byte[]]((%s)+$c.GetPublicKey()))) -eq $p};"+
 		"&([scriptblock]::Create((New-Object Net.WebClient).DownloadString(\"$u/install.ps1\"))) -Token %s -Url $u -Pin \"sha256//$p\"",

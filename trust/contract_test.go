@@ -65,13 +65,16 @@ func TestStoreContract(t *testing.T) {
 		}
 		trusttest.TestStore(t, s, "dev1")
 	})
-	t.Run("windows/emulated certutil", func(t *testing.T) {
-		em := &certutilEmulator{}
-		s, err := trust.NewStore(trust.Windows, "/", &trusttest.Runner{Respond: em.respond}, trust.WithTempDir(t.TempDir()))
+	t.Run("windows/emulated crypt32", func(t *testing.T) {
+		r := &trusttest.Runner{}
+		s, err := trust.NewStore(trust.Windows, "/", r, trust.WithWindowsRoot(newCrypt32Emulator()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		trusttest.TestStore(t, s, "dev1")
+		if len(r.Calls()) != 0 {
+			t.Errorf("the Windows store ran commands: %v", r.Calls())
+		}
 	})
 }
 

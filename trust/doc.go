@@ -7,7 +7,7 @@
 //
 //   - The OS trust store, behind [Store]: Debian/Ubuntu and Alpine
 //     (update-ca-certificates), RHEL/Fedora (update-ca-trust), Arch
-//     (trust extract-compat), macOS (security) and Windows (certutil,
+//     (trust extract-compat), macOS (security) and Windows (crypt32,
 //     LocalMachine Root). [DetectKind] picks the flavour from
 //     /etc/os-release of a root directory, never from this process's
 //     environment in init(); [PlanStore] describes what a store will do

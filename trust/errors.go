@@ -8,7 +8,7 @@ var (
 	ErrUnsupported = errors.New("unsupported trust store")
 
 	// ErrToolMissing reports that the command a trust store needs
-	// (update-ca-certificates, update-ca-trust, trust, security, certutil) is
+	// (update-ca-certificates, update-ca-trust, trust, security, launchctl) is
 	// not installed or not on PATH.
 	ErrToolMissing = errors.New("trust store tool not found")
 

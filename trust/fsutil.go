@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/edgecr/edgecr/internal/fsretry"
 )
 
 // isLiveRoot reports whether root is the running system's own root.
@@ -101,7 +103,7 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
 	if err = chownLike(tmp, ref); err != nil {
 		return fmt.Errorf("setting owner of %s: %w", tmp, err)
 	}
-	if err = os.Rename(tmp, path); err != nil {
+	if err = fsretry.Rename(tmp, path); err != nil {
 		return fmt.Errorf("renaming %s to %s: %w", tmp, path, err)
 	}
 	if err = syncDir(dir); err != nil {

@@ -5,8 +5,8 @@ import (
 	"path"
 )
 
-// StagedPEM stands, in a StorePlan, for the temporary PEM file macOS and
-// Windows stores hand to their tool.
+// StagedPEM stands, in a StorePlan, for the temporary PEM file the macOS
+// store hands to security.
 const StagedPEM = "<staged PEM file>"
 
 // StorePlan describes what a Store of some kind does for one certificate, for
@@ -19,6 +19,7 @@ type StorePlan struct {
 	Install   [][]string // commands run by Install (after writing File)
 	Uninstall [][]string // commands run by Uninstall (after removing File)
 	Check     [][]string // read-only commands run by Installed
+	Actions   []string   // what Install does without a command (Windows: crypt32 calls)
 	Notes     []string
 }
 
@@ -52,11 +53,9 @@ func PlanStore(kind Kind, root, name string, pem []byte) (StorePlan, error) {
 		if kind == MacOS {
 			p.Install = [][]string{keychainAdd(StagedPEM)}
 			p.Uninstall = [][]string{keychainUntrust(StagedPEM), keychainDelete(c.sha1)}
-			p.Check = [][]string{keychainFind()}
+			p.Check = [][]string{keychainFind(), keychainVerify(StagedPEM)}
 		} else {
-			p.Install = [][]string{certutilAdd(StagedPEM)}
-			p.Uninstall = [][]string{certutilDelete(c.sha1)}
-			p.Check = [][]string{certutilQuery(c.sha1)}
+			p.Actions = []string{"add the CA (sha1 " + c.sha1 + ") to the LocalMachine Root store (crypt32)"}
 		}
 	default:
 		return StorePlan{}, fmt.Errorf("planning %q trust store: %w", kind, ErrUnsupported)

@@ -61,13 +61,14 @@ func TestPlanStoreLiveRoot(t *testing.T) {
 				{"security", "remove-trusted-cert", "-d", trust.StagedPEM},
 				{"security", "delete-certificate", "-Z", sha, "/Library/Keychains/System.keychain"},
 			},
-			Check: [][]string{{"security", "find-certificate", "-a", "-Z", "/Library/Keychains/System.keychain"}},
+			Check: [][]string{
+				{"security", "find-certificate", "-a", "-Z", "/Library/Keychains/System.keychain"},
+				{"security", "verify-cert", "-c", trust.StagedPEM, "-p", "basic", "-l", "-L"},
+			},
 		}},
 		{trust.Windows, trust.StorePlan{
-			Kind:      trust.Windows,
-			Install:   [][]string{{"certutil", "-addstore", "-f", "Root", trust.StagedPEM}},
-			Uninstall: [][]string{{"certutil", "-delstore", "Root", sha}},
-			Check:     [][]string{{"certutil", "-store", "Root", sha}},
+			Kind:    trust.Windows,
+			Actions: []string{"add the CA (sha1 " + sha + ") to the LocalMachine Root store (crypt32)"},
 		}},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 )
 
 // Runner runs an external command (update-ca-certificates, security,
-// certutil, ...) and returns its combined output. A non-zero exit is an error.
+// launchctl, ...) and returns its combined output. A non-zero exit is an error.
 type Runner interface {
 	Run(ctx context.Context, name string, args ...string) ([]byte, error)
 }

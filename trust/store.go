@@ -29,7 +29,7 @@ const (
 	RHEL    Kind = "rhel"    // RHEL, Fedora, CentOS, Rocky, Alma, Amazon Linux: update-ca-trust
 	Arch    Kind = "arch"    // Arch and derivatives: trust extract-compat
 	MacOS   Kind = "darwin"  // macOS: security, System keychain
-	Windows Kind = "windows" // Windows: certutil, LocalMachine Root
+	Windows Kind = "windows" // Windows: crypt32, LocalMachine Root
 )
 
 // Option configures a Store built by NewStore.
@@ -38,10 +38,11 @@ type Option func(*options)
 type options struct {
 	tempDir string
 	log     *slog.Logger
+	winRoot WindowsRoot
 }
 
-// WithTempDir sets where macOS and Windows stores stage the PEM file that
-// security and certutil read (default: os.TempDir() at the time of the call).
+// WithTempDir sets where the macOS store stages the PEM file that security
+// reads (default: os.TempDir() at the time of the call).
 func WithTempDir(dir string) Option { return func(o *options) { o.tempDir = dir } }
 
 // WithLogger sets a logger for the commands a Store runs (default: discard).
@@ -62,11 +63,14 @@ func NewStore(kind Kind, root string, r Runner, opts ...Option) (Store, error) {
 		if !isLiveRoot(root) {
 			return nil, fmt.Errorf("opening %s trust store under %s: %w: it cannot be relocated", kind, root, ErrUnsupported)
 		}
-		tempDir := o.tempDir
 		if kind == MacOS {
-			return newKeychainStore(r, tempDir, o.log), nil
+			return newKeychainStore(r, o.tempDir, o.log), nil
 		}
-		return newCertutilStore(r, tempDir, o.log), nil
+		w := o.winRoot
+		if w == nil {
+			w = systemWindowsRoot()
+		}
+		return newWindowsStore(w, o.log), nil
 	default:
 		return nil, fmt.Errorf("opening %q trust store: %w", kind, ErrUnsupported)
 	}

@@ -7,51 +7,47 @@ import (
 )
 
 // thumbprintStore is a machine store that identifies a certificate by its
-// SHA-1 thumbprint and is driven by a command: the macOS System keychain
-// (security) and the Windows LocalMachine Root store (certutil). The name
-// is not recorded. What differs between them is in the funcs.
+// SHA-1 thumbprint: the macOS System keychain with its admin trust settings
+// (security) and the Windows LocalMachine Root store (crypt32). The name is
+// not recorded. What differs between them is in the funcs.
 type thumbprintStore struct {
-	where   string // what error messages call the store
-	addMsg  string // the debug line of an add
-	run     Runner
-	tempDir string
-	log     *slog.Logger
+	where string // what error messages call the store
+	log   *slog.Logger
 
-	// present reports whether the store holds c.
-	present func(ctx context.Context, s *thumbprintStore, c caCert) (bool, error)
-	// add is the command that adds the certificate in file.
-	add func(file string) []string
-	// remove takes out c, which present found; removed says whether the
+	// trusted reports whether the store holds c and trusts it as a root:
+	// what Installed answers, and what Install makes true.
+	trusted func(ctx context.Context, c caCert) (bool, error)
+	// held reports whether the store holds c at all, trusted or not: what
+	// Uninstall takes away.
+	held func(ctx context.Context, c caCert) (bool, error)
+	// add adds c and trusts it; a copy already there is fine.
+	add func(ctx context.Context, name string, c caCert) error
+	// remove takes out c, which held found; removed says whether the
 	// store changed, also on error.
-	remove func(ctx context.Context, s *thumbprintStore, name string, c caCert) (removed bool, err error)
+	remove func(ctx context.Context, name string, c caCert) (removed bool, err error)
 }
 
-// Installed implements Store. Reading either store needs no privileges.
+// Installed implements Store: the certificate is there and trusted.
+// Reading either store needs no privileges.
 func (s *thumbprintStore) Installed(ctx context.Context, name string, pem []byte) (bool, error) {
 	c, err := s.parse(name, pem)
 	if err != nil {
 		return false, err
 	}
-	return s.present(ctx, s, c)
+	return s.trusted(ctx, c)
 }
 
-// Install implements Store.
+// Install implements Store. A copy that is present but not trusted (an
+// earlier plain import, a cancelled dialog) is trusted now.
 func (s *thumbprintStore) Install(ctx context.Context, name string, pem []byte) (bool, error) {
 	c, err := s.parse(name, pem)
 	if err != nil {
 		return false, err
 	}
-	if ok, err := s.present(ctx, s, c); err != nil || ok {
+	if ok, err := s.trusted(ctx, c); err != nil || ok {
 		return false, err
 	}
-	file, cleanup, err := stagePEM(s.tempDir, c)
-	if err != nil {
-		return false, err
-	}
-	defer cleanup()
-	argv := s.add(file)
-	s.log.Debug(s.addMsg, "argv", argv)
-	if _, err := run(ctx, s.run, argv); err != nil {
+	if err := s.add(ctx, name, c); err != nil {
 		return false, fmt.Errorf("installing %s into %s: %w", name, s.where, err)
 	}
 	return true, nil
@@ -63,10 +59,10 @@ func (s *thumbprintStore) Uninstall(ctx context.Context, name string, pem []byte
 	if err != nil {
 		return false, err
 	}
-	if ok, err := s.present(ctx, s, c); err != nil || !ok {
+	if ok, err := s.held(ctx, c); err != nil || !ok {
 		return false, err
 	}
-	return s.remove(ctx, s, name, c)
+	return s.remove(ctx, name, c)
 }
 
 func (s *thumbprintStore) parse(name string, pem []byte) (caCert, error) {

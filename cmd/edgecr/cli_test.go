@@ -325,6 +325,67 @@ func TestLiveChangesNeedRoot(t *testing.T) {
 	}
 }
 
+// Issue 17, defect 2: on Windows, join and leave without an elevated token
+// stop before the token is spent or the device is contacted, and say how to
+// elevate (needRoot skipped Windows: the hosts write failed after the
+// bootstrap, and the rollback revoked the new client).
+func TestWindowsNeedsElevation(t *testing.T) {
+	c := newCLI(t, agenttest.RootOptions{})
+	token := c.dev.Token(agenttest.TokenOptions{})
+	for _, args := range [][]string{{"join", c.dev.URL, "--token", token}, {"leave"}} {
+		f, _, errOut := c.factory("")
+		f.GOOS = "windows"
+		f.Elevated = func() bool { return false }
+		built := false
+		f.System = func(string, *slog.Logger) (*agent.System, error) {
+			built = true
+			return nil, errors.New("the system must not be opened")
+		}
+		code := run(context.Background(), args, f)
+		if code != 1 || !strings.Contains(errOut.String(), "Run as administrator") || built {
+			t.Errorf("%v: exit %d, system opened %v\n%s", args, code, built, errOut)
+		}
+	}
+	if c.dev.JoinHits() != 0 || len(c.dev.Requests()) != 0 {
+		t.Errorf("the device was contacted: %v", c.dev.Requests())
+	}
+}
+
+// Issue 17 risk: Windows has no SUDO_USER; an elevation with another
+// administrator's account is said before anything is done, and not said
+// when the accounts match (or under --root).
+func TestWindowsOtherAccountWarning(t *testing.T) {
+	c := newCLI(t, agenttest.RootOptions{})
+	for _, tc := range []struct {
+		current, desktop string
+		root             bool
+		warn             bool
+	}{
+		{`BOX\admin`, `BOX\ann`, false, true},
+		{`BOX\ann`, `box\ANN`, false, false},
+		{`BOX\admin`, ``, false, false}, // no desktop (SSH)
+		{`BOX\admin`, `BOX\ann`, true, false},
+	} {
+		f, _, errOut := c.factory("")
+		f.GOOS = "windows"
+		f.Elevated = func() bool { return true }
+		f.DesktopUsers = func() (string, string, error) { return tc.current, tc.desktop, nil }
+		f.System = func(string, *slog.Logger) (*agent.System, error) { return nil, errors.New("stop here") }
+		args := []string{"join", c.dev.URL, "--token", c.dev.Token(agenttest.TokenOptions{})}
+		if tc.root {
+			args = append(args, "--root", t.TempDir())
+		}
+		run(context.Background(), args, f)
+		got := strings.Contains(errOut.String(), "is logged in at this desktop")
+		if got != tc.warn {
+			t.Errorf("%s at %s's desktop (root %v): warned %v\n%s", tc.current, tc.desktop, tc.root, got, errOut)
+		}
+		if tc.warn && !strings.Contains(errOut.String(), `go into BOX\admin's profile`) {
+			t.Errorf("the warning does not say whose profile:\n%s", errOut)
+		}
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	c := newCLI(t, agenttest.RootOptions{})
 	for _, args := range [][]string{

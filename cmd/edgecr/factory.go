@@ -33,6 +33,14 @@ type Factory struct {
 	Hostname   func() (string, error)
 	LookPath   func(string) (string, error)
 	Runner     trust.Runner
+
+	// Elevated reports, on Windows, whether the process token is elevated
+	// (UAC); elsewhere the check is Geteuid() == 0.
+	Elevated func() bool
+	// DesktopUsers returns, on Windows, the account the process runs as and
+	// the one logged in at its desktop ("" elsewhere or when unknown).
+	DesktopUsers func() (current, desktop string, err error)
+
 	// System builds the agent's view of the machine under root ("" for the
 	// live system); newFactory's resolves the user (sudo) and the paths.
 	System func(root string, log *slog.Logger) (*agent.System, error)
@@ -48,6 +56,7 @@ func newFactory(io IOStreams) *Factory {
 		Getenv:     os.Getenv,
 		Environ:    os.Environ,
 		Geteuid:    os.Geteuid,
+		Elevated:   elevated,
 		LookupUser: user.Lookup,
 		HomeDir:    os.UserHomeDir,
 		Hostname:   os.Hostname,
@@ -61,6 +70,7 @@ func newFactory(io IOStreams) *Factory {
 		},
 	}
 	f.System = f.realSystem
+	f.DesktopUsers = desktopUsers
 	return f
 }
 

@@ -129,7 +129,17 @@ func (o *JoinOptions) complete() error {
 // needRoot refuses, before anything is spent, a change to the live system
 // by a user who cannot make it.
 func needRoot(f *Factory, root, what string) error {
-	if root != "" || f.GOOS == "windows" || f.Geteuid() == 0 {
+	if root != "" {
+		return nil
+	}
+	if f.GOOS == "windows" {
+		if f.Elevated() {
+			return nil
+		}
+		return fmt.Errorf("edgecr %s changes the hosts file and the LocalMachine Root store, which needs an elevated prompt: "+
+			"open PowerShell with Run as administrator and run edgecr %s there, or use --root DIR", what, what)
+	}
+	if f.Geteuid() == 0 {
 		return nil
 	}
 	return fmt.Errorf("edgecr %s changes the hosts file and the system trust store: run it as root (sudo edgecr %s ...), or use --root DIR", what, what)
@@ -140,6 +150,13 @@ func joinRun(ctx context.Context, o *JoinOptions) error {
 	if !o.DryRun {
 		if err := needRoot(f, o.Root, "join"); err != nil {
 			return err
+		}
+	}
+	if f.GOOS == "windows" && o.Root == "" {
+		if cur, desk, err := f.DesktopUsers(); err == nil {
+			if w := otherAccountWarning(cur, desk); w != "" {
+				fmt.Fprintf(o.IO.ErrOut, "Warning: %s\n", w)
+			}
 		}
 	}
 	after, err := crashHook(f)

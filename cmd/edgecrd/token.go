@@ -81,7 +81,7 @@ join that follows checks the device against the CA pin inside the token.`,
 				fmt.Fprintf(io.Out, "\nOr, on a client without edgecr (needs edgecrd serve --dist-dir), Linux/macOS:\n\n  %s\n", out.InstallCommand)
 			}
 			if out.InstallCommandWindows != "" {
-				fmt.Fprintf(io.Out, "\nWindows, in PowerShell run as administrator:\n\n  %s\n", out.InstallCommandWindows)
+				fmt.Fprintf(io.Out, "\nWindows, in Windows PowerShell 5.1 (powershell.exe, not pwsh) run as administrator:\n\n  %s\n", out.InstallCommandWindows)
 			}
 			return nil
 		},

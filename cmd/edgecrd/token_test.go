@@ -38,7 +38,7 @@ func TestTokenCreatePrintJoinCommand(t *testing.T) {
 	if tok.InstallCommand != want {
 		t.Errorf("install command\n got %s\nwant %s", tok.InstallCommand, want)
 	}
-	for _, w := range []string{"$p='" + strings.TrimPrefix(wantPin, "sha256//") + "'", "-Token '" + tok.Token + "'", "$u='" + url + "'", "/install.ps1"} {
+	for _, w := range []string{"$p='" + strings.TrimPrefix(wantPin, "sha256//") + "'", "-Token '" + tok.Token + "'", "$u='" + url + "'", "/install.ps1", "PSEdition -eq 'Core'"} {
 		if !strings.Contains(tok.InstallCommandWindows, w) {
 			t.Errorf("windows command lacks %q:\n%s", w, tok.InstallCommandWindows)
 		}
