@@ -14,15 +14,16 @@ import (
 // directory, synced, given mode, renamed over path; the directory is synced
 // too, so the rename survives a crash.
 func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	return writeFileAtomicWith(path, data, mode, nil)
+	return writeFileAtomicWith(path, data, mode, os.CreateTemp)
 }
 
-// writeFileAtomicWith is writeFileAtomic that runs prepare on the
-// temporary file's path before anything is written into it (the Windows ACL
-// of a file that holds secrets).
-func writeFileAtomicWith(path string, data []byte, mode fs.FileMode, prepare func(string) error) (err error) {
+// writeFileAtomicWith is writeFileAtomic whose temporary file comes from
+// create (os.CreateTemp's signature): createSecretTemp makes a file that is
+// born with the protection of a file holding secrets, so that nobody can
+// open it between its creation and its first byte.
+func writeFileAtomicWith(path string, data []byte, mode fs.FileMode, create func(dir, pattern string) (*os.File, error)) (err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := create(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
@@ -32,11 +33,6 @@ func writeFileAtomicWith(path string, data []byte, mode fs.FileMode, prepare fun
 			os.Remove(tmp.Name())
 		}
 	}()
-	if prepare != nil {
-		if err = prepare(tmp.Name()); err != nil {
-			return err
-		}
-	}
 	if err = tmp.Chmod(mode); err != nil && runtime.GOOS != "windows" {
 		return err
 	}

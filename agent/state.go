@@ -317,7 +317,7 @@ func (f *StateFile) saveSecrets(st *State) error {
 		if err := protectStateDir(filepath.Dir(p)); err != nil {
 			return fmt.Errorf("protecting the state directory before writing %s: %w", p, err)
 		}
-		if err := writeFileAtomicWith(p, append(data, '\n'), 0o600, protectSecretFile); err != nil {
+		if err := writeFileAtomicWith(p, append(data, '\n'), 0o600, createSecretTemp); err != nil {
 			return fmt.Errorf("writing %s: %w", p, err)
 		}
 	}

@@ -105,14 +105,21 @@ public static class EdgecrInstall1 {
 function Replace-Binary([string]$src, [string]$dst) {
     $delay = 100
     for ($try = 1; ; $try++) {
+        $old = $null
         try {
             if (Test-Path -LiteralPath $dst) {
-                [IO.File]::Move($dst, $dst + '.old-' + [Guid]::NewGuid().ToString('N'))
+                $old = $dst + '.old-' + [Guid]::NewGuid().ToString('N')
+                [IO.File]::Move($dst, $old)
             }
             [IO.File]::Move($src, $dst)
             return
         }
         catch {
+            # The installed copy goes back where it was: a replace that
+            # fails never leaves the machine without edgecr or its helper.
+            if ($old -and (Test-Path -LiteralPath $old) -and -not (Test-Path -LiteralPath $dst)) {
+                try { [IO.File]::Move($old, $dst) } catch { }
+            }
             if ($try -ge 10) {
                 Fail ("replacing $dst failed: $($_.Exception.Message); close what uses it (Docker Desktop or a " +
                     "docker command running the credential helper, a terminal running edgecr, an antivirus scan) and run the install again")

@@ -131,6 +131,17 @@ if ($acl.AreAccessRulesProtected) { Ok "$stateDir has a protected ACL" } else { 
 foreach ($r in $acl.Access) {
     if ($r.IdentityReference -match 'Users$' -and ($r.FileSystemRights -band [Security.AccessControl.FileSystemRights]::Write)) { Bad "$stateDir lets $($r.IdentityReference) write" }
 }
+# A pending secret exists only between the device's answer and the stored
+# credential; when one is there, only SYSTEM and Administrators may open it.
+# (go test ./agent -run TestStateACLWindows checks the same on any Windows.)
+$pending = Join-Path $stateDir 'pending-secrets.json'
+if (Test-Path -LiteralPath $pending) {
+    $pacl = Get-Acl -LiteralPath $pending
+    if ($pacl.AreAccessRulesProtected) { Ok "$pending has a protected ACL" } else { Bad "$pending inherits its ACL" }
+    foreach ($r in $pacl.Access) {
+        if ($r.IdentityReference -notmatch '(SYSTEM|Administrators)$') { Bad "$pending grants $($r.IdentityReference)" }
+    }
+}
 $statusJSON = (& edgecr.exe status -o json) -join "`n"
 $statusExit = $LASTEXITCODE
 # Windows PowerShell 5.1 emits a JSON array as one object: unroll it.

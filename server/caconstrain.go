@@ -37,7 +37,7 @@ func (s *State) constrainCA(ca *CA, now time.Time) (*CA, error) {
 	if out.Cert, err = x509.ParseCertificate(block.Bytes); err != nil {
 		return nil, fmt.Errorf("re-issuing device CA: %w", err)
 	}
-	if err := writeFileAtomic(s.Path(caCertFile), certPEM, 0o644); err != nil {
+	if err := s.write(caCertFile, certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return out, nil

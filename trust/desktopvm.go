@@ -107,7 +107,13 @@ func DesktopVMNotice(goos string, vm DesktopVM, registry, caFile string) string 
 			src = "ca.pem (the CA from the device's web UI, Certificates page)"
 		}
 		dir := "/etc/containers/certs.d/" + registry
-		return fmt.Sprintf("podman machine does not use the host's trust: copy the CA into it: podman machine ssh \"sudo mkdir -p %s && sudo tee %s/ca.crt >/dev/null\" < %s", dir, dir, src)
+		ssh := fmt.Sprintf("podman machine ssh \"sudo mkdir -p %s && sudo tee %s/ca.crt >/dev/null\"", dir, dir)
+		if goos == "windows" {
+			// PowerShell has no < redirection ("The '<' operator is
+			// reserved for future use"): pipe the file instead.
+			return fmt.Sprintf("podman machine does not use the host's trust: copy the CA into it: Get-Content -Raw %s | %s", src, ssh)
+		}
+		return fmt.Sprintf("podman machine does not use the host's trust: copy the CA into it: %s < %s", ssh, src)
 	}
 	return ""
 }

@@ -65,6 +65,9 @@ func TestDesktopVMNotice(t *testing.T) {
 		{"darwin", trust.PodmanMachine, "/Users/ann/.docker/certs.d/" + reg + "/ca.crt",
 			[]string{`podman machine ssh "sudo mkdir -p /etc/containers/certs.d/` + reg + ` && sudo tee /etc/containers/certs.d/` + reg + `/ca.crt >/dev/null" < /Users/ann/.docker/certs.d/` + reg + "/ca.crt"}},
 		{"windows", trust.PodmanMachine, "", []string{"web UI, Certificates page"}},
+		// PowerShell rejects < ("The '<' operator is reserved for future use").
+		{"windows", trust.PodmanMachine, `C:\Users\ann\.docker\certs.d\` + reg + `\ca.crt`,
+			[]string{`Get-Content -Raw C:\Users\ann\.docker\certs.d\` + reg + `\ca.crt | podman machine ssh "sudo mkdir -p`}},
 	} {
 		got := trust.DesktopVMNotice(tc.goos, tc.vm, reg, tc.ca)
 		for _, w := range tc.want {

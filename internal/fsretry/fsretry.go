@@ -27,8 +27,9 @@ func retry(op func() error, retryable func(error) bool, sleep func(time.Duration
 			return err
 		}
 		if waited >= budget {
-			return fmt.Errorf("%w (still so after retrying for %s: close the programs that may hold %s open, such as an editor, "+
-				"an antivirus scan, Docker Desktop or a running docker command, and run it again)", err, budget, path)
+			return fmt.Errorf("%w (still so after retrying for %s: %s is in use or its permissions refuse the change: close the programs "+
+				"that may hold it open, such as an editor, an antivirus scan, Docker Desktop or a running docker command, check that "+
+				"this prompt runs as administrator, and run it again)", err, budget, path)
 		}
 		sleep(delay)
 		waited += delay

@@ -50,7 +50,7 @@ func Check(what, s string) error {
 }
 
 // Escape returns s with every unsafe character (and every byte that is not
-// UTF-8) written as an escape: \x1b for C0 and DEL, \u009b for C1 and
+// UTF-8) written as an escape: \x1b for C0, \u007f for DEL, \u009b for C1 and
 // the other unsafe runes (so that escaped JSON stays valid JSON), \xff for
 // invalid bytes.
 func Escape(s string) string {
@@ -84,7 +84,7 @@ func appendEscaped(b *strings.Builder, s string, keepLayout bool) {
 			fmt.Fprintf(b, `\x%02x`, s[i])
 		case keepLayout && (r == '\n' || r == '\t'):
 			b.WriteRune(r)
-		case Unsafe(r) && (r < 0x20 || r == 0x7f):
+		case Unsafe(r) && r < 0x20:
 			fmt.Fprintf(b, `\x%02x`, r)
 		case Unsafe(r):
 			fmt.Fprintf(b, `\u%04x`, r)

@@ -17,7 +17,7 @@ var hostile = []struct{ name, in, want string }{
 	{"C1 CSI", "x\u009b2Jy", `x\u009b2Jy`},
 	{"RLO", "laptop\u202egnp.exe", `laptop\u202egnp.exe`},
 	{"isolates", "\u2066a\u2069", `\u2066a\u2069`},
-	{"DEL and NUL", "a\x7fb\x00", `a\x7fb\x00`},
+	{"DEL and NUL", "a\x7fb\x00", `a\u007fb\x00`},
 	{"invalid UTF-8", "a\xffb", `a\xffb`},
 	{"plain", "build-laptop ünïcode 日本", "build-laptop ünïcode 日本"},
 }
@@ -109,4 +109,24 @@ func FuzzWriter(f *testing.F) {
 			t.Fatalf("Escape(%q) = %q is not safe", s, Escape(s))
 		}
 	})
+}
+
+// encoding/json writes DEL as it is: the Writer's escape of it must stay
+// valid JSON that decodes to the same text (a \x7f escape did not).
+func TestWriterKeepsJSONWithDELValid(t *testing.T) {
+	in, err := json.Marshal(map[string]string{"name": "a\x7fb\u202ec\u0085"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if _, err := NewWriter(&b).Write(in); err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]string
+	if err := json.Unmarshal([]byte(b.String()), &out); err != nil {
+		t.Fatalf("escaped JSON %s does not parse: %v", b.String(), err)
+	}
+	if out["name"] != "a\x7fb\u202ec\u0085" {
+		t.Fatalf("escaped JSON decodes to %q", out["name"])
+	}
 }
