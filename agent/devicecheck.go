@@ -87,7 +87,13 @@ func CheckOwnName(name string) error {
 // if it is one of them. With allowUnconstrained, a CA without critical
 // constraints passes (ErrUnconstrainedCA is returned as a warning), but a
 // constraint that names someone else's zone never does.
-func CheckDeviceCA(ca *x509.Certificate, ips []netip.Addr, allowUnconstrained bool) (warning error, err error) {
+//
+// A permitted zone in the public DNS (under an ICANN suffix: example.com,
+// corp.example.co.uk) passes only when allowDomains (--allow-domain) holds
+// it or a zone above it: the denylist of well-known domains cannot know
+// every name a machine trusts (a bank, a package index), and a device's
+// own zone is normally private (.internal, .lan, home.arpa).
+func CheckDeviceCA(ca *x509.Certificate, ips []netip.Addr, allowUnconstrained bool, allowDomains []string) (warning error, err error) {
 	if !ca.PermittedDNSDomainsCritical || len(ca.PermittedDNSDomains) == 0 || len(ca.PermittedIPRanges) == 0 {
 		e := fmt.Errorf("%w: %w (permitted DNS %v, IP ranges %v, critical %v): once trusted it could vouch for any web site on this machine; upgrade edgecrd on the device (serve or init re-issues its CA with constraints) and make a new token, or join with --allow-unconstrained-ca",
 			ErrUntrustedDevice, ErrUnconstrainedCA, ca.PermittedDNSDomains, ca.PermittedIPRanges, ca.PermittedDNSDomainsCritical)
@@ -104,6 +110,9 @@ func CheckDeviceCA(ca *x509.Certificate, ips []netip.Addr, allowUnconstrained bo
 		if err := CheckOwnName(d); err != nil {
 			return nil, fmt.Errorf("%w: its CA may certify names under %s: %w", ErrUntrustedDevice, d, err)
 		}
+		if err := checkPrivateZone(d, allowDomains); err != nil {
+			return nil, fmt.Errorf("%w: its CA may certify names under %s: %w", ErrUntrustedDevice, d, err)
+		}
 	}
 	for _, r := range ca.PermittedIPRanges {
 		if err := checkPermittedRange(r, ips); err != nil {
@@ -111,6 +120,26 @@ func CheckDeviceCA(ca *x509.Certificate, ips []netip.Addr, allowUnconstrained bo
 		}
 	}
 	return warning, nil
+}
+
+// checkPrivateZone refuses a zone in the public DNS unless allow holds it
+// or a zone above it.
+func checkPrivateZone(zone string, allow []string) error {
+	if zone == "home.arpa" || strings.HasSuffix(zone, ".home.arpa") { // RFC 8375, private
+		return nil
+	}
+	suffix, icann := publicsuffix.PublicSuffix(zone)
+	if !icann {
+		return nil
+	}
+	for _, a := range allow {
+		a = strings.TrimPrefix(strings.ToLower(strings.TrimSuffix(a, ".")), ".")
+		if a != "" && (zone == a || strings.HasSuffix(zone, "."+a)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q lies in the public DNS (under .%s), and a device's own zone is normally private (.internal, .lan, home.arpa): "+
+		"if this device really is yours under that domain, join with --allow-domain %s", zone, suffix, zone)
 }
 
 func checkPermittedRange(r *net.IPNet, ips []netip.Addr) error {

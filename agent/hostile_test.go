@@ -31,6 +31,7 @@ func TestJoinRefusesHostileDevices(t *testing.T) {
 		{"a public suffix zone", agenttest.DeviceOptions{PermittedDNS: []string{"internal", "localhost"}}, false, `"internal" is a public suffix`},
 		{"co.uk", agenttest.DeviceOptions{RegistryHost: "ecr.box.co.uk", PermittedDNS: []string{"co.uk", "localhost"}}, false, `"co.uk" is a public suffix`},
 		{"amazonaws", agenttest.DeviceOptions{RegistryHost: "ecr.x.amazonaws.com", PermittedDNS: []string{"x.amazonaws.com", "localhost"}}, false, "amazonaws.com"},
+		{"a zone in the public DNS", agenttest.DeviceOptions{RegistryHost: "ecr.box.mybank.com", PermittedDNS: []string{"box.mybank.com", "localhost"}}, false, `"box.mybank.com" lies in the public DNS (under .com)`},
 		{"public IPs", agenttest.DeviceOptions{PermittedIPs: []string{"0.0.0.0/0", "::/0"}}, false, "public addresses 0.0.0.0/0"},
 		{"host outside the constraints", agenttest.DeviceOptions{AnswerHost: "ecr.other.internal"}, true, "outside its CA's permitted names"},
 		{"host not in the certificate", agenttest.DeviceOptions{AnswerHost: "mirror.box.internal"}, true, "not in its certificate's names"},
@@ -78,6 +79,35 @@ func TestJoinAllowUnconstrainedCA(t *testing.T) {
 		Name: "laptop", AllowUnconstrainedCA: true})
 	if !errors.Is(err, agent.ErrUntrustedDevice) {
 		t.Fatalf("ghcr.io with --allow-unconstrained-ca: %v", err)
+	}
+}
+
+// A device whose zone really is in the public DNS joins when the user
+// names that zone (or one above it) with --allow-domain, and only then.
+func TestJoinAllowDomain(t *testing.T) {
+	dev := agenttest.DeviceOptions{RegistryHost: "ecr.box.corp.example.com", PermittedDNS: []string{"box.corp.example.com", "localhost"}}
+	for _, c := range []struct {
+		allow []string
+		ok    bool
+	}{
+		{nil, false},
+		{[]string{"other.example.com"}, false},
+		{[]string{"xample.com"}, false},
+		{[]string{"corp.example.com"}, true},
+		{[]string{".box.corp.example.com."}, true},
+	} {
+		e := newEnv(t, envOptions{device: dev})
+		_, err := e.sys.Join(context.Background(), agent.JoinOptions{URL: e.dev.URL, Token: e.dev.Token(agenttest.TokenOptions{}),
+			Name: "laptop", Report: e.report, AllowDomains: c.allow})
+		if c.ok != (err == nil) {
+			t.Fatalf("join --allow-domain %v = %v, want ok %v\n%s", c.allow, err, c.ok, e.output())
+		}
+		if err != nil && (!errors.Is(err, agent.ErrUntrustedDevice) || !strings.Contains(err.Error(), "--allow-domain box.corp.example.com")) {
+			t.Fatalf("join --allow-domain %v = %v, want the flag named", c.allow, err)
+		}
+		if err == nil {
+			e.leave()
+		}
 	}
 }
 

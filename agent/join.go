@@ -34,6 +34,9 @@ type JoinOptions struct {
 	// AllowUnconstrainedCA accepts a device CA without critical name
 	// constraints (an edgecrd that predates them); see CheckDeviceCA.
 	AllowUnconstrainedCA bool
+	// AllowDomains are zones in the public DNS the device CA may be
+	// constrained to (--allow-domain); see CheckDeviceCA.
+	AllowDomains []string
 	// ReplaceCredentials lets the join replace another tool's
 	// credHelpers entry for the registry (and shadow its auths entry);
 	// without it the join refuses before writing anything.
@@ -371,7 +374,7 @@ func (j *joinRun) checkCA(caPEM []byte) (*x509.Certificate, error) {
 	if a, err := netip.ParseAddr(j.base.Hostname()); err == nil {
 		ips = append(ips, a.Unmap())
 	}
-	warn, err := CheckDeviceCA(ca, ips, j.o.AllowUnconstrainedCA)
+	warn, err := CheckDeviceCA(ca, ips, j.o.AllowUnconstrainedCA, j.o.AllowDomains)
 	if err != nil {
 		return nil, err
 	}

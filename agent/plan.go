@@ -81,7 +81,7 @@ func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, erro
 		}
 		plan(StepBootstrap, "bootstrap", "POST %s%s spends one use of token %s for a client named %s; the credential is kept in %s (0600) until step credentials", base, pathJoin, tok.ID, name, s.State.SecretsPath())
 	}
-	if err := planDeviceChecks(base, caPEM, host, o.AllowUnconstrainedCA); err != nil {
+	if err := planDeviceChecks(base, caPEM, host, o.AllowUnconstrainedCA, o.AllowDomains); err != nil {
 		warn(StepBootstrap, "device", "join would refuse before spending the token: %v", err)
 	}
 	if host != placeholderHost {
@@ -203,7 +203,7 @@ func (s *System) planTrust(ctx context.Context, registry string, caPEM []byte, p
 
 // planDeviceChecks runs the checks of Join's bootstrap that need no join
 // answer: the CA's constraints and the certificate's registry host.
-func planDeviceChecks(base *url.URL, caPEM []byte, host string, allowUnconstrained bool) error {
+func planDeviceChecks(base *url.URL, caPEM []byte, host string, allowUnconstrained bool, allowDomains []string) error {
 	der, _, err := ParseCAPEM(caPEM)
 	if err != nil {
 		return err
@@ -216,7 +216,7 @@ func planDeviceChecks(base *url.URL, caPEM []byte, host string, allowUnconstrain
 	if a, err := netip.ParseAddr(base.Hostname()); err == nil {
 		ips = append(ips, a.Unmap())
 	}
-	if _, err := CheckDeviceCA(ca, ips, allowUnconstrained); err != nil {
+	if _, err := CheckDeviceCA(ca, ips, allowUnconstrained, allowDomains); err != nil {
 		return err
 	}
 	if host != placeholderHost {

@@ -38,6 +38,7 @@ type JoinOptions struct {
 	// same names (agent.JoinOptions).
 	AllowUnconstrainedCA bool
 	ReplaceCredentials   bool
+	AllowDomains         []string
 }
 
 // NewCmdJoin builds `edgecr join`; runF replaces the run (tests capture the
@@ -96,6 +97,7 @@ databases join added it to, and status checks them.`,
 	cmd.Flags().StringVar(&o.Name, "name", "", "this client's name on the device (default: the host name)")
 	cmd.Flags().StringVar(&o.Root, "root", "", "system root: put every system path (hosts file, trust store, runtime configuration, state) under DIR")
 	cmd.Flags().BoolVar(&o.Browsers, "browsers", false, "also trust the device CA in this user's browsers (Chromium, Firefox NSS databases; needs certutil)")
+	cmd.Flags().StringSliceVar(&o.AllowDomains, "allow-domain", nil, "accept a device whose CA is constrained to this zone in the public DNS (e.g. corp.example.com); private zones such as .internal need nothing")
 	cmd.Flags().BoolVar(&o.AllowUnconstrainedCA, "allow-unconstrained-ca", false, "accept a device CA without name constraints (an edgecrd too old to make them); the registry host is still checked")
 	cmd.Flags().BoolVar(&o.ReplaceCredentials, "replace-credentials", false, "replace another tool's credHelpers entry for the registry in Docker's config.json (leave puts it back)")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing (the token is not spent; the CA pin is checked)")
@@ -174,7 +176,7 @@ func joinRun(ctx context.Context, o *JoinOptions) error {
 	}
 	report := func(ev agent.Event) { fmt.Fprintln(progress, ev) }
 	opts := agent.JoinOptions{URL: o.URL, Token: o.Token, Name: o.Name, Browsers: o.Browsers, Report: report, AfterStep: after,
-		AllowUnconstrainedCA: o.AllowUnconstrainedCA, ReplaceCredentials: o.ReplaceCredentials}
+		AllowUnconstrainedCA: o.AllowUnconstrainedCA, AllowDomains: o.AllowDomains, ReplaceCredentials: o.ReplaceCredentials}
 
 	if o.DryRun {
 		fmt.Fprintf(progress, "Dry run: nothing is changed and the token is not spent.\n")
