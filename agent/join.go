@@ -119,9 +119,6 @@ func (s *System) Join(ctx context.Context, o JoinOptions) (*JoinResult, error) {
 	}
 	j := &joinRun{System: s, o: o, tok: tok, base: base, st: st, rep: &reporter{report: o.Report}}
 	j.e = st.FindPin(tok.Pin)
-	if j.trustNote, err = s.preflightTrust(ctx, j.e); err != nil {
-		return nil, err
-	}
 	existed := j.e != nil
 	wasComplete := existed && j.e.Complete()
 	err = j.run(ctx)
@@ -309,6 +306,12 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 		if err := j.refuseForeignCredentials(net.JoinHostPort(names[0], j.base.Port()), false); err != nil {
 			return fmt.Errorf("%w (the join token was not spent)", err)
 		}
+	}
+	// Whether this session can install the CA (macOS: the trust dialog
+	// needs a desktop) is asked now that the CA is known, so that a CA the
+	// machine trusts already (MDM) needs no desktop.
+	if j.trustNote, err = j.preflightTrust(ctx, j.e, caPEM); err != nil {
+		return err
 	}
 	resp, err := client.Join(ctx, j.tok, j.o.Name)
 	if err != nil {

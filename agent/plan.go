@@ -169,7 +169,7 @@ func (s *System) planTrust(ctx context.Context, registry string, caPEM []byte, p
 			warn(StepTrust, "trust store", "%s", n)
 		}
 	}
-	if _, err := s.preflightTrust(ctx, nil); err != nil {
+	if _, err := s.preflightTrust(ctx, nil, caPEM); err != nil {
 		warn(StepTrust, "trust store", "join would stop before the bootstrap: %v", err)
 	}
 	found := s.DetectRuntimes()

@@ -8,11 +8,12 @@ import (
 )
 
 // preflightTrust asks the OS trust store, before the token is spent,
-// whether installing the CA can work in this session (macOS: a desktop
-// session for the trust dialog). It returns what to tell the user right
-// before the install ("" for nothing). A store it cannot open is left to
-// the trust step, which reports it.
-func (s *System) preflightTrust(ctx context.Context, e *Entry) (string, error) {
+// whether installing caPEM can work in this session (macOS: a desktop
+// session for the trust dialog); a CA the store trusts already needs
+// nothing. It returns what to tell the user right before the install (""
+// for nothing). A store it cannot open or query is left to the trust step,
+// which reports it.
+func (s *System) preflightTrust(ctx context.Context, e *Entry, caPEM []byte) (string, error) {
 	if e != nil && e.Done(StepTrust) {
 		return "", nil
 	}
@@ -26,6 +27,15 @@ func (s *System) preflightTrust(ctx context.Context, e *Entry) (string, error) {
 	}
 	p, ok := store.(trust.Preflighter)
 	if !ok {
+		return "", nil
+	}
+	// The stores that preflight find the CA by its thumbprint; the name
+	// only has to be valid.
+	name := "edgecr-device"
+	if e != nil && e.Trust != nil {
+		name = e.Trust.Name
+	}
+	if had, err := store.Installed(ctx, name, caPEM); err == nil && had {
 		return "", nil
 	}
 	note, err := p.Preflight(ctx)

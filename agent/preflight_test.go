@@ -2,7 +2,10 @@ package agent_test
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,5 +120,49 @@ func TestJoinTellsDesktopVMsWhatToDo(t *testing.T) {
 	}
 	if strings.Contains(notes, "restart Docker Desktop") {
 		t.Errorf("a colima user is told to restart Docker Desktop:\n%s", notes)
+	}
+}
+
+// A CA the keychain trusts already (pushed by MDM, or an earlier join)
+// needs no dialog: a join without a desktop session goes through, and
+// leaves the CA it did not add.
+func TestJoinMacOSHeadlessWithCATrustedAlready(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	block, _ := pem.Decode(e.dev.CAPEM)
+	thumb := fmt.Sprintf("%X", sha1.Sum(block.Bytes)) //nolint:gosec // the keychain's thumbprint
+	r := &trusttest.Runner{Respond: func(name string, args []string) ([]byte, error) {
+		switch line := name + " " + strings.Join(args, " "); {
+		case line == "launchctl managername":
+			return []byte("Background\n"), nil
+		case strings.HasPrefix(line, "security find-certificate "):
+			// security(1) find-certificate -a -Z prints each match's hashes.
+			return []byte("SHA-256 hash: 00\nSHA-1 hash: " + thumb + "\nkeychain: \"/Library/Keychains/System.keychain\"\n"), nil
+		case strings.HasPrefix(line, "security verify-cert "):
+			return []byte("...certificate verification successful.\n"), nil
+		}
+		return nil, errors.New("unexpected " + name + " " + strings.Join(args, " "))
+	}}
+	useMacStore(t, e, r)
+	stop := errors.New("stop after trust")
+	_, err := e.sys.Join(context.Background(), agent.JoinOptions{
+		URL: e.dev.URL, Token: e.dev.Token(agenttest.TokenOptions{}), Report: e.report,
+		AfterStep: func(step string) error {
+			if step == agent.StepTrust {
+				return stop
+			}
+			return nil
+		},
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("headless join with the CA trusted already = %v, want it to get past the trust step\n%s", err, e.output())
+	}
+	if strings.Contains(e.output(), trust.KeychainDialogNote) {
+		t.Errorf("a dialog was announced for a CA trusted already:\n%s", e.output())
+	}
+	// The rollback of the stopped join leaves the CA it did not add.
+	for _, c := range r.Calls() {
+		if line := strings.Join(c, " "); strings.Contains(line, "add-trusted-cert") || strings.Contains(line, "remove-trusted-cert") || strings.Contains(line, "delete-certificate") {
+			t.Errorf("join changed a CA the keychain trusted already: %s", line)
+		}
 	}
 }
