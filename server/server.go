@@ -49,6 +49,14 @@ type Options struct {
 	TouchInterval time.Duration
 	UsageRefresh  time.Duration
 
+	// UploadsPerIdentity and UploadsTotal bound the open upload sessions
+	// of one identity and of all together; UploadIdle is how long a
+	// session may go without a request before it is removed with its
+	// data. Zero means the defaults (DefaultUploadsPerIdentity, …).
+	UploadsPerIdentity int
+	UploadsTotal       int
+	UploadIdle         time.Duration
+
 	// DistDir holds the agent binaries served under /dist/ to the install
 	// scripts (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-…);
 	// empty or missing serves the scripts only.
@@ -85,7 +93,9 @@ type Server struct {
 	seen  *lastSeen
 	usage *usage
 	gc    gcTracker
-	loops sync.WaitGroup // background work Serve waits for: garbage collection
+
+	sessions *uploadSessions
+	loops    sync.WaitGroup // background work Serve waits for: garbage collection
 }
 
 // New prepares a server on an initialised state and binds its listener, so
@@ -121,6 +131,15 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.UsageRefresh == 0 {
 		o.UsageRefresh = 10 * time.Minute
 	}
+	if o.UploadsPerIdentity == 0 {
+		o.UploadsPerIdentity = DefaultUploadsPerIdentity
+	}
+	if o.UploadsTotal == 0 {
+		o.UploadsTotal = DefaultUploadsTotal
+	}
+	if o.UploadIdle == 0 {
+		o.UploadIdle = DefaultUploadIdle
+	}
 	if o.UIIdleTimeout == 0 {
 		o.UIIdleTimeout = DefaultUIIdleTimeout
 	}
@@ -146,13 +165,16 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if err := s.gc.init(st, m); err != nil {
 		return nil, err
 	}
+	s.sessions = newUploadSessions(o.UploadsPerIdentity, o.UploadsTotal, o.UploadIdle, o.Now)
+	scanUploads(st.StorageDir(), s.sessions.found)
 	guard := &storageGuard{
-		fresh:   &freshness{root: st.StorageDir(), every: o.TouchInterval, now: o.Now},
-		usage:   s.usage,
-		router:  v2.Router(),
-		metrics: m,
-		log:     s.log,
-		next:    app,
+		fresh:    &freshness{root: st.StorageDir(), every: o.TouchInterval, now: o.Now},
+		usage:    s.usage,
+		sessions: s.sessions,
+		router:   v2.Router(),
+		metrics:  m,
+		log:      s.log,
+		next:     app,
 	}
 	limiter := newFailureLimiter(o.FailureEvery, o.FailureBurst)
 	s.seen = newLastSeen(st, s.log)
@@ -284,6 +306,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.renewLoop(ctx)
 	go s.flushLoop(ctx)
 	go s.storageLoop(ctx)
+	go s.uploadLoop(ctx)
 	if !s.opts.GCSchedule.Off() {
 		s.loops.Add(1)
 		go s.gcLoop(ctx)
