@@ -163,7 +163,13 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { release(g.exists(dir)) }()
 		if r.Method == http.MethodDelete {
 			before := g.sizes(dir)
-			g.next.ServeHTTP(w, r)
+			sw := &statusWriter{ResponseWriter: w}
+			g.next.ServeHTTP(sw, r)
+			if sw.status/100 == 2 {
+				// Distribution's cancel leaves the session's hash state
+				// behind (three inodes that nothing uses again).
+				g.cancelUpload(repo, uuid)
+			}
 			g.usage.add(g.sizes(dir) - before)
 			return
 		}
