@@ -156,7 +156,7 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 		// user is what the client claimed; the secret is never logged.
 		a.log.Warn("authentication failed", "remote", addr, "user", user, "reason", err.Error())
 		w.Header().Set("WWW-Authenticate", challenge)
-		writeError(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication failed: "+err.Error()))
+		writeError(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication failed: "+publicReason(err)))
 		return "", false
 	}
 	info.user = user
@@ -167,6 +167,17 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 }
 
 var errMalformedAuth = errors.New("malformed Authorization header (want Basic)")
+
+// publicReason is what a refused client is told: an unknown user and a
+// wrong password read the same, so that a 401 does not tell which names
+// exist (the log and the metrics keep the difference). A revoked
+// credential is only reported to whoever holds its secret.
+func publicReason(err error) string {
+	if errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrBadSecret) {
+		return "wrong user name or secret"
+	}
+	return err.Error()
+}
 
 func failureReason(err error) string {
 	switch {
