@@ -57,6 +57,12 @@ type Options struct {
 	UploadsTotal       int
 	UploadIdle         time.Duration
 
+	// MaxConnsPerAddr and MaxInFlightPerAddr bound one source address's
+	// open registry connections and requests in flight; zero means
+	// DefaultMaxConnsPerAddr and DefaultMaxInFlightPerAddr.
+	MaxConnsPerAddr    int
+	MaxInFlightPerAddr int
+
 	// DistDir holds the agent binaries served under /dist/ to the install
 	// scripts (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-…);
 	// empty or missing serves the scripts only.
@@ -95,6 +101,7 @@ type Server struct {
 	gc    gcTracker
 
 	sessions *uploadSessions
+	conns    *addrCounter   // open registry connections per source address
 	loops    sync.WaitGroup // background work Serve waits for: garbage collection
 }
 
@@ -139,6 +146,12 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	}
 	if o.UploadIdle == 0 {
 		o.UploadIdle = DefaultUploadIdle
+	}
+	if o.MaxConnsPerAddr == 0 {
+		o.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	if o.MaxInFlightPerAddr == 0 {
+		o.MaxInFlightPerAddr = DefaultMaxInFlightPerAddr
 	}
 	if o.UIIdleTimeout == 0 {
 		o.UIIdleTimeout = DefaultUIIdleTimeout
@@ -206,10 +219,17 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	mux.Handle("/healthz", named("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("/", named("other", http.NotFoundHandler()))
 
+	// The registry listener's limits (listenlimits.go): per-address
+	// connections (Serve) and requests in flight, header size and time,
+	// body progress; no deadline on a whole body, so that a slow push
+	// finishes.
+	s.conns = newAddrCounter(o.MaxConnsPerAddr)
 	s.http = &http.Server{
-		Handler:           m.observe(s.accessLog(rawV2(mux, ac))),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler: limitInFlight(newAddrCounter(o.MaxInFlightPerAddr),
+			requireBodyProgress(time.Now, m.observe(s.accessLog(rawV2(mux, ac))))),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		TLSConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -293,7 +313,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	// failed) must end them too, before the deferred Wait below.
 	ctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	ln := &connLimitListener{Listener: s.ln, conns: s.conns}
+	go func() { errc <- s.http.ServeTLS(ln, "", "") }()
 	if s.uiSrv != nil {
 		go func() {
 			// The UI failing is no reason to stop serving images.

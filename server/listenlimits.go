@@ -1,0 +1,217 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+)
+
+// The registry listener's limits on what a peer may hold before and while
+// it authenticates. A registry client has a handful of connections and
+// requests at a time (docker pushes five layers at once, crane four); the
+// limits leave room for many clients behind one NAT.
+const (
+	// maxHeaderBytes caps a request's header block (Go adds 4 KiB of
+	// slack): registry clients send well under 2 KiB; Go's default is 1 MiB.
+	maxHeaderBytes = 32 << 10
+	// readHeaderTimeout is how long a connection may take to send its TLS
+	// handshake and a request's headers.
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes a kept-alive connection without a request.
+	idleTimeout = 90 * time.Second
+	// A request body must deliver minBodyProgress bytes in every
+	// bodyProgressWindow, and no read may wait longer than the window:
+	// about 550 B/s, so a 10 GiB push over a 1 MB/s link (which needs
+	// three hours) goes through, while a body trickled a byte every few
+	// seconds is cut within two windows. There is no deadline on a whole
+	// body.
+	minBodyProgress    = 16 << 10
+	bodyProgressWindow = 30 * time.Second
+	// DefaultMaxConnsPerAddr and DefaultMaxInFlightPerAddr bound one
+	// source address's open connections and concurrent requests (HTTP/2
+	// multiplexes many requests on one connection).
+	DefaultMaxConnsPerAddr    = 128
+	DefaultMaxInFlightPerAddr = 64
+)
+
+// addrCounter counts something per source address under a limit.
+type addrCounter struct {
+	limit int
+	mu    sync.Mutex
+	n     map[string]int
+}
+
+func newAddrCounter(limit int) *addrCounter { return &addrCounter{limit: limit, n: map[string]int{}} }
+
+func (c *addrCounter) acquire(addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[addr] >= c.limit {
+		return false
+	}
+	c.n[addr]++
+	return true
+}
+
+func (c *addrCounter) release(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[addr]--; c.n[addr] <= 0 {
+		delete(c.n, addr)
+	}
+}
+
+// connLimitListener closes, right after accepting it, a connection from
+// an address that already has its limit open.
+type connLimitListener struct {
+	net.Listener
+	conns   *addrCounter
+	refused func(addr string)
+}
+
+func (l *connLimitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		addr := hostOf(c.RemoteAddr())
+		if !l.conns.acquire(addr) {
+			c.Close()
+			if l.refused != nil {
+				l.refused(addr)
+			}
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() { l.conns.release(addr) }}, nil
+	}
+}
+
+func hostOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// limitInFlight answers 429 to a request from an address that already has
+// its limit of requests running.
+func limitInFlight(reqs *addrCounter, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := remoteHost(r)
+		if !reqs.acquire(addr) {
+			w.Header().Set("Retry-After", "1")
+			refuseUnread(w, r, http.StatusTooManyRequests, errcode.ErrorCodeTooManyRequests.WithMessage(
+				fmt.Sprintf("too many requests in flight from %s (limit %d); retry later", addr, reqs.limit)))
+			return
+		}
+		defer reqs.release(addr)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseUnread answers a request without reading its body: the refusal is
+// flushed at once and the connection closed, rather than Go's server
+// reading up to 256 KiB of whatever body the client trickles first.
+func refuseUnread(w http.ResponseWriter, r *http.Request, status int, e errcode.Error) {
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+	writeErrorStatus(w, status, e)
+	if r.ContentLength == 0 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	// Whatever of the body is still to come is not waited for.
+	_ = rc.SetReadDeadline(time.Now())
+}
+
+// requireBodyProgress holds every request body to the progress rule:
+// minBodyProgress bytes per bodyProgressWindow, no read waiting longer
+// than the window.
+func requireBodyProgress(now func() time.Time, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &progressBody{body: r.Body, rc: http.NewResponseController(w), now: now}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// errTooSlow ends a body that does not keep up the minimum progress.
+var errTooSlow = errors.New("request body too slow")
+
+type progressBody struct {
+	body   io.ReadCloser
+	rc     *http.ResponseController
+	now    func() time.Time
+	start  time.Time // of the current window
+	n      int64     // bytes in it
+	ended  bool
+	failed error
+}
+
+func (p *progressBody) Read(b []byte) (int, error) {
+	if p.failed != nil {
+		return 0, p.failed
+	}
+	now := p.now()
+	if p.start.IsZero() {
+		p.start = now
+	}
+	_ = p.rc.SetReadDeadline(now.Add(bodyProgressWindow))
+	n, err := p.body.Read(b)
+	p.n += int64(n)
+	if err != nil {
+		p.end()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			p.failed = fmt.Errorf("%w: nothing received for %s", errTooSlow, bodyProgressWindow)
+			return n, p.failed
+		}
+		return n, err
+	}
+	if now = p.now(); now.Sub(p.start) >= bodyProgressWindow {
+		if p.n < minBodyProgress {
+			p.end()
+			p.failed = fmt.Errorf("%w: %d bytes in %s, want at least %d", errTooSlow, p.n, now.Sub(p.start).Round(time.Second), minBodyProgress)
+			return n, p.failed
+		}
+		p.start, p.n = now, 0
+	}
+	return n, nil
+}
+
+// end lifts the body's read deadline: what the server reads next (the
+// next request, or its check for a closed connection while the handler
+// works) has its own.
+func (p *progressBody) end() {
+	if !p.ended {
+		p.ended = true
+		_ = p.rc.SetReadDeadline(time.Time{})
+	}
+}
+
+func (p *progressBody) Close() error { return p.body.Close() }
