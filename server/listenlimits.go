@@ -152,10 +152,10 @@ func refuseUnread(w http.ResponseWriter, r *http.Request, status int, e errcode.
 // requireBodyProgress holds every request body to the progress rule:
 // minBodyProgress bytes per bodyProgressWindow, no read waiting longer
 // than the window.
-func requireBodyProgress(now func() time.Time, next http.Handler) http.Handler {
+func requireBodyProgress(window time.Duration, minBytes int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &progressBody{body: r.Body, rc: http.NewResponseController(w), now: now}
+			r.Body = &progressBody{body: r.Body, rc: http.NewResponseController(w), window: window, min: minBytes}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -167,7 +167,8 @@ var errTooSlow = errors.New("request body too slow")
 type progressBody struct {
 	body   io.ReadCloser
 	rc     *http.ResponseController
-	now    func() time.Time
+	window time.Duration
+	min    int64
 	start  time.Time // of the current window
 	n      int64     // bytes in it
 	ended  bool
@@ -178,25 +179,27 @@ func (p *progressBody) Read(b []byte) (int, error) {
 	if p.failed != nil {
 		return 0, p.failed
 	}
-	now := p.now()
+	now := time.Now()
 	if p.start.IsZero() {
 		p.start = now
 	}
-	_ = p.rc.SetReadDeadline(now.Add(bodyProgressWindow))
+	_ = p.rc.SetReadDeadline(now.Add(p.window))
 	n, err := p.body.Read(b)
 	p.n += int64(n)
 	if err != nil {
-		p.end()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			p.failed = fmt.Errorf("%w: nothing received for %s", errTooSlow, bodyProgressWindow)
+			p.failed = fmt.Errorf("%w: nothing received for %s", errTooSlow, p.window)
 			return n, p.failed
 		}
+		p.end()
 		return n, err
 	}
-	if now = p.now(); now.Sub(p.start) >= bodyProgressWindow {
-		if p.n < minBodyProgress {
-			p.end()
-			p.failed = fmt.Errorf("%w: %d bytes in %s, want at least %d", errTooSlow, p.n, now.Sub(p.start).Round(time.Second), minBodyProgress)
+	if now = time.Now(); now.Sub(p.start) >= p.window {
+		if p.n < p.min {
+			// Nothing more is read: the server would otherwise drain up
+			// to 256 KiB of the trickle after the answer.
+			_ = p.rc.SetReadDeadline(now)
+			p.failed = fmt.Errorf("%w: %d bytes in %s, want at least %d", errTooSlow, p.n, now.Sub(p.start).Round(time.Millisecond), p.min)
 			return n, p.failed
 		}
 		p.start, p.n = now, 0
@@ -204,9 +207,9 @@ func (p *progressBody) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// end lifts the body's read deadline: what the server reads next (the
-// next request, or its check for a closed connection while the handler
-// works) has its own.
+// end lifts the body's read deadline once the body has ended: what the
+// server reads next (the next request, or its check for a closed
+// connection while the handler works) has its own.
 func (p *progressBody) end() {
 	if !p.ended {
 		p.ended = true

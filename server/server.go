@@ -226,7 +226,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	s.conns = newAddrCounter(o.MaxConnsPerAddr)
 	s.http = &http.Server{
 		Handler: limitInFlight(newAddrCounter(o.MaxInFlightPerAddr),
-			requireBodyProgress(time.Now, m.observe(s.accessLog(rawV2(mux, ac))))),
+			requireBodyProgress(bodyProgressWindow, minBodyProgress, m.observe(s.accessLog(rawV2(mux, ac))))),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
