@@ -80,7 +80,7 @@ type hostileStats struct {
 	mu         sync.Mutex
 	open, peak atomic.Int64
 	dials      atomic.Int64
-	headerCut  atomic.Int64     // 431 to an unfinished 1 MiB header
+	headerCut  atomic.Int64    // 431 to an unfinished 1 MiB header
 	early401   []time.Duration // a trickled PATCH's 401, from its headers
 }
 
