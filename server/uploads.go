@@ -143,7 +143,8 @@ func (s *uploadSessions) forget(sess *uploadSession) {
 }
 
 // expired takes the sessions idle for longer than the idle time: they are
-// the caller's, as if acquired, and gone from the tracker.
+// the caller's, as if acquired (a request for one meanwhile gets 409),
+// until it calls removed.
 func (s *uploadSessions) expired() []*uploadSession {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -152,11 +153,17 @@ func (s *uploadSessions) expired() []*uploadSession {
 	for _, sess := range s.open {
 		if !sess.busy && sess.last.Before(limit) {
 			sess.busy = true
-			s.forget(sess)
 			out = append(out, sess)
 		}
 	}
 	return out
+}
+
+// removed forgets an expired session once its files are gone.
+func (s *uploadSessions) removed(sess *uploadSession) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forget(sess)
 }
 
 // count is the number of open sessions and those of owner.
@@ -230,6 +237,7 @@ func (s *Server) expireUploads() {
 		}
 		freed := before - DirSize(full)
 		s.usage.add(-freed)
+		s.sessions.removed(sess)
 		s.log.Info("idle upload session removed", "upload", path.Base(sess.dir), "user", sess.owner,
 			"idleSince", sess.last, "freedBytes", freed)
 	}

@@ -162,3 +162,54 @@ func TestEmptyUploadSessionsCountTheirDiskUse(t *testing.T) {
 	}
 	ts.checkUsage(t, "with the sessions")
 }
+
+// The tracker: one holder per session; a session being expired is held
+// until its files are gone; places come back when sessions end.
+func TestUploadSessionTracker(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	s := newUploadSessions(2, 3, time.Minute, clock.now)
+	for i, dir := range []string{"/a", "/b"} {
+		if err := s.admit("alice"); err != nil {
+			t.Fatalf("admit %d: %v", i, err)
+		}
+		s.opened("alice", dir)
+	}
+	if err := s.admit("alice"); err == nil {
+		t.Fatal("alice's 3rd session admitted past her limit of 2")
+	}
+	release, ok := s.acquire("/a")
+	if !ok {
+		t.Fatal("acquire /a")
+	}
+	if _, ok := s.acquire("/a"); ok {
+		t.Fatal("/a acquired twice")
+	}
+	release(true)
+	clock.add(2 * time.Minute)
+	exp := s.expired()
+	if len(exp) != 2 {
+		t.Fatalf("%d sessions expired, want 2", len(exp))
+	}
+	if _, ok := s.acquire("/a"); ok {
+		t.Fatal("/a acquired while it is being removed")
+	}
+	for _, e := range exp {
+		s.removed(e)
+	}
+	if total, owned := s.count("alice"); total != 0 || owned != 0 {
+		t.Fatalf("after removal: %d open, %d alice's", total, owned)
+	}
+	if err := s.admit("alice"); err != nil {
+		t.Fatalf("admit after removal: %v", err)
+	}
+	s.abandon("alice")
+	// An id nobody opened is held for its request and then forgotten.
+	release, ok = s.acquire("/unknown")
+	if !ok {
+		t.Fatal("acquire of an unknown id")
+	}
+	release(false)
+	if total, _ := s.count(""); total != 0 {
+		t.Fatalf("an unknown id stayed tracked: %d open", total)
+	}
+}
