@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -68,12 +70,24 @@ func (c *addrCounter) release(addr string) {
 	}
 }
 
-// connLimitListener closes, right after accepting it, a connection from
-// an address that already has its limit open.
+// connLimitListener bounds the connections one source address holds. A
+// connection past the bound takes the place of one of the address's idle
+// keep-alive connections, which is closed (clients keep those open for
+// minutes, one per transport, and a busy client behind a NAT has many);
+// with none idle, the new connection is closed right after it is
+// accepted. Connections still handshaking or sending headers are never
+// idle, so unfinished ones cannot crowd out anything but their own
+// address's.
 type connLimitListener struct {
 	net.Listener
-	conns   *addrCounter
-	refused func(addr string)
+	limit int
+
+	mu     sync.Mutex
+	byAddr map[string]map[*limitedConn]struct{}
+}
+
+func newConnLimitListener(l net.Listener, limit int) *connLimitListener {
+	return &connLimitListener{Listener: l, limit: limit, byAddr: map[string]map[*limitedConn]struct{}{}}
 }
 
 func (l *connLimitListener) Accept() (net.Conn, error) {
@@ -82,15 +96,60 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		addr := hostOf(c.RemoteAddr())
-		if !l.conns.acquire(addr) {
-			c.Close()
-			if l.refused != nil {
-				l.refused(addr)
-			}
-			continue
+		if lc := l.admit(c); lc != nil {
+			return lc, nil
 		}
-		return &limitedConn{Conn: c, release: func() { l.conns.release(addr) }}, nil
+		c.Close()
+	}
+}
+
+func (l *connLimitListener) admit(c net.Conn) *limitedConn {
+	addr := hostOf(c.RemoteAddr())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	set := l.byAddr[addr]
+	if set == nil {
+		set = map[*limitedConn]struct{}{}
+		l.byAddr[addr] = set
+	}
+	if len(set) >= l.limit {
+		var victim *limitedConn
+		for o := range set {
+			if o.idle.Load() {
+				victim = o
+				break
+			}
+		}
+		if victim == nil {
+			return nil
+		}
+		delete(set, victim)
+		victim.Conn.Close() // the server's read of its next request ends
+	}
+	lc := &limitedConn{Conn: c, l: l, addr: addr}
+	set[lc] = struct{}{}
+	return lc
+}
+
+func (l *connLimitListener) remove(c *limitedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if set := l.byAddr[c.addr]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(l.byAddr, c.addr)
+		}
+	}
+}
+
+// connState is the http.Server's ConnState hook: it marks which
+// connections are idle between requests.
+func (l *connLimitListener) connState(c net.Conn, st http.ConnState) {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	if lc, ok := c.(*limitedConn); ok {
+		lc.idle.Store(st == http.StateIdle)
 	}
 }
 
@@ -107,12 +166,14 @@ func hostOf(a net.Addr) string {
 
 type limitedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l    *connLimitListener
+	addr string
+	idle atomic.Bool
+	once sync.Once
 }
 
 func (c *limitedConn) Close() error {
-	c.once.Do(c.release)
+	c.once.Do(func() { c.l.remove(c) })
 	return c.Conn.Close()
 }
 

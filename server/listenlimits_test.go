@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +130,33 @@ func TestConnectionsPerAddressBounded(t *testing.T) {
 			t.Fatalf("no connection after one closed: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// Idle keep-alive connections (a request done, waiting for the next)
+	// make way for new ones: clients keep one per transport for minutes.
+	for i, c := range held {
+		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: registry\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("request on connection %d: %v", i+1, err)
+		}
+		resp.Body.Close()
+	}
+	time.Sleep(50 * time.Millisecond) // the server marks them idle
+	c, err := dial(net.IPv4(127, 0, 0, 1))
+	if err != nil {
+		t.Fatalf("a 5th connection while the 4 are idle: %v", err)
+	}
+	held = append(held, c)
+	closed := 0
+	for _, c := range held[:4] {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			closed++
+		}
+	}
+	if closed != 1 {
+		t.Errorf("%d idle connections closed for the new one, want 1", closed)
 	}
 }
 

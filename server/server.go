@@ -101,8 +101,8 @@ type Server struct {
 	gc    gcTracker
 
 	sessions *uploadSessions
-	conns    *addrCounter   // open registry connections per source address
-	loops    sync.WaitGroup // background work Serve waits for: garbage collection
+	conns    *connLimitListener // s.ln, bounding connections per source address
+	loops    sync.WaitGroup     // background work Serve waits for: garbage collection
 }
 
 // New prepares a server on an initialised state and binds its listener, so
@@ -223,7 +223,6 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	// connections (Serve) and requests in flight, header size and time,
 	// body progress; no deadline on a whole body, so that a slow push
 	// finishes.
-	s.conns = newAddrCounter(o.MaxConnsPerAddr)
 	s.http = &http.Server{
 		Handler: limitInFlight(newAddrCounter(o.MaxInFlightPerAddr),
 			requireBodyProgress(bodyProgressWindow, minBodyProgress, m.observe(s.accessLog(rawV2(mux, ac))))),
@@ -258,6 +257,8 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		return nil, fmt.Errorf("listening on %s: %w", o.Listen, err)
 	}
 	s.ln = ln
+	s.conns = newConnLimitListener(ln, o.MaxConnsPerAddr)
+	s.http.ConnState = s.conns.connState
 	if s.uiSrv != nil {
 		uln, err := net.Listen("tcp", o.UIListen)
 		switch {
@@ -313,8 +314,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// failed) must end them too, before the deferred Wait below.
 	ctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	ln := &connLimitListener{Listener: s.ln, conns: s.conns}
-	go func() { errc <- s.http.ServeTLS(ln, "", "") }()
+	go func() { errc <- s.http.ServeTLS(s.conns, "", "") }()
 	if s.uiSrv != nil {
 		go func() {
 			// The UI failing is no reason to stop serving images.
