@@ -213,12 +213,23 @@ func refuseUnread(w http.ResponseWriter, r *http.Request, status int, e errcode.
 // requireBodyProgress holds every request body to the progress rule:
 // minBodyProgress bytes per bodyProgressWindow, no read waiting longer
 // than the window.
+//
+// A body the handler left unread is not read afterwards either: Go's
+// server would drain up to 256 KiB of it, at whatever pace the client
+// sends, to keep the connection; the connection is closed instead.
 func requireBodyProgress(window time.Duration, minBytes int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &progressBody{body: r.Body, rc: http.NewResponseController(w), window: window, min: minBytes}
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
 		}
+		rc := http.NewResponseController(w)
+		p := &progressBody{body: r.Body, rc: rc, window: window, min: minBytes}
+		r.Body = p
 		next.ServeHTTP(w, r)
+		if !p.ended {
+			_ = rc.SetReadDeadline(time.Now())
+		}
 	})
 }
 

@@ -185,3 +185,30 @@ func TestRequestsInFlightPerAddressBounded(t *testing.T) {
 		t.Errorf("after they ended: %d", resp.StatusCode)
 	}
 }
+
+// Issue 10 F: a request whose body its handler does not read (/healthz,
+// say) is answered and its connection closed, not kept open while the
+// server drains a trickled body.
+func TestUnreadBodyIsNotDrained(t *testing.T) {
+	ts := startServer(t, nil)
+	c, err := tls.Dial("tcp", ts.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /healthz HTTP/1.1\r\nHost: registry\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer while the body trickles: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// The body never ends; the server must not wait for it.
+	start := time.Now()
+	_, err = br.ReadByte()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection still open %s after the answer, with the body unfinished", time.Since(start).Round(time.Millisecond))
+	}
+}
