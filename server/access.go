@@ -124,7 +124,7 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		w.Header().Set("WWW-Authenticate", challenge)
-		writeError(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication required"))
+		refuseUnread(w, r, http.StatusUnauthorized, errcode.ErrorCodeUnauthorized.WithMessage("authentication required"))
 		return "", false
 	}
 	// Credentials are checked first: a valid 256-bit secret is not what
@@ -143,20 +143,20 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 		reason := failureReason(err)
 		if reason == "internal" {
 			a.log.Error("verifying credentials", "err", err)
-			writeErrorStatus(w, http.StatusInternalServerError, errcode.ErrorCodeUnknown.WithMessage("verifying credentials failed"))
+			refuseUnread(w, r, http.StatusInternalServerError, errcode.ErrorCodeUnknown.WithMessage("verifying credentials failed"))
 			return "", false
 		}
 		if allowed, wait, _ := a.limiter.take(addr, now); !allowed {
 			a.metrics.authFailures.WithLabelValues("throttled").Inc()
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-			writeError(w, errcode.ErrorCodeTooManyRequests.WithMessage("too many failed authentication attempts from "+addr+"; retry later"))
+			refuseUnread(w, r, http.StatusTooManyRequests, errcode.ErrorCodeTooManyRequests.WithMessage("too many failed authentication attempts from "+addr+"; retry later"))
 			return "", false
 		}
 		a.metrics.authFailures.WithLabelValues(reason).Inc()
 		// user is what the client claimed; the secret is never logged.
 		a.log.Warn("authentication failed", "remote", addr, "user", user, "reason", err.Error())
 		w.Header().Set("WWW-Authenticate", challenge)
-		writeError(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication failed: "+err.Error()))
+		refuseUnread(w, r, http.StatusUnauthorized, errcode.ErrorCodeUnauthorized.WithMessage("authentication failed: "+publicReason(err)))
 		return "", false
 	}
 	info.user = user
@@ -167,6 +167,17 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 }
 
 var errMalformedAuth = errors.New("malformed Authorization header (want Basic)")
+
+// publicReason is what a refused client is told: an unknown user and a
+// wrong password read the same, so that a 401 does not tell which names
+// exist (the log and the metrics keep the difference). A revoked
+// credential is only reported to whoever holds its secret.
+func publicReason(err error) string {
+	if errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrBadSecret) {
+		return "wrong user name or secret"
+	}
+	return err.Error()
+}
 
 func failureReason(err error) string {
 	switch {

@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -50,9 +53,35 @@ func (distHook) Fire(e *logrus.Entry) error {
 	attrs := []slog.Attr{slog.String("component", "distribution")}
 	for _, k := range []string{"err.code", "err.message", "err.detail", "http.request.method", "http.request.uri", "http.response.status", "error"} {
 		if v, ok := e.Data[k]; ok {
-			attrs = append(attrs, slog.Any(k, v))
+			attrs = append(attrs, slog.Any(k, redactValue(v)))
 		}
 	}
-	l.LogAttrs(context.Background(), level, e.Message, attrs...)
+	l.LogAttrs(context.Background(), level, redactState(e.Message), attrs...)
 	return nil
+}
+
+// stateRE is an upload URL's _state parameter: distribution's signed
+// token of the session, as good as the session's URL itself.
+var stateRE = regexp.MustCompile(`(_state=)[^&\s"'<>]*`)
+
+func redactState(s string) string {
+	if !strings.Contains(s, "_state=") {
+		return s
+	}
+	return stateRE.ReplaceAllString(s, "${1}REDACTED")
+}
+
+// redactValue is v with any _state in its text redacted; values whose
+// text holds none are kept as they are.
+func redactValue(v any) any {
+	switch x := v.(type) {
+	case string:
+		return redactState(x)
+	case int, int64, bool, nil:
+		return v
+	}
+	if s := fmt.Sprint(v); strings.Contains(s, "_state=") {
+		return redactState(s)
+	}
+	return v
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -101,12 +103,13 @@ var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 // storageGuard sits between access control and distribution: it keeps
 // content fresh for the collector and enforces the storage quota.
 type storageGuard struct {
-	fresh   *freshness
-	usage   *usage
-	router  *mux.Router
-	metrics *metrics
-	log     *slog.Logger
-	next    http.Handler
+	fresh    *freshness
+	usage    *usage
+	sessions *uploadSessions
+	router   *mux.Router
+	metrics  *metrics
+	log      *slog.Logger
+	next     http.Handler
 }
 
 func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -138,16 +141,40 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !uploadIDRE.MatchString(uuid) {
 			break
 		}
-		switch r.Method {
-		case http.MethodPatch, http.MethodPut:
-			g.upload(w, r, repo, uuid)
-			return
-		case http.MethodDelete:
-			before := DirSize(osPath(g.fresh.root, path.Join(uploadsDir(repo), uuid)))
-			g.next.ServeHTTP(w, r)
-			g.usage.add(DirSize(osPath(g.fresh.root, path.Join(uploadsDir(repo), uuid))) - before)
+		if r.Method != http.MethodPatch && r.Method != http.MethodPut && r.Method != http.MethodDelete {
+			break
+		}
+		if r.Method == http.MethodPatch {
+			if err := checkContentRange(r.Header.Get("Content-Range")); err != nil {
+				writeError(w, errcode.ErrorCodeRangeInvalid.WithMessage(err.Error()))
+				return
+			}
+		}
+		// One request at a time per session: the before/after sizes the
+		// counter takes are only right when nothing else changes the
+		// session meanwhile.
+		dir := path.Join(uploadsDir(repo), uuid)
+		release, ok := g.sessions.acquire(dir)
+		if !ok {
+			writeErrorStatus(w, http.StatusConflict, errcode.ErrorCodeBlobUploadInvalid.WithMessage(
+				fmt.Sprintf("upload %s is in use by another request: one request at a time per upload session", uuid)))
 			return
 		}
+		defer func() { release(g.exists(dir)) }()
+		if r.Method == http.MethodDelete {
+			before := g.sizes(dir)
+			sw := &statusWriter{ResponseWriter: w}
+			g.next.ServeHTTP(sw, r)
+			if sw.status/100 == 2 {
+				// Distribution's cancel leaves the session's hash state
+				// behind (three inodes that nothing uses again).
+				g.cancelUpload(repo, uuid)
+			}
+			g.usage.add(g.sizes(dir) - before)
+			return
+		}
+		g.upload(w, r, repo, uuid)
+		return
 	case v2.RouteNameManifest:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
@@ -170,6 +197,12 @@ func (g *storageGuard) refuse(w http.ResponseWriter, r *http.Request, msg string
 	g.log.Warn("upload refused: storage quota full", "user", i.user, "repo", i.repo, "route", i.route,
 		"usedBytes", g.usage.used(), "quotaBytes", g.usage.quota)
 	writeError(w, errcode.ErrorCodeDenied.WithMessage(msg))
+}
+
+// exists reports whether anything is at the driver path p.
+func (g *storageGuard) exists(p string) bool {
+	_, err := os.Lstat(osPath(g.fresh.root, p))
+	return err == nil
 }
 
 // sizes sums the regular files at the driver paths (directories walked).
@@ -202,12 +235,53 @@ func (g *storageGuard) startUpload(w http.ResponseWriter, r *http.Request, repo 
 		}
 		acct.done()
 	}
+	// A mount that finds its blob opens no session, but one that does
+	// not falls back to a new session: both are admitted alike.
+	owner := routeInfoFrom(r.Context()).user
+	if err := g.sessions.admit(owner); err != nil {
+		g.log.Warn("upload refused: too many open sessions", "user", owner, "repo", repo, "err", err)
+		w.Header().Set("Retry-After", "60")
+		writeError(w, errcode.ErrorCodeTooManyRequests.WithMessage(err.Error()))
+		return
+	}
 	before := g.sizes(touched...)
 	g.next.ServeHTTP(w, r)
-	if id := w.Header().Get("Docker-Upload-UUID"); uploadIDRE.MatchString(id) {
+	if id := w.Header().Get("Docker-Upload-UUID"); uploadIDRE.MatchString(id) && w.Header().Get("Location") != "" &&
+		g.exists(path.Join(uploadsDir(repo), id)) {
 		touched = append(touched, path.Join(uploadsDir(repo), id))
+		g.sessions.opened(owner, path.Join(uploadsDir(repo), id))
+	} else {
+		g.sessions.abandon(owner)
 	}
 	g.usage.add(g.sizes(touched...) - before)
+}
+
+// checkContentRange accepts what a chunk's Content-Range may be,
+// "<start>-<end>" with start <= end, or nothing; distribution answers
+// anything else with a 500.
+func checkContentRange(cr string) error {
+	if cr == "" {
+		return nil
+	}
+	a, b, ok := strings.Cut(cr, "-")
+	start, err1 := parseRangeNumber(a)
+	end, err2 := parseRangeNumber(b)
+	if !ok || err1 != nil || err2 != nil {
+		return fmt.Errorf("invalid Content-Range %q: want <start>-<end>, two byte offsets", cr)
+	}
+	if start > end {
+		return fmt.Errorf("invalid Content-Range %q: start %d is after end %d", cr, start, end)
+	}
+	return nil
+}
+
+// parseRangeNumber reads a byte offset: decimal digits only (no sign, no
+// spaces), within int64.
+func parseRangeNumber(s string) (int64, error) {
+	if s == "" || len(s) > 19 || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, fmt.Errorf("invalid byte offset %q", s)
+	}
+	return strconv.ParseInt(s, 10, 64)
 }
 
 // upload handles PATCH and PUT of an upload session: the body is counted

@@ -165,17 +165,16 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// DirSize is the total size of the regular files under root; files that
-// vanish during the walk are skipped.
+// DirSize is the storage root's usage as the quota counts it: the total
+// size of the regular files under root, and the disk taken by upload
+// sessions (entrySize); entries that vanish during the walk are skipped.
 func DirSize(root string) int64 {
 	var total int64
-	_ = filepath.WalkDir(root, func(_ string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
+	_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
 			return nil
 		}
-		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
-			total += info.Size()
-		}
+		total += entrySize(p, e)
 		return nil
 	})
 	return total

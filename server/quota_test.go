@@ -168,10 +168,37 @@ func TestQuotaRefusesManifestWhenFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Fill the rest, leaving 100 bytes: data plus its 71-byte layer link.
-	filler := static.NewLayer(bytes.Repeat([]byte("f"), int(quota-ts.usedBytes()-71-100)), types.DockerLayer)
+	// Fill the rest, leaving 100 bytes. An upload session takes disk of its
+	// own while it is open (counted against the quota), so blobs fill up
+	// to 32 KiB and a padded manifest, which needs no session, the rest.
+	filler := static.NewLayer(bytes.Repeat([]byte("f"), int(quota-ts.usedBytes()-71-(32<<10))), types.DockerLayer)
 	if err := remote.WriteLayer(ts.ref("full/a").Context(), filler, ts.admin()...); err != nil {
 		t.Fatal(err)
+	}
+	fd, _ := filler.Digest()
+	fsize, _ := filler.Size()
+	cd, _ := img.ConfigName()
+	padded := func(pad int) []byte {
+		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+			`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
+			`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}],"annotations":{"pad":%q}}`,
+			cd, len(cfg), fd, fsize, strings.Repeat("p", pad)))
+	}
+	putManifest := func(tag string, m []byte) int {
+		resp := ts.do("PUT", "/v2/full/a/manifests/"+tag, "admin", ts.adminPW, m, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// A probe measures what a tagged manifest stores besides its bytes.
+	probe := padded(0)
+	before := ts.usedBytes()
+	if st := putManifest("probe", probe); st != http.StatusCreated {
+		t.Fatalf("probe manifest: %d", st)
+	}
+	links := ts.usedBytes() - before - int64(len(probe))
+	pad := quota - ts.usedBytes() - 100 - links - int64(len(padded(0)))
+	if st := putManifest("pad", padded(int(pad))); st != http.StatusCreated {
+		t.Fatalf("padding manifest: %d", st)
 	}
 	if left := quota - ts.checkUsage(t, "filled"); left != 100 {
 		t.Fatalf("%d bytes left, want 100", left)

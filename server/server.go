@@ -49,6 +49,20 @@ type Options struct {
 	TouchInterval time.Duration
 	UsageRefresh  time.Duration
 
+	// UploadsPerIdentity and UploadsTotal bound the open upload sessions
+	// of one identity and of all together; UploadIdle is how long a
+	// session may go without a request before it is removed with its
+	// data. Zero means the defaults (DefaultUploadsPerIdentity, …).
+	UploadsPerIdentity int
+	UploadsTotal       int
+	UploadIdle         time.Duration
+
+	// MaxConnsPerAddr and MaxInFlightPerAddr bound one source address's
+	// open registry connections and requests in flight; zero means
+	// DefaultMaxConnsPerAddr and DefaultMaxInFlightPerAddr.
+	MaxConnsPerAddr    int
+	MaxInFlightPerAddr int
+
 	// DistDir holds the agent binaries served under /dist/ to the install
 	// scripts (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-…);
 	// empty or missing serves the scripts only.
@@ -85,7 +99,10 @@ type Server struct {
 	seen  *lastSeen
 	usage *usage
 	gc    gcTracker
-	loops sync.WaitGroup // background work Serve waits for: garbage collection
+
+	sessions *uploadSessions
+	conns    *connLimitListener // s.ln, bounding connections per source address
+	loops    sync.WaitGroup     // background work Serve waits for: garbage collection
 }
 
 // New prepares a server on an initialised state and binds its listener, so
@@ -121,6 +138,21 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.UsageRefresh == 0 {
 		o.UsageRefresh = 10 * time.Minute
 	}
+	if o.UploadsPerIdentity == 0 {
+		o.UploadsPerIdentity = DefaultUploadsPerIdentity
+	}
+	if o.UploadsTotal == 0 {
+		o.UploadsTotal = DefaultUploadsTotal
+	}
+	if o.UploadIdle == 0 {
+		o.UploadIdle = DefaultUploadIdle
+	}
+	if o.MaxConnsPerAddr == 0 {
+		o.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	if o.MaxInFlightPerAddr == 0 {
+		o.MaxInFlightPerAddr = DefaultMaxInFlightPerAddr
+	}
 	if o.UIIdleTimeout == 0 {
 		o.UIIdleTimeout = DefaultUIIdleTimeout
 	}
@@ -146,13 +178,16 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if err := s.gc.init(st, m); err != nil {
 		return nil, err
 	}
+	s.sessions = newUploadSessions(o.UploadsPerIdentity, o.UploadsTotal, o.UploadIdle, o.Now)
+	scanUploads(st.StorageDir(), s.sessions.found)
 	guard := &storageGuard{
-		fresh:   &freshness{root: st.StorageDir(), every: o.TouchInterval, now: o.Now},
-		usage:   s.usage,
-		router:  v2.Router(),
-		metrics: m,
-		log:     s.log,
-		next:    app,
+		fresh:    &freshness{root: st.StorageDir(), every: o.TouchInterval, now: o.Now},
+		usage:    s.usage,
+		sessions: s.sessions,
+		router:   v2.Router(),
+		metrics:  m,
+		log:      s.log,
+		next:     app,
 	}
 	limiter := newFailureLimiter(o.FailureEvery, o.FailureBurst)
 	s.seen = newLastSeen(st, s.log)
@@ -184,10 +219,16 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	mux.Handle("/healthz", named("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("/", named("other", http.NotFoundHandler()))
 
+	// The registry listener's limits (listenlimits.go): per-address
+	// connections (Serve) and requests in flight, header size and time,
+	// body progress; no deadline on a whole body, so that a slow push
+	// finishes.
 	s.http = &http.Server{
-		Handler:           m.observe(s.accessLog(rawV2(mux, ac))),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler: limitInFlight(newAddrCounter(o.MaxInFlightPerAddr),
+			requireBodyProgress(bodyProgressWindow, minBodyProgress, m.observe(s.accessLog(rawV2(mux, ac))))),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		TLSConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -216,6 +257,8 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		return nil, fmt.Errorf("listening on %s: %w", o.Listen, err)
 	}
 	s.ln = ln
+	s.conns = newConnLimitListener(ln, o.MaxConnsPerAddr)
+	s.http.ConnState = s.conns.connState
 	if s.uiSrv != nil {
 		uln, err := net.Listen("tcp", o.UIListen)
 		switch {
@@ -271,7 +314,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// failed) must end them too, before the deferred Wait below.
 	ctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	go func() { errc <- s.http.ServeTLS(s.conns, "", "") }()
 	if s.uiSrv != nil {
 		go func() {
 			// The UI failing is no reason to stop serving images.
@@ -284,6 +327,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.renewLoop(ctx)
 	go s.flushLoop(ctx)
 	go s.storageLoop(ctx)
+	go s.uploadLoop(ctx)
 	if !s.opts.GCSchedule.Off() {
 		s.loops.Add(1)
 		go s.gcLoop(ctx)

@@ -493,10 +493,13 @@ func TestUILoginThrottle(t *testing.T) {
 	}{
 		{"form without csrf spends nothing", ts.adminPW + "x", false, http.StatusForbidden},
 		{"1st wrong password", ts.adminPW + "x", true, http.StatusUnauthorized},
-		{"right password gives its allowance back", ts.adminPW, true, http.StatusSeeOther},
+		{"right password spends nothing", ts.adminPW, true, http.StatusSeeOther},
 		{"2nd wrong password", ts.adminPW + "x", true, http.StatusUnauthorized},
 		{"3rd wrong password", ts.adminPW + "x", true, http.StatusTooManyRequests},
-		{"right password while throttled", ts.adminPW, true, http.StatusTooManyRequests},
+		// Issue 10: every tunnelled login comes from 127.0.0.1; wrong
+		// ones must not lock the admin out.
+		{"right password while throttled", ts.adminPW, true, http.StatusSeeOther},
+		{"wrong password still throttled", ts.adminPW + "x", true, http.StatusTooManyRequests},
 	}
 	for _, s := range steps {
 		form := url.Values{"username": {AdminUser}, "password": {s.pw}}
