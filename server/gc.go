@@ -12,7 +12,6 @@ import (
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
 
 // Garbage collection, safe while the registry serves pushes.
@@ -140,7 +139,7 @@ func CollectGarbage(ctx context.Context, storageRoot string, o GCOptions) (*GCRe
 	now := o.Now()
 	c := &collector{
 		ctx:       ctx,
-		d:         filesystem.New(filesystem.DriverParameters{RootDirectory: storageRoot, MaxThreads: 100}),
+		d:         openDurableFS(storageRoot),
 		o:         o,
 		log:       o.Logger,
 		now:       now,
