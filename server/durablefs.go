@@ -270,3 +270,8 @@ func (d *durableFS) List(ctx context.Context, p string) ([]string, error) {
 func syncUnsupported(err error) bool {
 	return runtime.GOOS == "windows" || errors.Is(err, errors.ErrUnsupported)
 }
+
+// Walk goes through List above, as distribution's paged tag list does.
+func (d *durableFS) Walk(ctx context.Context, p string, f storagedriver.WalkFn, options ...func(*storagedriver.WalkOptions)) error {
+	return storagedriver.WalkFallback(ctx, d, p, f, options...)
+}
