@@ -156,10 +156,16 @@ type crashRegistry struct {
 
 func newCrashRegistry(t *testing.T, durable bool) *crashRegistry {
 	t.Helper()
+	return newCrashRegistryAt(t, t.TempDir(), durable)
+}
+
+// newCrashRegistryAt is newCrashRegistry on the storage root given.
+func newCrashRegistryAt(t *testing.T, root string, durable bool) *crashRegistry {
+	t.Helper()
 	if os.Getenv("OTEL_TRACES_EXPORTER") == "" {
 		t.Setenv("OTEL_TRACES_EXPORTER", "none")
 	}
-	r := &crashRegistry{t: t, root: t.TempDir(), driver: "test-faulty-plain", plan: &faultPlan{left: -1}}
+	r := &crashRegistry{t: t, root: root, driver: "test-faulty-plain", plan: &faultPlan{left: -1}}
 	if durable {
 		r.driver = "test-faulty-durable"
 	}

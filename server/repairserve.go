@@ -1,0 +1,53 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RepairStorage runs RepairStorage on the data dir's registry storage
+// under the GC lock (a collection moves manifests aside; the repair must
+// not judge tags while it does).
+func (s *State) RepairStorage(ctx context.Context, o RepairOptions) (*RepairReport, error) {
+	unlock, err := lockFile(s.Path(gcLock))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return RepairStorage(ctx, s.StorageDir(), o)
+}
+
+// startRepair runs the repair once, in the background, on what was on
+// disk when serve started; the registry serves meanwhile. Removed tags
+// are logged and counted in edgecr_tag_repairs_total{reason}.
+func (s *Server) startRepair(ctx context.Context) {
+	before := time.Now()
+	repairs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgecr_tag_repairs_total",
+		Help: "Tags the repair on start removed because a client could list but not pull them, by reason.",
+	}, []string{"reason"})
+	for _, r := range []string{repairNoCurrentLink, repairManifestMissing, repairBlobMissing} {
+		repairs.WithLabelValues(r)
+	}
+	s.gc.m.reg.MustRegister(repairs)
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		start := time.Now()
+		rep, err := s.state.RepairStorage(ctx, RepairOptions{
+			Logger: s.log, Before: before,
+			Repaired: func(reason string) { repairs.WithLabelValues(reason).Inc() },
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("storage repair failed", "err", err)
+			}
+			return
+		}
+		s.usage.walk() // removed tags and restored GC trash change usage
+		s.log.Info("storage checked", "repositories", rep.Repositories, "tags", rep.TagsChecked,
+			"tagsRemoved", len(rep.Removed), "gcTrashRestored", rep.GCTrashRuns, "duration", time.Since(start))
+	}()
+}
