@@ -59,6 +59,8 @@ type GCOptions struct {
 	// beforeRemove, in tests, runs just before the collector takes an item
 	// (a driver path) out of the layout.
 	beforeRemove func(driverPath string)
+	// openDriver, in tests, opens the storage (crash injection).
+	openDriver func(root string) storagedriver.StorageDriver
 }
 
 // GCManifest names a manifest a collection removed.
@@ -137,9 +139,13 @@ func CollectGarbage(ctx context.Context, storageRoot string, o GCOptions) (*GCRe
 		return nil, err
 	}
 	now := o.Now()
+	var d storagedriver.StorageDriver = openDurableFS(storageRoot)
+	if o.openDriver != nil {
+		d = o.openDriver(storageRoot)
+	}
 	c := &collector{
 		ctx:       ctx,
-		d:         openDurableFS(storageRoot),
+		d:         d,
 		o:         o,
 		log:       o.Logger,
 		now:       now,
