@@ -46,7 +46,7 @@ func (s *Server) startRepair(ctx context.Context) {
 			}
 			return
 		}
-		s.usage.walk() // removed tags and restored GC trash change usage
+		// Usage is unchanged: the trash and the tags taken aside are in the storage dir too.
 		s.log.Info("storage checked", "repositories", rep.Repositories, "tags", rep.TagsChecked,
 			"tagsRemoved", len(rep.Removed), "gcTrashRestored", rep.GCTrashRuns, "duration", time.Since(start))
 	}()
