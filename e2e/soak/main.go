@@ -82,6 +82,10 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	}
 	st := newStats()
 	l := newLedger()
+	// Workers hold gate for reading during an operation; after each
+	// restart the check holds it for writing: a quiescent moment, in which
+	// every listed tag must resolve and the ledger must hold.
+	var gate sync.RWMutex
 	startup, err := dev.start(ctx)
 	if err != nil {
 		return false, err
@@ -97,7 +101,7 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := &worker{repo: fmt.Sprintf("soak/w%d", i), cl: cl, l: l, st: st, o: o,
+			w := &worker{repo: fmt.Sprintf("soak/w%d", i), cl: cl, l: l, st: st, o: o, gate: &gate,
 				rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i)))}
 			w.run(loadCtx)
 		}()
@@ -133,6 +137,9 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 					setFatal(err)
 					return
 				}
+				gate.Lock()
+				st.checked(finalCheck(ctx, cl, l))
+				gate.Unlock()
 			}
 		}()
 	}

@@ -64,6 +64,26 @@ func (s *stats) kill(restart time.Duration) {
 	s.counts["kill+restart"][resultOK]++
 }
 
+// checked records a check after a restart: the final check's rules at a
+// quiescent moment of the run.
+func (s *stats) checked(c *check) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts["check after restart"] == nil {
+		s.counts["check after restart"] = map[string]int{}
+	}
+	if c.ok() {
+		s.counts["check after restart"][resultOK]++
+		return
+	}
+	s.counts["check after restart"][resultFailed]++
+	for _, p := range c.problems {
+		if len(s.examples) < 10 {
+			s.examples = append(s.examples, fmt.Sprintf("check after restart %d: %s", len(s.starts)-1, p))
+		}
+	}
+}
+
 func (s *stats) failures() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,7 +177,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 	for k := range s.counts {
 		kinds = append(kinds, k)
 	}
-	order := []string{"push", "pull", "move-tag", "delete-tag", "delete-digest", "gc", "kill+restart"}
+	order := []string{"push", "pull", "move-tag", "delete-tag", "delete-digest", "gc", "kill+restart", "check after restart"}
 	slices.SortFunc(kinds, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
 	total := map[string]int{}
 	for _, k := range kinds {

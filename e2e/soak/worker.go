@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -19,6 +20,7 @@ type worker struct {
 	st   *stats
 	o    options
 	rnd  *rand.Rand
+	gate *sync.RWMutex
 }
 
 const tagPool = 6
@@ -41,6 +43,8 @@ func (w *worker) someTag() string {
 }
 
 func (w *worker) step(ctx context.Context) {
+	w.gate.RLock()
+	defer w.gate.RUnlock()
 	opCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	p := w.rnd.IntN(100)
