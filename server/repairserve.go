@@ -26,7 +26,7 @@ func (s *Server) startRepair(ctx context.Context) {
 	before := time.Now()
 	repairs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "edgecr_tag_repairs_total",
-		Help: "Tags the repair on start removed because a client could list but not pull them, by reason.",
+		Help: "Tags the repair on start removed, by reason: no_current_link (a write or untag a kill cut short; not listed), manifest_missing and blob_missing (listed, not pullable).",
 	}, []string{"reason"})
 	for _, r := range []string{repairNoCurrentLink, repairManifestMissing, repairBlobMissing} {
 		repairs.WithLabelValues(r)

@@ -120,26 +120,26 @@ func (c *client) tags(ctx context.Context, repo string) ([]string, error) {
 	return tags, nil
 }
 
-// repairs is the server's edgecr_tag_repairs_total summed over reasons,
-// -1 when it cannot be read.
-func (c *client) repairs(ctx context.Context) int {
+// repairs is the server's edgecr_tag_repairs_total by reason (nil when
+// it cannot be read).
+func (c *client) repairs(ctx context.Context) map[string]int {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.dev.addr+"/metrics", nil)
 	if err != nil {
-		return -1
+		return nil
 	}
 	resp, err := (&http.Client{Transport: c.tr, Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
-		return -1
+		return nil
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return -1
+		return nil
 	}
-	n := 0
-	for _, m := range regexp.MustCompile(`(?m)^edgecr_tag_repairs_total\{[^}]*\} (\d+)`).FindAllSubmatch(b, -1) {
-		v, _ := strconv.Atoi(string(m[1]))
-		n += v
+	out := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^edgecr_tag_repairs_total\{reason="([a-z_]+)"\} (\d+)`).FindAllSubmatch(b, -1) {
+		v, _ := strconv.Atoi(string(m[2]))
+		out[string(m[1])] = v
 	}
-	return n
+	return out
 }

@@ -104,7 +104,7 @@ type check struct {
 	problems     []string // unresolvable, lost, wrong or resurrected tags
 	lost         int
 	unresolvable int
-	repairs      int // edgecr_tag_repairs_total after the last restart
+	repairs      map[string]int // edgecr_tag_repairs_total by reason after the last restart
 }
 
 func (c *check) ok() bool { return len(c.problems) == 0 }
@@ -205,7 +205,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 	fmt.Fprintf(tw, "tags left uncertain by a kill\t%d\t\n", c.uncertain)
 	fmt.Fprintf(tw, "lost\t%d\t\n", c.lost)
 	fmt.Fprintf(tw, "unresolvable\t%d\t\n", c.unresolvable)
-	fmt.Fprintf(tw, "repairs on start (edgecr_tag_repairs_total)\t%d\t\n", c.repairs)
+	fmt.Fprintf(tw, "repairs on start (edgecr_tag_repairs_total)\t%s\t\n", formatRepairs(c.repairs))
 	tw.Flush()
 	if len(s.examples) > 0 {
 		fmt.Fprintf(w, "\nfailures outside kill windows:\n  %s\n", strings.Join(s.examples, "\n  "))
@@ -218,4 +218,27 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 		result = "FAIL"
 	}
 	fmt.Fprintf(w, "\n%s: %d failures outside kill windows, %d lost, %d unresolvable\n", result, total[resultFailed], c.lost, c.unresolvable)
+}
+
+// formatRepairs prints the repair counts by reason, e.g. "1 (no_current_link 1)".
+func formatRepairs(m map[string]int) string {
+	if m == nil {
+		return "unreadable"
+	}
+	total, parts := 0, []string{}
+	reasons := make([]string, 0, len(m))
+	for r := range m {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		total += m[r]
+		if m[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, m[r]))
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprint(total)
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
 }
