@@ -68,10 +68,11 @@ func (durableFSFactory) Create(ctx context.Context, parameters map[string]any) (
 type durableFS struct {
 	storagedriver.StorageDriver
 	root string
+	sync func(dir string) error // syncDir; tests record the calls
 }
 
 func newDurableFS(inner storagedriver.StorageDriver, root string) *durableFS {
-	return &durableFS{StorageDriver: inner, root: root}
+	return &durableFS{StorageDriver: inner, root: root, sync: syncDir}
 }
 
 // openDurableFS is the driver every part of edgecrd that writes the
@@ -113,7 +114,7 @@ func (d *durableFS) syncCreated(dir string, created []string) error {
 			continue
 		}
 		seen[parent] = true
-		if err := syncDir(d.osPath(parent)); err != nil {
+		if err := d.sync(d.osPath(parent)); err != nil {
 			return err
 		}
 	}
@@ -179,7 +180,7 @@ func (d *durableFS) Move(ctx context.Context, from, to string) error {
 	if err := d.syncCreated(path.Dir(to), created); err != nil {
 		return err
 	}
-	return syncDir(d.osPath(path.Dir(from)))
+	return d.sync(d.osPath(path.Dir(from)))
 }
 
 func (d *durableFS) Delete(ctx context.Context, p string) error {
@@ -194,7 +195,7 @@ func (d *durableFS) Delete(ctx context.Context, p string) error {
 	if err := d.StorageDriver.Delete(ctx, p); err != nil {
 		return err
 	}
-	return syncDir(d.osPath(path.Dir(p)))
+	return d.sync(d.osPath(path.Dir(p)))
 }
 
 // untag removes a tag: its current link first (from then on the tag is
@@ -208,13 +209,13 @@ func (d *durableFS) untag(ctx context.Context, repo, tag string) error {
 	if err != nil && !isNotFound(err) {
 		return err
 	}
-	if err := syncDir(d.osPath(path.Dir(tagCurrentLink(repo, tag)))); err != nil {
+	if err := d.sync(d.osPath(path.Dir(tagCurrentLink(repo, tag)))); err != nil {
 		return err
 	}
 	if err := d.StorageDriver.Delete(ctx, dir); err != nil && !isNotFound(err) {
 		return err
 	}
-	return syncDir(d.osPath(tagsDir(repo)))
+	return d.sync(d.osPath(tagsDir(repo)))
 }
 
 // untagDigest untags every tag of repo whose current link names dg.
