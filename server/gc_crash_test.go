@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +160,77 @@ func TestGCKilledAfterTakingOutARetaggedManifest(t *testing.T) {
 	tags, bad := r.clientView("app")
 	if len(bad) > 0 || tags["again"] != sha(untagged) {
 		t.Fatalf("after the repair: tags %v, problems %v", tags, bad)
+	}
+}
+
+// TestServeRestoresTheTrashOfADeadGC: `edgecrd gc` dies with a re-tagged
+// manifest aside while serve keeps running; serve puts it back within its
+// watch interval, without a restart or another collection.
+func TestServeRestoresTheTrashOfADeadGC(t *testing.T) {
+	old := gcTrashWatchEvery
+	gcTrashWatchEvery = 50 * time.Millisecond
+	t.Cleanup(func() { gcTrashWatchEvery = old })
+	dir := t.TempDir()
+	if _, err := Ensure(dir, testOptions("test"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServerAt(t, dir)
+	for !strings.Contains(ts.logs.String(), "storage checked") { // the repair on start is done
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := newCrashRegistryAt(t, ts.state.StorageDir(), true)
+	untagged := r.image("app", "untagged")
+	if code := r.putManifest("app", "keep", r.image("app", "keep")); code != http.StatusCreated {
+		t.Fatal(code)
+	}
+	if code := r.putManifest("app", "drop", untagged); code != http.StatusCreated {
+		t.Fatal(code)
+	}
+	if code, _, _ := r.do("DELETE", "/v2/app/manifests/drop", nil, ""); code != http.StatusAccepted {
+		t.Fatal(code)
+	}
+	then := time.Now().Add(-2 * time.Hour)
+	filepath.Walk(r.root, func(p string, _ os.FileInfo, err error) error {
+		if err == nil {
+			os.Chtimes(p, then, then)
+		}
+		return nil
+	})
+	revision := revisionLinkDir("app", digest(sha(untagged)))
+	o := GCOptions{Grace: time.Hour, DeleteUntagged: true, beforeRemove: func(p string) {
+		if p == revision {
+			r.putManifest("app", "again", untagged)
+			r.plan.arm(1)
+		}
+	}}
+	unlock, err := lockFile(ts.state.Path(gcLock)) // as `edgecrd gc` holds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gcWithFaults(r, o); err == nil {
+		t.Fatal("the collection did not die")
+	}
+	r.restart()
+	if _, bad := r.clientView("app"); len(bad) == 0 {
+		t.Fatal("the tag resolved with its revision in the trash: the test does not reach the window")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, bad := r.clientView("app"); len(bad) == 0 {
+		t.Fatal("serve restored the trash while the collector's lock was held")
+	}
+	unlock() // the collector process is gone
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tags, bad := r.clientView("app")
+		if len(bad) == 0 && tags["again"] == sha(untagged) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not restore the trash: tags %v, problems %v", tags, bad)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(ts.logs.String(), "restored the trash of a garbage collection that died") {
+		t.Errorf("not logged:\n%s", ts.logs.String())
 	}
 }

@@ -96,15 +96,12 @@ func RepairStorage(ctx context.Context, storageRoot string, o RepairOptions) (*R
 	}
 	d := openDurableFS(storageRoot)
 	rep := &RepairReport{Removed: []RepairedTag{}}
-	c := &collector{ctx: ctx, d: d, log: o.Logger, o: GCOptions{Logger: o.Logger}, rep: &GCReport{}}
-	runs, err := c.list(trashRoot)
+	runs, err := recoverGCTrash(ctx, d, o.Logger)
+	rep.GCTrashRuns = runs
 	if err != nil {
 		return rep, err
 	}
-	if err := c.recoverTrash(); err != nil {
-		return rep, err
-	}
-	rep.GCTrashRuns = len(runs)
+	c := &collector{ctx: ctx, d: d, log: o.Logger, o: GCOptions{Logger: o.Logger}, rep: &GCReport{}}
 	// Tags an interrupted repair took out were broken: drop them.
 	if err := d.Delete(ctx, repairRoot); err != nil && !isNotFound(err) {
 		return rep, fmt.Errorf("removing %s: %w", repairRoot, err)
@@ -324,6 +321,17 @@ func (r *repairer) remove(bad *RepairedTag) error {
 		r.o.Repaired(bad.Reason)
 	}
 	return nil
+}
+
+// recoverGCTrash puts back what collections that died left in the trash
+// and returns how many runs it found. The caller holds the GC lock.
+func recoverGCTrash(ctx context.Context, d storagedriver.StorageDriver, log *slog.Logger) (int, error) {
+	c := &collector{ctx: ctx, d: d, log: log, o: GCOptions{Logger: log}, rep: &GCReport{}}
+	runs, err := c.list(trashRoot)
+	if err != nil || len(runs) == 0 {
+		return 0, err
+	}
+	return len(runs), c.recoverTrash()
 }
 
 func errorsJoinIgnoreNil(errs ...error) error {

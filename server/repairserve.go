@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,5 +50,42 @@ func (s *Server) startRepair(ctx context.Context) {
 		// Usage is unchanged: the trash and the tags taken aside are in the storage dir too.
 		s.log.Info("storage checked", "repositories", rep.Repositories, "tags", rep.TagsChecked,
 			"tagsRemoved", len(rep.Removed), "gcTrashRestored", rep.GCTrashRuns, "duration", time.Since(start))
+		s.watchGCTrash(ctx, gcTrashWatchEvery)
 	}()
+}
+
+// gcTrashWatchEvery is how often serve looks for the trash of a dead
+// collector (tests shorten it).
+var gcTrashWatchEvery = time.Minute
+
+// watchGCTrash puts back, every interval, what an `edgecrd gc` that died
+// while serve kept running left in the trash: a manifest a push re-tagged
+// while the collector had it aside must not wait for the next collection
+// to resolve again. A trash whose collector still runs holds the GC lock
+// and is left alone.
+func (s *Server) watchGCTrash(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := os.Stat(osPath(s.state.StorageDir(), trashRoot)); err != nil {
+			continue
+		}
+		unlock, ok, err := tryLockFile(s.state.Path(gcLock))
+		if err != nil || !ok {
+			continue
+		}
+		runs, err := recoverGCTrash(ctx, openDurableFS(s.state.StorageDir()), s.log)
+		unlock()
+		switch {
+		case err != nil:
+			s.log.Error("restoring the trash of a garbage collection that died", "err", err)
+		case runs > 0:
+			s.log.Warn("restored the trash of a garbage collection that died", "runs", runs)
+		}
+	}
 }
