@@ -175,7 +175,10 @@ func TestServeRestoresTheTrashOfADeadGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := startServerAt(t, dir)
-	for !strings.Contains(ts.logs.String(), "storage checked") { // the repair on start is done
+	for start := time.Now(); !strings.Contains(ts.logs.String(), "storage checked"); { // the repair on start is done
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("the repair on start did not finish:\n%s", ts.logs.String())
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	r := newCrashRegistryAt(t, ts.state.StorageDir(), true)
