@@ -45,8 +45,8 @@ func gcCrashStore(t *testing.T) (r *crashRegistry, keep, untagged []byte) {
 // gcWithFaults runs a collection whose storage dies after n writes.
 func gcWithFaults(r *crashRegistry, o GCOptions) (*GCReport, error) {
 	o.openDriver = func(root string) storagedriver.StorageDriver {
-		inner := &faultyDriver{StorageDriver: filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}), plan: r.plan}
-		return newDurableFS(inner, root)
+		// As CollectGarbage opens it: the plain filesystem driver.
+		return &faultyDriver{StorageDriver: filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}), plan: r.plan}
 	}
 	return CollectGarbage(context.Background(), r.root, o)
 }
