@@ -15,7 +15,6 @@ import (
 	"github.com/distribution/distribution/v3/manifest/ocischema"
 	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/reference"
 )
 
@@ -206,10 +205,10 @@ func parseRepoTag(repo, tag string) (reference.Named, error) {
 }
 
 // imageStorage opens the registry storage as the server does: the
-// filesystem driver at StorageDir, deletes enabled, no blob descriptor
+// durable filesystem driver at StorageDir (durablefs.go), deletes enabled, no blob descriptor
 // cache (registry.go says why). It does no I/O, so it is built per call.
 func (s *State) imageStorage(ctx context.Context) (distribution.Namespace, storagedriver.StorageDriver, error) {
-	d := filesystem.New(filesystem.DriverParameters{RootDirectory: s.StorageDir(), MaxThreads: 100})
+	d := openDurableFS(s.StorageDir())
 	reg, err := storage.NewRegistry(ctx, d, storage.EnableDelete)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening registry storage %s: %w", s.StorageDir(), err)

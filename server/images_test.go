@@ -220,7 +220,8 @@ func TestImagesListsUnreadableManifests(t *testing.T) {
 	dIdx := ts.pushIndex(t, "bad/a:index", platformIndex(t, map[string]v1.Image{"linux/amd64": amd, "linux/arm64": arm}))
 	dArm, _ := arm.Digest()
 	remove(dArm)
-	// A tag whose link is gone.
+	// A tag whose link is gone: not a tag (edgecrfs lists a tag only with
+	// its current link), so not listed either.
 	ts.push(t, "bad/a:nolink", good)
 	if err := os.Remove(osPath(ts.state.StorageDir(), tagCurrentLink("bad/a", "nolink"))); err != nil {
 		t.Fatal(err)
@@ -249,7 +250,6 @@ func TestImagesListsUnreadableManifests(t *testing.T) {
 		{"panic", dPanic, []string{dPanic.String(), "malformed manifest"}},
 		{"missing", dMissing, []string{"reading manifest " + dMissing.String()}},
 		{"index", dIdx, []string{"linux/arm64 of the index", dArm.String()}},
-		{"nolink", v1.Hash{}, []string{"reading tag"}},
 	} {
 		it, ok := tags[c.tag]
 		if !ok {
@@ -271,8 +271,8 @@ func TestImagesListsUnreadableManifests(t *testing.T) {
 			}
 		}
 	}
-	if len(tags) != 7 {
-		t.Errorf("bad/a has %d tags, want 7: %+v", len(tags), repos[0].Tags)
+	if _, ok := tags["nolink"]; ok || len(tags) != 6 {
+		t.Errorf("bad/a has %d tags, want 6 without nolink: %+v", len(tags), repos[0].Tags)
 	}
 	if got := tags["index"].Platforms; !cmp.Equal(got, []string{"linux/amd64", "linux/arm64"}) {
 		t.Errorf("index platforms = %v", got)

@@ -86,13 +86,30 @@ type usage struct {
 	delta    int64 // bytes written (or removed) since it started
 	reserved int64 // bytes in-flight requests may still write
 	walkedAt time.Time
+	size     func(root string) int64
+	counted  chan struct{} // closed when the first walk is done
+	once     sync.Once
 }
 
+// newUsage starts the first walk in the background: it grows with the
+// store (1.6 s at 105k files) and the server answers meanwhile. Until it
+// is done, usage is not known, and the counter is conservative by waiting:
+// used() and every reservation under a quota wait for it (pulls, deletes
+// and uploads without a quota do not); nothing is refused for a usage
+// that has not been counted.
 func newUsage(root string, quota int64, now func() time.Time) *usage {
-	u := &usage{root: root, quota: quota, now: now, refreshMin: 5 * time.Second}
-	u.walk()
+	return newUsageSized(root, quota, now, DirSize)
+}
+
+// newUsageSized is newUsage counting with size (tests slow it down).
+func newUsageSized(root string, quota int64, now func() time.Time, size func(string) int64) *usage {
+	u := &usage{root: root, quota: quota, now: now, refreshMin: 5 * time.Second, size: size, counted: make(chan struct{})}
+	go u.walk()
 	return u
 }
+
+// waitCounted blocks until the first walk is done.
+func (u *usage) waitCounted() { <-u.counted }
 
 // walk recounts the storage directory. Bytes written while it runs may be
 // counted twice until the next walk: the counter errs high, never low.
@@ -102,14 +119,16 @@ func (u *usage) walk() {
 	u.mu.Lock()
 	start := u.delta
 	u.mu.Unlock()
-	n := DirSize(u.root)
+	n := u.size(u.root)
 	u.mu.Lock()
 	u.base, u.delta, u.walkedAt = n, u.delta-start, u.now()
 	u.mu.Unlock()
+	u.once.Do(func() { close(u.counted) })
 }
 
 // used is the current storage usage in bytes.
 func (u *usage) used() int64 {
+	u.waitCounted()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.base + u.delta
@@ -128,6 +147,9 @@ func (u *usage) tryReserve(n int64) bool {
 // reserve sets n bytes aside for a request, or reports false when they
 // would take usage over the quota.
 func (u *usage) reserve(n int64) bool {
+	if u.quota > 0 {
+		u.waitCounted()
+	}
 	if u.tryReserve(n) {
 		return true
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the default storage driver
 	"gopkg.in/yaml.v3"
 )
 
@@ -34,8 +33,8 @@ func registryConfig(storageRoot, httpSecret string) (*configuration.Configuratio
 		"version": "0.1",
 		"log":     map[string]any{"level": "warn"},
 		"storage": map[string]any{
-			"filesystem": map[string]any{"rootdirectory": storageRoot},
-			"delete":     map[string]any{"enabled": true},
+			durableFSName: map[string]any{"rootdirectory": storageRoot}, // the filesystem driver, crash-safe (durablefs.go)
+			"delete":      map[string]any{"enabled": true},
 			"maintenance": map[string]any{"uploadpurging": map[string]any{
 				"enabled": true, "age": "168h", "interval": "24h", "dryrun": false,
 			}},

@@ -313,6 +313,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// The background loops end with ctx; an early return (the listener
 	// failed) must end them too, before the deferred Wait below.
 	ctx, cancel := context.WithCancel(ctx)
+	s.startRepair(ctx) // before the first request: it leaves what this process writes alone
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.ServeTLS(s.conns, "", "") }()
 	if s.uiSrv != nil {

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestLedgerOutcomes(t *testing.T) {
+	l := newLedger()
+	l.tagged("r", "a", "sha256:1")
+	l.tagged("r", "b", "sha256:1")
+	l.tagged("r", "c", "sha256:2")
+	if d, ok := l.get("r", "a"); !ok || d != "sha256:1" {
+		t.Fatalf("get a: %q %v", d, ok)
+	}
+	// A push to a that failed in a kill window: old or new.
+	l.maybe("r", "a", "sha256:3")
+	if _, ok := l.get("r", "a"); ok {
+		t.Fatal("an uncertain tag is reported certain")
+	}
+	if s := l.snapshot()["r"]["a"]; !s.possible["sha256:1"] || !s.possible["sha256:3"] || s.possible[""] {
+		t.Fatalf("possible outcomes of a: %v", s.possible)
+	}
+	// A DELETE by digest with an unknown outcome makes b and a (which may
+	// hold the digest) possibly absent; c is untouched.
+	l.maybeDeletedDigest("r", "sha256:1")
+	snap := l.snapshot()["r"]
+	if !snap["b"].possible[""] || !snap["b"].possible["sha256:1"] || !snap["a"].possible[""] {
+		t.Fatalf("after an uncertain delete: %+v", snap)
+	}
+	if got := l.certainTags("r"); len(got) != 1 || got[0] != "c" {
+		t.Fatalf("certain tags %v, want [c]", got)
+	}
+	l.deletedDigest("r", "sha256:2")
+	if _, ok := l.snapshot()["r"]["c"]; ok {
+		t.Fatal("an acknowledged DELETE by digest left its tag")
+	}
+	l.tagged("r", "a", "sha256:4") // an acknowledged push settles a
+	if d, ok := l.get("r", "a"); !ok || d != "sha256:4" {
+		t.Fatalf("settled a: %q %v", d, ok)
+	}
+}
+
+func TestLedgerWindows(t *testing.T) {
+	l := newLedger()
+	t0 := time.Now()
+	l.killStarts(t0.Add(10 * time.Second))
+	if !l.inWindow(t0.Add(9*time.Second), t0.Add(11*time.Second)) {
+		t.Fatal("an operation across an open window is outside it")
+	}
+	l.killEnds(t0.Add(12 * time.Second))
+	for _, c := range []struct {
+		from, to time.Duration
+		want     bool
+	}{
+		{0, 9 * time.Second, false},
+		{9 * time.Second, 10 * time.Second, true},
+		{11 * time.Second, 11 * time.Second, true},
+		{12 * time.Second, 13 * time.Second, true},
+		{13 * time.Second, 14 * time.Second, false},
+	} {
+		if got := l.inWindow(t0.Add(c.from), t0.Add(c.to)); got != c.want {
+			t.Errorf("inWindow(%s, %s) = %v, want %v", c.from, c.to, got, c.want)
+		}
+	}
+}

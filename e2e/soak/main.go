@@ -1,0 +1,191 @@
+// Command soak pushes, pulls (every digest verified), moves tags, deletes
+// and collects garbage against a real edgecrd while it SIGKILLs and
+// restarts it at random moments, keeps a ledger of what the server
+// acknowledged, and ends with a check that every listed tag resolves to a
+// whole image and that every acknowledged, not deleted, tag pulls whole.
+//
+//	go run ./e2e/soak -duration 3m -kill-every 15s
+//
+// It prints a table of operations by kind and result and exits non-zero on
+// any failure outside a kill window, any lost or unresolvable tag.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	duration  time.Duration
+	killEvery time.Duration
+	gcEvery   time.Duration
+	gcGrace   time.Duration
+	workers   int
+	maxSize   int64
+	edgecrd   string
+	keep      bool
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 3*time.Minute, "how long to run the load")
+	flag.DurationVar(&o.killEvery, "kill-every", 15*time.Second, "mean interval between SIGKILLs of edgecrd (uniform in [0.5, 1.5] of it); 0: never")
+	flag.DurationVar(&o.gcEvery, "gc-every", 30*time.Second, "interval between `edgecrd gc` runs; 0: never")
+	flag.DurationVar(&o.gcGrace, "gc-grace", 2*time.Minute, "--grace of those runs")
+	flag.IntVar(&o.workers, "workers", 4, "concurrent clients, one repository each")
+	flag.Int64Var(&o.maxSize, "max-layer", 256<<10, "largest layer in bytes")
+	flag.StringVar(&o.edgecrd, "edgecrd", "", "edgecrd binary to test (default: build ./cmd/edgecrd)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the data dir and log")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, o, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(2)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, out io.Writer) (bool, error) {
+	if o.workers < 1 {
+		return false, fmt.Errorf("invalid -workers %d: want at least 1", o.workers)
+	}
+	dir, err := os.MkdirTemp("", "edgecr-soak-")
+	if err != nil {
+		return false, fmt.Errorf("creating work dir: %w", err)
+	}
+	if o.keep {
+		fmt.Fprintf(out, "work dir: %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	bin := o.edgecrd
+	if bin == "" {
+		if bin, err = buildEdgecrd(ctx, dir); err != nil {
+			return false, err
+		}
+	}
+	dev, err := newDevice(ctx, bin, dir)
+	if err != nil {
+		return false, err
+	}
+	st := newStats()
+	l := newLedger()
+	// Workers hold gate for reading during an operation; after each
+	// restart the check holds it for writing: a quiescent moment, in which
+	// every listed tag must resolve and the ledger must hold.
+	var gate sync.RWMutex
+	startup, err := dev.start(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer dev.kill()
+	st.startup(startup)
+	cl := newClient(dev)
+
+	loadCtx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range o.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := &worker{repo: fmt.Sprintf("soak/w%d", i), cl: cl, l: l, st: st, o: o, gate: &gate,
+				rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i)))}
+			w.run(loadCtx)
+		}()
+	}
+	var fatal error
+	var fatalMu sync.Mutex
+	setFatal := func(err error) {
+		fatalMu.Lock()
+		defer fatalMu.Unlock()
+		if fatal == nil {
+			fatal = err
+			cancel()
+		}
+	}
+	if o.gcEvery > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for sleep(loadCtx, o.gcEvery) {
+				start := time.Now()
+				err := dev.gc(ctx, o.gcGrace)
+				st.record("gc", l, start, err)
+			}
+		}()
+	}
+	if o.killEvery > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 99))
+			for sleep(loadCtx, time.Duration(float64(o.killEvery)*(0.5+rnd.Float64()))) {
+				if err := killAndRestart(ctx, dev, l, st); err != nil {
+					setFatal(err)
+					return
+				}
+				gate.Lock()
+				st.checked(finalCheck(ctx, cl, l))
+				gate.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if fatal != nil {
+		return false, fatal
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	// One last kill, so that the check reads what a restart finds on disk,
+	// right after the restart: nothing may depend on the repair.
+	if o.killEvery > 0 {
+		if err := killAndRestart(ctx, dev, l, st); err != nil {
+			return false, err
+		}
+	}
+	fc := finalCheck(ctx, cl, l)
+	fc.repairs = cl.repairs(ctx)
+	st.print(out, fc, o)
+	return st.failures() == 0 && fc.ok(), nil
+}
+
+func killAndRestart(ctx context.Context, dev *device, l *ledger, st *stats) error {
+	l.killStarts(time.Now())
+	dev.kill()
+	took, err := dev.start(ctx)
+	if err != nil {
+		return err
+	}
+	// A request already sent when /v2/ answered may still fail on the old
+	// connection: keep the window open a little longer.
+	time.Sleep(200 * time.Millisecond)
+	l.killEnds(time.Now())
+	st.kill(took)
+	return nil
+}
+
+// sleep waits d; false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

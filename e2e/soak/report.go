@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// Results of an operation.
+const (
+	resultOK       = "ok"
+	resultInWindow = "failed in a kill window"
+	resultFailed   = "FAILED"
+)
+
+type stats struct {
+	mu       sync.Mutex
+	counts   map[string]map[string]int // kind -> result -> n
+	examples []string                  // the first failures outside kill windows
+	starts   []time.Duration           // start to first /v2/ answer, first start and each restart
+}
+
+func newStats() *stats { return &stats{counts: map[string]map[string]int{}} }
+
+func (s *stats) record(kind string, l *ledger, start time.Time, err error) {
+	result := resultOK
+	switch {
+	case err == nil:
+	case !isWrong(err) && l.inWindow(start, time.Now()):
+		result = resultInWindow
+	default:
+		result = resultFailed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts[kind] == nil {
+		s.counts[kind] = map[string]int{}
+	}
+	s.counts[kind][result]++
+	if result == resultFailed && len(s.examples) < 10 {
+		s.examples = append(s.examples, fmt.Sprintf("%s at %s: %v", kind, start.Format("15:04:05.000"), err))
+	}
+}
+
+func (s *stats) startup(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.starts = append(s.starts, d)
+}
+
+func (s *stats) kill(restart time.Duration) {
+	s.startup(restart)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts["kill+restart"] == nil {
+		s.counts["kill+restart"] = map[string]int{}
+	}
+	s.counts["kill+restart"][resultOK]++
+}
+
+// checked records a check after a restart: the final check's rules at a
+// quiescent moment of the run.
+func (s *stats) checked(c *check) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts["check after restart"] == nil {
+		s.counts["check after restart"] = map[string]int{}
+	}
+	if c.ok() {
+		s.counts["check after restart"][resultOK]++
+		return
+	}
+	s.counts["check after restart"][resultFailed]++
+	for _, p := range c.problems {
+		if len(s.examples) < 10 {
+			s.examples = append(s.examples, fmt.Sprintf("check after restart %d: %s", len(s.starts)-1, p))
+		}
+	}
+}
+
+func (s *stats) failures() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range s.counts {
+		n += m[resultFailed]
+	}
+	return n
+}
+
+// check is the end state against the ledger.
+type check struct {
+	listed       int      // tags tags/list returned
+	resolved     int      // of which resolved to a whole image (every blob verified)
+	acknowledged int      // acknowledged tags in the ledger
+	verified     int      // of which pulled whole with the acknowledged digest
+	uncertain    int      // tags whose last operation failed in a kill window
+	problems     []string // unresolvable, lost, wrong or resurrected tags
+	lost         int
+	unresolvable int
+	repairs      map[string]int // edgecr_tag_repairs_total by reason after the last restart
+}
+
+func (c *check) ok() bool { return len(c.problems) == 0 }
+
+func finalCheck(ctx context.Context, cl *client, l *ledger) *check {
+	c := &check{}
+	led := l.snapshot()
+	repos := make([]string, 0, len(led))
+	for r := range led {
+		repos = append(repos, r)
+	}
+	sort.Strings(repos)
+	for _, repo := range repos {
+		want := led[repo]
+		listed, err := cl.tags(ctx, repo)
+		if err != nil {
+			c.problems = append(c.problems, fmt.Sprintf("%s: listing tags: %v", repo, err))
+			continue
+		}
+		for _, tag := range listed {
+			c.listed++
+			got, err := cl.pull(ctx, repo, tag)
+			if err != nil {
+				c.unresolvable++
+				c.problems = append(c.problems, fmt.Sprintf("%s:%s is listed but does not pull whole: %v", repo, tag, err))
+				continue
+			}
+			c.resolved++
+			s, ok := want[tag]
+			switch {
+			case !ok:
+				c.problems = append(c.problems, fmt.Sprintf("%s:%s is listed, but its deletion was acknowledged (or it was never acknowledged)", repo, tag))
+			case s.possible != nil && !s.possible[got]:
+				c.problems = append(c.problems, fmt.Sprintf("%s:%s resolves to %s, none of its possible digests", repo, tag, got))
+			case s.possible == nil && got != s.digest:
+				c.problems = append(c.problems, fmt.Sprintf("%s:%s resolves to %s, acknowledged %s", repo, tag, got, s.digest))
+			}
+		}
+		for tag, s := range want {
+			if s.possible != nil {
+				c.uncertain++
+				if !s.possible[""] && !slices.Contains(listed, tag) {
+					c.lost++
+					c.problems = append(c.problems, fmt.Sprintf("%s:%s is gone, though every outcome of its last operation keeps it", repo, tag))
+				}
+				continue
+			}
+			c.acknowledged++
+			if !slices.Contains(listed, tag) {
+				c.lost++
+				c.problems = append(c.problems, fmt.Sprintf("%s:%s (%s) was acknowledged and is not listed", repo, tag, s.digest))
+				continue
+			}
+			if got, err := cl.pull(ctx, repo, tag); err == nil && got == s.digest {
+				c.verified++
+			}
+		}
+	}
+	return c
+}
+
+func (s *stats) print(w io.Writer, c *check, o options) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(w, "soak: %s, %d workers, SIGKILL every ~%s, edgecrd gc --grace %s --delete-untagged every %s\n\n",
+		o.duration, o.workers, o.killEvery, o.gcGrace, o.gcEvery)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "operation\t%s\t%s\t%s\t\n", resultOK, resultInWindow, resultFailed)
+	kinds := make([]string, 0, len(s.counts))
+	for k := range s.counts {
+		kinds = append(kinds, k)
+	}
+	order := []string{"push", "pull", "move-tag", "delete-tag", "delete-digest", "gc", "kill+restart", "check after restart"}
+	slices.SortFunc(kinds, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
+	total := map[string]int{}
+	for _, k := range kinds {
+		m := s.counts[k]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", k, m[resultOK], m[resultInWindow], m[resultFailed])
+		for r, n := range m {
+			total[r] += n
+		}
+	}
+	fmt.Fprintf(tw, "total\t%d\t%d\t%d\t\n", total[resultOK], total[resultInWindow], total[resultFailed])
+	tw.Flush()
+
+	starts := slices.Clone(s.starts)
+	slices.Sort(starts)
+	if len(starts) > 0 {
+		fmt.Fprintf(w, "\nstart to first /v2/ answer: median %s, max %s over %d starts\n",
+			starts[len(starts)/2].Round(time.Millisecond), starts[len(starts)-1].Round(time.Millisecond), len(starts))
+	}
+	fmt.Fprintf(w, "\nfinal check, right after the last SIGKILL and restart:\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "tags listed\t%d\t\n", c.listed)
+	fmt.Fprintf(tw, "  of which resolve to a whole image\t%d\t\n", c.resolved)
+	fmt.Fprintf(tw, "tags acknowledged (ledger)\t%d\t\n", c.acknowledged)
+	fmt.Fprintf(tw, "  of which pull whole with their digest\t%d\t\n", c.verified)
+	fmt.Fprintf(tw, "tags left uncertain by a kill\t%d\t\n", c.uncertain)
+	fmt.Fprintf(tw, "lost\t%d\t\n", c.lost)
+	fmt.Fprintf(tw, "unresolvable\t%d\t\n", c.unresolvable)
+	fmt.Fprintf(tw, "repairs on start (edgecr_tag_repairs_total)\t%s\t\n", formatRepairs(c.repairs))
+	tw.Flush()
+	if len(s.examples) > 0 {
+		fmt.Fprintf(w, "\nfailures outside kill windows:\n  %s\n", strings.Join(s.examples, "\n  "))
+	}
+	if len(c.problems) > 0 {
+		fmt.Fprintf(w, "\nproblems:\n  %s\n", strings.Join(c.problems, "\n  "))
+	}
+	result := "PASS"
+	if total[resultFailed] > 0 || len(c.problems) > 0 {
+		result = "FAIL"
+	}
+	fmt.Fprintf(w, "\n%s: %d failures outside kill windows, %d lost, %d unresolvable\n", result, total[resultFailed], c.lost, c.unresolvable)
+}
+
+// formatRepairs prints the repair counts by reason, e.g. "1 (no_current_link 1)".
+func formatRepairs(m map[string]int) string {
+	if m == nil {
+		return "unreadable"
+	}
+	total, parts := 0, []string{}
+	reasons := make([]string, 0, len(m))
+	for r := range m {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		total += m[r]
+		if m[r] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, m[r]))
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprint(total)
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+)
+
+// worker runs operations on its own repository, one at a time, so that
+// the ledger of that repository is exact.
+type worker struct {
+	repo string
+	cl   *client
+	l    *ledger
+	st   *stats
+	o    options
+	rnd  *rand.Rand
+	gate *sync.RWMutex
+}
+
+const tagPool = 6
+
+func (w *worker) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		w.step(ctx)
+	}
+}
+
+func (w *worker) randomTag() string { return fmt.Sprintf("t%d", w.rnd.IntN(tagPool)) }
+
+// someTag is an acknowledged tag of the repository, "" when there is none.
+func (w *worker) someTag() string {
+	tags := w.l.certainTags(w.repo)
+	if len(tags) == 0 {
+		return ""
+	}
+	return tags[w.rnd.IntN(len(tags))]
+}
+
+func (w *worker) step(ctx context.Context) {
+	w.gate.RLock()
+	defer w.gate.RUnlock()
+	opCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	p := w.rnd.IntN(100)
+	src := w.someTag()
+	if src == "" {
+		p = 0 // nothing to pull, move or delete yet
+	}
+	start := time.Now()
+	switch {
+	case p < 35:
+		tag := w.randomTag()
+		img, err := random.Image(1+w.rnd.Int64N(w.o.maxSize), 1+w.rnd.Int64N(3))
+		if err != nil {
+			w.st.record("push", w.l, start, err)
+			return
+		}
+		d, err := img.Digest()
+		if err != nil {
+			w.st.record("push", w.l, start, err)
+			return
+		}
+		err = w.cl.push(opCtx, w.repo, tag, img)
+		if ctx.Err() != nil {
+			w.l.maybe(w.repo, tag, d.String())
+			return // the run ended under it: no outcome
+		}
+		if err == nil {
+			w.l.tagged(w.repo, tag, d.String())
+		} else {
+			w.l.maybe(w.repo, tag, d.String())
+		}
+		w.st.record("push", w.l, start, err)
+	case p < 65:
+		want, _ := w.l.get(w.repo, src)
+		got, err := w.cl.pull(opCtx, w.repo, src)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && got != want {
+			err = fmt.Errorf("pull %s:%s: got %s, acknowledged %s", w.repo, src, got, want)
+			w.st.record("pull", w.l, start, errWrong{err})
+			return
+		}
+		w.st.record("pull", w.l, start, err)
+	case p < 80:
+		d, _ := w.l.get(w.repo, src)
+		dst := w.randomTag()
+		err := w.cl.tag(opCtx, w.repo, dst, d)
+		if ctx.Err() != nil {
+			w.l.maybe(w.repo, dst, d)
+			return
+		}
+		if err == nil {
+			w.l.tagged(w.repo, dst, d)
+		} else {
+			w.l.maybe(w.repo, dst, d)
+		}
+		w.st.record("move-tag", w.l, start, err)
+	case p < 90:
+		err := w.cl.delete(opCtx, w.repo, src)
+		if ctx.Err() != nil {
+			w.l.maybe(w.repo, src, "")
+			return
+		}
+		if err == nil {
+			w.l.untagged(w.repo, src)
+		} else {
+			w.l.maybe(w.repo, src, "")
+		}
+		w.st.record("delete-tag", w.l, start, err)
+	default:
+		d, _ := w.l.get(w.repo, src)
+		err := w.cl.delete(opCtx, w.repo, d)
+		if ctx.Err() != nil {
+			w.l.maybeDeletedDigest(w.repo, d)
+			return
+		}
+		if err == nil {
+			w.l.deletedDigest(w.repo, d)
+		} else {
+			w.l.maybeDeletedDigest(w.repo, d)
+		}
+		w.st.record("delete-digest", w.l, start, err)
+	}
+}
+
+// errWrong is a pull that answered with other content than acknowledged:
+// a failure even inside a kill window.
+type errWrong struct{ error }
+
+func isWrong(err error) bool {
+	var w errWrong
+	return errors.As(err, &w)
+}
