@@ -23,7 +23,8 @@ import (
 //
 // A key maps to a path: each "/"-separated segment is escaped (everything
 // but a-z, 0-9, "-" and "_" becomes %xx, so the mapping is the same on
-// case-insensitive file systems), directories are segments, and a key's
+// case-insensitive file systems, and so does the first letter of a name
+// Windows reserves, like "con"), directories are segments, and a key's
 // file is its last segment plus ".v" (escaped segments have no dot, so a
 // key "a" and a key "a/b" do not collide). Names starting with "." are the
 // store's own (lock, temp files).
@@ -42,11 +43,24 @@ func OpenDir(root string) (*Dir, error) {
 
 const dirValueSuffix = ".v"
 
+// windowsDevice reports whether seg is a name Windows reserves for a
+// device in any directory (CON, NUL, COM1, ...), with or without extension.
+func windowsDevice(seg string) bool {
+	switch {
+	case seg == "con" || seg == "prn" || seg == "aux" || seg == "nul":
+		return true
+	case len(seg) == 4 && (seg[:3] == "com" || seg[:3] == "lpt") && seg[3] >= '0' && seg[3] <= '9':
+		return true
+	}
+	return false
+}
+
 func escapeSegment(seg string) string {
 	var b strings.Builder
+	dev := windowsDevice(seg)
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+		if (c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') && !(dev && i == 0) {
 			b.WriteByte(c)
 			continue
 		}

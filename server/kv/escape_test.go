@@ -6,13 +6,16 @@ import (
 )
 
 func FuzzEscapeSegment(f *testing.F) {
-	for _, s := range []string{"a", "A", "%41", "a.v", "日本", "..", "x%2", "%zz", "-_"} {
+	for _, s := range []string{"a", "A", "%41", "a.v", "日本", "..", "x%2", "%zz", "-_", "con", "com1", "nul"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		e := escapeSegment(s)
 		if strings.ContainsAny(e, "./\\:*?\"<>|") || (s != "" && e == "") {
 			t.Fatalf("escapeSegment(%q) = %q: not a safe file name", s, e)
+		}
+		if windowsDevice(e) {
+			t.Fatalf("escapeSegment(%q) = %q: a name Windows reserves", s, e)
 		}
 		if u, ok := unescapeSegment(e); !ok || u != s {
 			t.Fatalf("unescapeSegment(escapeSegment(%q)) = %q, %v", s, u, ok)

@@ -384,7 +384,7 @@ func testConditionalRead(t *testing.T, s kv.Store) {
 // OddKeys are keys that a path or URL mapping could get wrong.
 var OddKeys = []string{
 	"a b/c+d", "ü/ñ/日本", "%41", "%2F", "a?b#c&d=e", "A", "a", "Ab/aB", "with.dot/..x/.y", "x:y;z",
-	`back\slash`, "star*/quote'\"", "tilde~/bang!/(paren)", "a/b", "a/b.v", "-/_", "@$",
+	`back\slash`, "star*/quote'\"", "tilde~/bang!/(paren)", "a/b", "a/b.v", "-/_", "@$", "con", "nul/com1/lpt9",
 }
 
 func testOddKeys(t *testing.T, s kv.Store) {
