@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -129,7 +130,9 @@ func parseEndpoint(e string) (string, error) {
 	if err != nil {
 		return "", errors.New("endpoint is not a URL, want http(s)://HOST[:PORT]")
 	}
-	if u.User != nil {
+	// The endpoint is repeated in errors only as scheme://host: whatever
+	// else it holds is not (it could be a secret pasted at the wrong place).
+	if u.User != nil || strings.Contains(e, "@") {
 		return "", errors.New("endpoint has user info (@): " + credentialsHint)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
@@ -143,11 +146,11 @@ func parseEndpoint(e string) (string, error) {
 		return "", fmt.Errorf("endpoint scheme %q%s: want http or https", safe(u.Scheme), hint)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return "", fmt.Errorf("endpoint %s has no host", e)
+		return "", errors.New("endpoint has no host, want http(s)://HOST[:PORT]")
 	}
 	if p := u.Port(); p != "" {
 		if _, err := net.LookupPort("tcp", p); err != nil || p == "0" {
-			return "", fmt.Errorf("endpoint %s: bad port %q", e, safe(p))
+			return "", fmt.Errorf("endpoint %s://%s: bad port %q", u.Scheme, u.Host, safe(p))
 		}
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
@@ -197,10 +200,18 @@ func validRegion(r string) bool {
 	return true
 }
 
-// safe shortens s for an error message (a pasted secret is not echoed in full).
+// safe is s for an error message when it looks like a name: short, of
+// letters, digits and "-_. /"; anything else could be a pasted secret and
+// is not repeated.
 func safe(s string) string {
 	if len(s) > 24 {
-		return s[:16] + "..."
+		return "(" + strconv.Itoa(len(s)) + " characters, not shown)"
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_. /", c) >= 0) {
+			return "(not shown: it has the character " + strconv.QuoteRune(rune(c)) + ")"
+		}
 	}
 	return s
 }
