@@ -287,6 +287,9 @@ func (d *Dir) List(ctx context.Context, prefix, after string, limit int) ([]stri
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
+	if err := validPrefix(after); err != nil {
+		return nil, fmt.Errorf("invalid list start %q", after)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("listing %q: %w", prefix, err)
 	}

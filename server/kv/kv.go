@@ -63,8 +63,11 @@ const (
 )
 
 // ValidKey reports whether key can be stored: 1 to MaxKeyLen bytes of
-// UTF-8 without control characters, made of "/"-separated segments that
-// are non-empty, at most MaxSegmentLen bytes, and not "." or "..".
+// UTF-8 without control characters, space or "!", made of "/"-separated
+// segments that are non-empty, at most MaxSegmentLen bytes, and not "." or
+// "..". (The S3 store ends object names with "!", which sorts before every
+// byte a key may hold: so "a" and "a/b" can both exist on MinIO, whose
+// objects are directories on disk, and objects list in key order.)
 func ValidKey(key string) error {
 	if key == "" {
 		return errors.New("invalid key: empty")
@@ -76,8 +79,8 @@ func ValidKey(key string) error {
 		return fmt.Errorf("invalid key %q: not UTF-8", key)
 	}
 	for _, r := range key {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("invalid key %q: control character %U", key, r)
+		if r <= ' ' || r == '!' || r == 0x7f {
+			return fmt.Errorf("invalid key %q: character %q (no control characters, space or !)", key, r)
 		}
 	}
 	for _, seg := range strings.Split(key, "/") {
@@ -98,7 +101,7 @@ func validPrefix(prefix string) error {
 	if prefix == "" {
 		return nil
 	}
-	if len(prefix) > MaxKeyLen || !utf8.ValidString(prefix) || strings.HasPrefix(prefix, "/") || strings.Contains(prefix, "//") {
+	if len(prefix) > MaxKeyLen || !utf8.ValidString(prefix) || strings.HasPrefix(prefix, "/") || strings.Contains(prefix, "//") || strings.ContainsAny(prefix, " !") {
 		return fmt.Errorf("invalid list prefix %q", prefix)
 	}
 	return nil

@@ -53,10 +53,9 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if cfg.KeyPrefix != "" && !strings.HasSuffix(cfg.KeyPrefix, "/") {
 		return nil, fmt.Errorf("creating S3 state store: key prefix %q does not end in /", cfg.KeyPrefix)
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = defaultHTTPClient()
-	}
+	// The session applies AWS_CA_BUNDLE to this client's transport (an
+	// *http.Transport); a caller's client replaces it afterwards.
+	hc := defaultHTTPClient()
 	ac := aws.NewConfig().
 		WithRegion(cfg.Region).
 		WithS3ForcePathStyle(true).
@@ -79,7 +78,11 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if cfg.Endpoint != "" {
 		target += " at " + cfg.Endpoint
 	}
-	return &S3{c: s3.New(sess), cfg: cfg, target: target}, nil
+	var over []*aws.Config
+	if cfg.HTTPClient != nil {
+		over = append(over, aws.NewConfig().WithHTTPClient(cfg.HTTPClient))
+	}
+	return &S3{c: s3.New(sess, over...), cfg: cfg, target: target}, nil
 }
 
 // defaultHTTPClient bounds connecting and waiting for an answer, so a
@@ -92,7 +95,24 @@ func defaultHTTPClient() *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-func (s *S3) obj(key string) *string { return aws.String(s.cfg.KeyPrefix + key) }
+// objSuffix ends every object name (see ValidKey).
+const objSuffix = "!"
+
+func (s *S3) obj(key string) *string { return aws.String(s.cfg.KeyPrefix + key + objSuffix) }
+
+// Object bodies: a format byte and the value; a deleted key whose delete
+// was conditional is an empty object (a tombstone), because MinIO does not
+// honour If-Match on DELETE: the delete is a conditional PUT of nothing.
+// Get and List treat a tombstone as absent, and creating the key again
+// replaces it by compare-and-swap. Unconditional deletes remove the object.
+const formatV1 = 0x01
+
+func encode(val []byte) []byte {
+	b := make([]byte, 1+len(val))
+	b[0] = formatV1
+	copy(b[1:], val)
+	return b
+}
 
 func statusOf(err error) (int, string) {
 	var rf awserr.RequestFailure
@@ -168,7 +188,13 @@ func (s *S3) get(ctx context.Context, key string, ifNot Version) ([]byte, Versio
 	if err != nil {
 		return nil, "", false, s.fail("reading", key, err)
 	}
-	return b, Version(aws.StringValue(out.ETag)), true, nil
+	if len(b) == 0 {
+		return nil, "", false, fmt.Errorf("reading %q: %w", key, ErrNotFound)
+	}
+	if b[0] != formatV1 {
+		return nil, "", false, fmt.Errorf("reading %q in %s: unknown format %#x (written by a newer edgecrd?)", key, s.target, b[0])
+	}
+	return b[1:], Version(aws.StringValue(out.ETag)), true, nil
 }
 
 // precondition sets a conditional header on a request the SDK builds: its
@@ -203,10 +229,59 @@ func (s *S3) Put(ctx context.Context, key string, val []byte, ifVer Version) (Ve
 	if err := ValidKey(key); err != nil {
 		return "", err
 	}
+	body := encode(val)
+	if ifVer != "" {
+		return s.put(ctx, key, body, ifVer)
+	}
+	// Create-only: If-None-Match: *, or, over a tombstone, If-Match on it.
+	for range 5 {
+		v, err := s.put(ctx, key, body, "")
+		if !errors.Is(err, ErrConflict) {
+			return v, err
+		}
+		tomb, err := s.tombstone(ctx, key)
+		switch {
+		case err != nil:
+			return "", err
+		case tomb == "":
+			return "", s3Conflict("writing", key, "")
+		}
+		v, err = s.put(ctx, key, body, tomb)
+		if !errors.Is(err, ErrConflict) {
+			return v, err
+		}
+		// Someone else replaced or removed the tombstone: look again.
+	}
+	return "", fmt.Errorf("writing %q create-only: the key keeps changing: %w", key, ErrConflict)
+}
+
+// tombstone is the ETag of key's object if it is a tombstone, "" if it
+// holds a value, and "*" if there is no object (so a retry of
+// If-None-Match: * may succeed).
+func (s *S3) tombstone(ctx context.Context, key string) (Version, error) {
+	out, err := s.c.HeadObjectWithContext(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: s.obj(key)})
+	if err != nil {
+		if st, code := statusOf(err); st == http.StatusNotFound && code != s3.ErrCodeNoSuchBucket {
+			return "*", nil
+		}
+		return "", s.fail("writing", key, err)
+	}
+	if aws.Int64Value(out.ContentLength) == 0 {
+		return Version(aws.StringValue(out.ETag)), nil
+	}
+	return "", nil
+}
+
+// put is one conditional PUT: If-Match: ifVer, or If-None-Match: * when
+// ifVer is "" ("*" is "no object": If-None-Match: * too).
+func (s *S3) put(ctx context.Context, key string, body []byte, ifVer Version) (Version, error) {
+	if ifVer == "*" {
+		ifVer = ""
+	}
 	req, out := s.c.PutObjectRequest(&s3.PutObjectInput{
 		Bucket:      aws.String(s.cfg.Bucket),
 		Key:         s.obj(key),
-		Body:        bytes.NewReader(val),
+		Body:        bytes.NewReader(body),
 		ContentType: aws.String("application/octet-stream"),
 	})
 	req.SetContext(ctx)
@@ -220,20 +295,24 @@ func (s *S3) Put(ctx context.Context, key string, val []byte, ifVer Version) (Ve
 	return Version(aws.StringValue(out.ETag)), nil
 }
 
-// Delete implements Store.
+// Delete implements Store: with ifVer, a conditional PUT of a tombstone;
+// without, a DELETE.
 func (s *S3) Delete(ctx context.Context, key string, ifVer Version) error {
 	if err := ValidKey(key); err != nil {
 		return err
 	}
+	if ifVer != "" {
+		if _, err := s.put(ctx, key, nil, ifVer); err != nil {
+			if errors.Is(err, ErrConflict) {
+				return s3Conflict("deleting", key, ifVer)
+			}
+			return err
+		}
+		return nil
+	}
 	req, _ := s.c.DeleteObjectRequest(&s3.DeleteObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: s.obj(key)})
 	req.SetContext(ctx)
-	if ifVer != "" {
-		precondition(req, ifVer)
-	}
 	if err := req.Send(); err != nil {
-		if ifVer != "" && lost(err, ifVer) {
-			return s3Conflict("deleting", key, ifVer)
-		}
 		return s.fail("deleting", key, err)
 	}
 	return nil
@@ -248,8 +327,11 @@ func (s *S3) List(ctx context.Context, prefix, after string, limit int) ([]strin
 		return nil, err
 	}
 	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.cfg.Bucket), Prefix: aws.String(s.cfg.KeyPrefix + prefix)}
+	if err := validPrefix(after); err != nil {
+		return nil, fmt.Errorf("invalid list start %q", after)
+	}
 	if after != "" {
-		in.StartAfter = aws.String(s.cfg.KeyPrefix + after)
+		in.StartAfter = aws.String(s.cfg.KeyPrefix + after + objSuffix)
 	}
 	var keys []string
 	for {
@@ -259,7 +341,13 @@ func (s *S3) List(ctx context.Context, prefix, after string, limit int) ([]strin
 			return nil, s.fail("listing", prefix, err)
 		}
 		for _, o := range out.Contents {
-			keys = append(keys, strings.TrimPrefix(aws.StringValue(o.Key), s.cfg.KeyPrefix))
+			name := strings.TrimPrefix(aws.StringValue(o.Key), s.cfg.KeyPrefix)
+			if aws.Int64Value(o.Size) == 0 || !strings.HasSuffix(name, objSuffix) {
+				continue // a tombstone, or not ours
+			}
+			if len(keys) < limit {
+				keys = append(keys, strings.TrimSuffix(name, objSuffix))
+			}
 		}
 		if !aws.BoolValue(out.IsTruncated) || len(keys) >= limit || out.NextContinuationToken == nil {
 			return keys, nil

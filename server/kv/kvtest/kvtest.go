@@ -126,6 +126,15 @@ func testCRUD(t *testing.T, s kv.Store) {
 	if err := s.Delete(ctx, "a/b", ""); err != nil {
 		t.Fatalf("unconditional Delete of an absent key: %v", err)
 	}
+	// A key deleted by version can be created again, once.
+	v3 := mustPut(t, s, "a/b/c", []byte("c2"), mustGetVer(t, s, "a/b/c"))
+	if err := s.Delete(ctx, "a/b/c", v3); err != nil {
+		t.Fatal(err)
+	}
+	v4 := mustPut(t, s, "a/b/c", []byte("again"), "")
+	_, err = s.Put(ctx, "a/b/c", []byte("twice"), "")
+	wantErr(t, "second create-only Put after a Delete", err, kv.ErrConflict)
+	wantGet(t, s, "a/b/c", []byte("again"), v4)
 
 	// Empty values are values.
 	ve := mustPut(t, s, "empty", nil, "")
@@ -137,11 +146,20 @@ func testCRUD(t *testing.T, s kv.Store) {
 	wantErr(t, "Get after unconditional Delete", err, kv.ErrNotFound)
 }
 
+func mustGetVer(t *testing.T, s kv.Store, key string) kv.Version {
+	t.Helper()
+	_, v, err := s.Get(ctxT(t), key)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", key, err)
+	}
+	return v
+}
+
 func testInvalidKeys(t *testing.T, s kv.Store) {
 	ctx := ctxT(t)
 	long := string(bytes.Repeat([]byte("k/"), kv.MaxKeyLen)) + "k"
 	seg := string(bytes.Repeat([]byte("s"), kv.MaxSegmentLen+1))
-	for _, key := range []string{"", "/a", "a/", "a//b", "..", "a/./b", "a/../b", "a\x00b", "a\nb", "\xff", long, seg} {
+	for _, key := range []string{"", "/a", "a/", "a//b", "..", "a/./b", "a/../b", "a\x00b", "a\nb", "\xff", "a b", "a!", "a\x7f", long, seg} {
 		if _, err := s.Put(ctx, key, []byte("x"), ""); err == nil {
 			t.Errorf("Put(%.40q) accepted an invalid key", key)
 		}
@@ -160,7 +178,20 @@ func testInvalidKeys(t *testing.T, s kv.Store) {
 	}
 }
 
+// testCreateRace races creators of one key; the second round races them
+// on the key after a delete by version (for S3, over a tombstone).
 func testCreateRace(t *testing.T, s kv.Store) {
+	for round := range 2 {
+		v := createRace(t, s)
+		if round == 0 {
+			if err := s.Delete(ctxT(t), "race/create", v); err != nil {
+				t.Fatalf("Delete of the winner's value: %v", err)
+			}
+		}
+	}
+}
+
+func createRace(t *testing.T, s kv.Store) kv.Version {
 	const n = 20
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
@@ -189,6 +220,7 @@ func testCreateRace(t *testing.T, s kv.Store) {
 		t.Fatal("no creator won")
 	}
 	wantGet(t, s, "race/create", []byte(strconv.Itoa(winner)), "")
+	return mustGetVer(t, s, "race/create")
 }
 
 // update applies f to key's value by compare-and-swap, retrying on
@@ -333,6 +365,17 @@ func testListPaging(t *testing.T, s kv.Store) {
 	for _, k := range []string{"p", "pa/x", "o/p/x", "q"} {
 		mustPut(t, s, k, []byte("other"), "")
 	}
+	// Keys deleted (by version or not) are not listed.
+	for _, k := range []string{"p/05", "p/17x"} {
+		v := mustPut(t, s, k, []byte("gone"), "")
+		if err := s.Delete(ctxT(t), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPut(t, s, "p/99", []byte("gone"), "")
+	if err := s.Delete(ctxT(t), "p/99", ""); err != nil {
+		t.Fatal(err)
+	}
 	sort.Strings(want)
 	for _, page := range []int{1, 7, 25, 1000} {
 		if got := listAll(t, s, "p/", page); !slices.Equal(got, want) {
@@ -383,8 +426,8 @@ func testConditionalRead(t *testing.T, s kv.Store) {
 
 // OddKeys are keys that a path or URL mapping could get wrong.
 var OddKeys = []string{
-	"a b/c+d", "ü/ñ/日本", "%41", "%2F", "a?b#c&d=e", "A", "a", "Ab/aB", "with.dot/..x/.y", "x:y;z",
-	`back\slash`, "star*/quote'\"", "tilde~/bang!/(paren)", "a/b", "a/b.v", "-/_", "@$", "con", "nul/com1/lpt9",
+	"a+b/c+d", "ü/ñ/日本", "%41", "%2F", "a?b#c&d=e", "A", "a", "Ab/aB", "with.dot/..x/.y", "x:y;z",
+	`back\slash`, "star*/quote'\"", "tilde~/(paren)/[x]{y}", "a/b", "a/b.v", "-/_", "@$", "con", "nul/com1/lpt9",
 }
 
 func testOddKeys(t *testing.T, s kv.Store) {

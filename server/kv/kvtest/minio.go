@@ -178,8 +178,8 @@ func (m *MinIO) SetCredentials(t testing.TB) {
 	t.Setenv("AWS_PROFILE", "")
 }
 
-// CreateBucket creates a bucket with a fresh random name and returns it.
-func (m *MinIO) CreateBucket(t testing.TB) string {
+// Client is an S3 client of this MinIO with its root credentials.
+func (m *MinIO) Client(t testing.TB) *s3.S3 {
 	t.Helper()
 	sess, err := session.NewSessionWithOptions(session.Options{
 		Config: *aws.NewConfig().WithEndpoint(m.Endpoint).WithRegion(m.Region).
@@ -190,11 +190,34 @@ func (m *MinIO) CreateBucket(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s3.New(sess)
+}
+
+// CreateBucket creates a bucket with a fresh random name and returns it.
+func (m *MinIO) CreateBucket(t testing.TB) string {
+	t.Helper()
 	name := "edgecr-test-" + randHex(6)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: a busy machine has made a fresh MinIO take 30 s here.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := s3.New(sess).CreateBucketWithContext(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+	if _, err := m.Client(t).CreateBucketWithContext(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
 		t.Fatalf("creating bucket %s: %v", name, err)
 	}
 	return name
+}
+
+// Objects lists the names of the objects in bucket under prefix (up to 1000).
+func (m *MinIO) Objects(t testing.TB, bucket, prefix string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := m.Client(t).ListObjectsV2WithContext(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	if err != nil {
+		t.Fatalf("listing bucket %s: %v", bucket, err)
+	}
+	var names []string
+	for _, o := range out.Contents {
+		names = append(names, aws.StringValue(o.Key))
+	}
+	return names
 }
