@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -86,6 +88,20 @@ func TestS3Check(t *testing.T) {
 		err := check(t, cfg(bucket, m.Endpoint), "device-a")
 		if err == nil || !strings.Contains(err.Error(), "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") {
 			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("shared credentials file", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "credentials")
+		ini := "[edge]\naws_access_key_id = " + m.AccessKey + "\naws_secret_access_key = " + m.SecretKey + "\n"
+		if err := os.WriteFile(f, []byte(ini), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("AWS_ACCESS_KEY_ID", "")
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", f)
+		t.Setenv("AWS_PROFILE", "edge")
+		if err := check(t, cfg(bucket, m.Endpoint), "device-a"); err != nil {
+			t.Fatalf("credentials from the shared file: %v", err)
 		}
 	})
 	t.Run("endpoint refuses connections", func(t *testing.T) {

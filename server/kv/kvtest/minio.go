@@ -129,10 +129,13 @@ func (m *MinIO) start() error {
 			return fmt.Errorf("minio exited: %s", tail(string(b)))
 		case <-time.After(100 * time.Millisecond):
 		}
-		resp, err := http.Get("http://" + m.addr + "/minio/health/ready")
+		// /minio/health/ready answers 200 before the S3 API is up; the API
+		// answers 503 (with a Retry-After the SDK waits a minute for) until
+		// it is, then 403 to this anonymous ListBuckets.
+		resp, err := http.Get("http://" + m.addr + "/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode != http.StatusServiceUnavailable {
 				return nil
 			}
 		}
@@ -197,7 +200,6 @@ func (m *MinIO) Client(t testing.TB) *s3.S3 {
 func (m *MinIO) CreateBucket(t testing.TB) string {
 	t.Helper()
 	name := "edgecr-test-" + randHex(6)
-	// Generous: a busy machine has made a fresh MinIO take 30 s here.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := m.Client(t).CreateBucketWithContext(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
