@@ -72,7 +72,7 @@ func ParseS3URL(raw string) (*S3Location, error) {
 			return nil, fmt.Errorf("parsing storage URL: prefix: bad %% escape")
 		}
 		if err := ValidKey(p); err != nil {
-			return nil, fmt.Errorf("parsing storage URL: prefix %q: segments must be non-empty, not . or .., without control characters", safe(p))
+			return nil, fmt.Errorf("parsing storage URL: prefix %q: segments must be non-empty, not . or .., without control characters, space or !", safe(p))
 		}
 		loc.Prefix = p
 	}

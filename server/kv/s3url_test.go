@@ -22,10 +22,10 @@ func TestParseS3URL(t *testing.T) {
 				"forcepathstyle": true, "secure": false, "v4auth": true},
 		},
 		{
-			in:   "S3://my.bucket.1/site/edge%20a/?endpoint=https://minio.example:443/",
-			want: kv.S3Location{Bucket: "my.bucket.1", Prefix: "site/edge a", Endpoint: "https://minio.example:443", Region: "us-east-1"},
+			in:   "S3://my.bucket.1/site/edge%2Ba/?endpoint=https://minio.example:443/",
+			want: kv.S3Location{Bucket: "my.bucket.1", Prefix: "site/edge+a", Endpoint: "https://minio.example:443", Region: "us-east-1"},
 			params: map[string]any{"bucket": "my.bucket.1", "region": "us-east-1", "regionendpoint": "https://minio.example:443",
-				"forcepathstyle": true, "secure": true, "v4auth": true, "rootdirectory": "/site/edge a"},
+				"forcepathstyle": true, "secure": true, "v4auth": true, "rootdirectory": "/site/edge+a"},
 		},
 		{
 			in:     "s3://b12?region=eu-west-1",
@@ -93,6 +93,7 @@ func TestParseS3URLErrors(t *testing.T) {
 		{"s3://bucket?region=us%20east", `region "us east"`},
 		{"s3://bucket/a//b?region=us-east-1", `prefix "a//b"`},
 		{"s3://bucket/../b?region=us-east-1", `prefix "../b"`},
+		{"s3://bucket/my%20site?region=us-east-1", `prefix "my site": segments must be non-empty, not . or .., without control characters, space or !`},
 		{"s3://bucket/a%zz?region=us-east-1", "bad % escape"},
 		{"s3://bucket?region=us-east-1#x", "fragment"},
 		{"s3://bucket?region=us-east-1&a=%zz", "the query is not name=value"},
