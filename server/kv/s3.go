@@ -50,6 +50,9 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if cfg.Bucket == "" {
 		return nil, errors.New("creating S3 state store: no bucket")
 	}
+	if cfg.Region == "" {
+		return nil, fmt.Errorf("creating S3 state store for bucket %s: no region", cfg.Bucket)
+	}
 	if cfg.KeyPrefix != "" && !strings.HasSuffix(cfg.KeyPrefix, "/") {
 		return nil, fmt.Errorf("creating S3 state store: key prefix %q does not end in /", cfg.KeyPrefix)
 	}

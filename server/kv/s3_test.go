@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/edgecr/edgecr/server/kv"
@@ -56,5 +57,20 @@ func TestS3ConditionalRead(t *testing.T) {
 	}
 	if got, want := c.Take(), map[string]int{"GET 200": 1}; !maps.Equal(got, want) {
 		t.Fatalf("requests of a changed poll: %s, want %s", kvtest.Format(got), kvtest.Format(want))
+	}
+}
+
+func TestNewS3Errors(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  kv.S3Config
+		want string
+	}{
+		{kv.S3Config{Region: "us-east-1"}, "creating S3 state store: no bucket"},
+		{kv.S3Config{Bucket: "b12"}, "creating S3 state store for bucket b12: no region"},
+		{kv.S3Config{Bucket: "b12", Region: "us-east-1", KeyPrefix: "state"}, `key prefix "state" does not end in /`},
+	} {
+		if _, err := kv.NewS3(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewS3(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
 	}
 }
