@@ -2,10 +2,12 @@ package kv_test
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgecr/edgecr/server/kv"
 	"github.com/edgecr/edgecr/server/kv/kvtest"
@@ -72,5 +74,41 @@ func TestNewS3Errors(t *testing.T) {
 		if _, err := kv.NewS3(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewS3(%+v) = %v, want %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestS3MinIORestart: while the object store is down, calls fail with an
+// error (not a hang past their context, not ErrNotFound); after it comes
+// back on the same data, the state is all there.
+func TestS3MinIORestart(t *testing.T) {
+	m := kvtest.StartMinIO(t)
+	m.SetCredentials(t)
+	s, err := kv.NewS3(kv.S3Config{Bucket: m.CreateBucket(t), KeyPrefix: "state/", Endpoint: m.Endpoint, Region: m.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	v, err := s.Put(ctx, "tokens/t1", []byte("10"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+	down, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, _, err = s.Get(down, "tokens/t1")
+	if err == nil || errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("Get with the store down = %v, want an error that is not ErrNotFound", err)
+	}
+	if _, err = s.Put(down, "tokens/t1", []byte("9"), v); err == nil || errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("Put with the store down = %v, want an error that is not ErrConflict", err)
+	}
+	t.Logf("with the store down, after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if d := time.Since(start); d > 6*time.Second {
+		t.Fatalf("calls with the store down took %s, past their 5s context", d)
+	}
+	m.Restart(t)
+	if val, v2, err := s.Get(ctx, "tokens/t1"); err != nil || string(val) != "10" || v2 != v {
+		t.Fatalf("Get after the restart = %q, %q, %v; want \"10\", %q", val, v2, err, v)
 	}
 }
