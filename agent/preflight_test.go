@@ -38,6 +38,28 @@ func macSecurity(session string) *trusttest.Runner {
 	}}
 }
 
+// joinUpToTrust joins and stops the join (which rolls back) right after
+// the trust step; nil when it got there.
+func joinUpToTrust(e *env) error {
+	stop := errors.New("stop after trust")
+	_, err := e.sys.Join(context.Background(), agent.JoinOptions{
+		URL: e.dev.URL, Token: e.dev.Token(agenttest.TokenOptions{}), Report: e.report,
+		AfterStep: func(step string) error {
+			if step == agent.StepTrust {
+				return stop
+			}
+			return nil
+		},
+	})
+	if errors.Is(err, stop) {
+		return nil
+	}
+	if err == nil {
+		return errors.New("the join did not stop after the trust step")
+	}
+	return err
+}
+
 func useMacStore(t *testing.T, e *env, r trust.Runner) {
 	e.sys.OpenTrust = func(trust.Kind) (trust.Store, trust.Kind, error) {
 		s, err := trust.NewStore(trust.MacOS, "/", r, trust.WithTempDir(t.TempDir()))
@@ -67,17 +89,7 @@ func TestJoinMacOSWarnsBeforeTheDialog(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	r := macSecurity("Aqua")
 	useMacStore(t, e, r)
-	stop := errors.New("stop after trust")
-	_, err := e.sys.Join(context.Background(), agent.JoinOptions{
-		URL: e.dev.URL, Token: e.dev.Token(agenttest.TokenOptions{}), Report: e.report,
-		AfterStep: func(step string) error {
-			if step == agent.StepTrust {
-				return stop
-			}
-			return nil
-		},
-	})
-	if !errors.Is(err, stop) {
+	if err := joinUpToTrust(e); err != nil {
 		t.Fatalf("join = %v\n%s", err, e.output())
 	}
 	out := e.output()
@@ -143,17 +155,7 @@ func TestJoinMacOSHeadlessWithCATrustedAlready(t *testing.T) {
 		return nil, errors.New("unexpected " + name + " " + strings.Join(args, " "))
 	}}
 	useMacStore(t, e, r)
-	stop := errors.New("stop after trust")
-	_, err := e.sys.Join(context.Background(), agent.JoinOptions{
-		URL: e.dev.URL, Token: e.dev.Token(agenttest.TokenOptions{}), Report: e.report,
-		AfterStep: func(step string) error {
-			if step == agent.StepTrust {
-				return stop
-			}
-			return nil
-		},
-	})
-	if !errors.Is(err, stop) {
+	if err := joinUpToTrust(e); err != nil {
 		t.Fatalf("headless join with the CA trusted already = %v, want it to get past the trust step\n%s", err, e.output())
 	}
 	if strings.Contains(e.output(), trust.KeychainDialogNote) {
