@@ -110,6 +110,8 @@ type storageGuard struct {
 	metrics  *metrics
 	log      *slog.Logger
 	next     http.Handler
+
+	referrers *referrersIndex // manifests with a subject are indexed here (referrersindex.go)
 }
 
 func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -415,6 +417,10 @@ func (g *storageGuard) putManifest(w http.ResponseWriter, r *http.Request, repo,
 	n := int64(len(body))
 	if !acct.reserve(n) {
 		g.refuse(w, r, g.usage.quotaError(n, 0, false))
+		return
+	}
+	var ok bool
+	if w, ok = g.indexReferrer(w, r, repo, reference, body); !ok {
 		return
 	}
 	sum := sha256.Sum256(body)
