@@ -511,6 +511,13 @@ func (c *collector) reachable(s *repoScan, roots []digest) error {
 		}
 		for _, b := range n.refs.blobs {
 			s.refs[b] = true
+			cb, err := c.canonicalBlob(s.name, b) // sha512.go
+			if err != nil {
+				return err
+			}
+			if cb != "" {
+				s.refs[cb] = true
+			}
 		}
 		stack = append(stack, n.refs.manifests...)
 		stack = append(stack, s.referrers[d]...)

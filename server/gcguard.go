@@ -57,6 +57,9 @@ func (f *freshness) blob(repo string, d digest) {
 	if repo != "" {
 		f.touch(path.Join(layerLinkDir(repo, d), "link"))
 	}
+	if cd := f.canonicalBlob(repo, d); cd != "" { // a sha512 blob is stored by its sha256 (sha512.go)
+		f.blob(repo, cd)
+	}
 }
 
 // manifest refreshes a manifest's content and repo's revision link.

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// pushBlobAs uploads b monolithically under digest d (any algorithm).
+func (ts *testServer) pushBlobAs(t *testing.T, repo string, b []byte, d digest) *http.Response {
+	t.Helper()
+	resp := ts.do("POST", "/v2/"+repo+"/blobs/uploads/", "admin", ts.adminPW, nil, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST upload: %d", resp.StatusCode)
+	}
+	loc := strings.TrimPrefix(resp.Header.Get("Location"), "https://"+ts.addr)
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	resp = ts.do("PUT", loc+sep+"digest="+d.String(), "admin", ts.adminPW, b, map[string]string{"Content-Type": "application/octet-stream"})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT blob %s: %d", d, resp.StatusCode)
+	}
+	return resp
+}
+
+// sha512Image pushes a config (sha256) and a layer addressed by sha512,
+// then a manifest referencing them under tag, and returns the layer.
+func (ts *testServer) sha512Image(t *testing.T, repo, tag string) ([]byte, digest) {
+	t.Helper()
+	layer := make([]byte, 4096)
+	rand.Read(layer)
+	ld, _ := digestOf(layer, "sha512")
+	ts.pushBlobAs(t, repo, layer, ld)
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	cd, _ := digestOf(cfg, "sha256")
+	ts.pushBlobAs(t, repo, cfg, cd)
+	m, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     string(types.OCIManifestSchema1),
+		"config":        map[string]any{"mediaType": string(types.OCIConfigJSON), "digest": cd.String(), "size": len(cfg)},
+		"layers":        []any{map[string]any{"mediaType": string(types.OCILayer), "digest": ld.String(), "size": len(layer)}},
+	})
+	resp := ts.do("PUT", "/v2/"+repo+"/manifests/"+tag, "admin", ts.adminPW, m, map[string]string{"Content-Type": string(types.OCIManifestSchema1)})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT manifest: %d", resp.StatusCode)
+	}
+	return layer, ld
+}
+
+// A layer pushed by its sha512 digest is stored by distribution under its
+// sha256 (the sha512 is a link to it): the collector must keep that blob
+// for a kept manifest that names the sha512.
+func TestGCKeepsSha512Layers(t *testing.T) {
+	ts := startServer(t, nil)
+	layer, ld := ts.sha512Image(t, "s512/app", "v1")
+	ts.age(t, old)
+	rep := ts.gc(t, GCOptions{Grace: time.Hour, DeleteUntagged: true})
+	if rep.BlobsDeleted != 0 {
+		t.Errorf("gc deleted %d blobs of a tagged image: %+v", rep.BlobsDeleted, rep.DeletedBlobs)
+	}
+	resp := ts.do("GET", "/v2/s512/app/blobs/"+ld.String(), "admin", ts.adminPW, nil, nil)
+	defer resp.Body.Close()
+	var buf strings.Builder
+	if _, err := io.Copy(&buf, resp.Body); err != nil || resp.StatusCode != http.StatusOK || buf.String() != string(layer) {
+		t.Fatalf("the sha512 layer after gc: %d, %d bytes (%v)", resp.StatusCode, buf.Len(), err)
+	}
+}
+
+// A HEAD of a blob by its sha512 refreshes the sha256 data it is stored
+// under: what a client is told exists is not swept before its manifest
+// comes.
+func TestFreshnessFollowsSha512Link(t *testing.T) {
+	ts := startServer(t, nil)
+	layer := []byte("a layer addressed by sha512")
+	ld, _ := digestOf(layer, "sha512")
+	ts.pushBlobAs(t, "s512/fresh", layer, ld)
+	cd, _ := digestOf(layer, "sha256")
+	ts.age(t, old)
+	resp := ts.do("HEAD", "/v2/s512/fresh/blobs/"+ld.String(), "admin", ts.adminPW, nil, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HEAD: %d", resp.StatusCode)
+	}
+	fi, err := os.Stat(osPath(ts.state.StorageDir(), blobDataPath(cd)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(fi.ModTime()) > time.Hour {
+		t.Errorf("the sha256 data of a sha512 blob told to exist is %s old", time.Since(fi.ModTime()).Round(time.Second))
+	}
+	rep := ts.gc(t, GCOptions{Grace: time.Hour})
+	if rep.BlobsDeleted != 0 {
+		t.Errorf("gc deleted %+v", rep.DeletedBlobs)
+	}
+}
