@@ -131,6 +131,13 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	repo := m.Vars["name"]
+	if want := sha512Target(route, r.Method, m.Vars, r.URL.Query().Get); want != "" && g.referrers != nil {
+		sw := &sha512Writer{ResponseWriter: w, want: want} // sha512.go
+		if route == v2.RouteNameBlobUpload {
+			sw.onCreated = func() error { return g.linkSha512(r.Context(), repo, r.URL.Query().Get("from"), want) }
+		}
+		w = sw
+	}
 	switch route {
 	case v2.RouteNameBlob:
 		if d, err := parseDigest(m.Vars["digest"]); err == nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {

@@ -1,10 +1,15 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path"
 	"strings"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 )
 
 // sha512 content in distribution v3: a blob pushed by a sha512 digest is
@@ -49,4 +54,97 @@ func (f *freshness) canonicalBlob(repo string, d digest) digest {
 		return ""
 	}
 	return cd
+}
+
+// sha512Target is the sha512 digest a blob request addresses, if any: a
+// blob GET/HEAD/DELETE by digest, the PUT that completes an upload
+// (?digest=), a mount (?mount=).
+func sha512Target(route, method string, vars map[string]string, query func(string) string) digest {
+	var s string
+	switch {
+	case route == v2.RouteNameBlob:
+		s = vars["digest"]
+	case route == v2.RouteNameBlobUploadChunk && method == http.MethodPut:
+		s = query("digest")
+	case route == v2.RouteNameBlobUpload && method == http.MethodPost:
+		s = query("mount")
+	}
+	if d, err := parseDigest(s); err == nil && d.Algorithm() == "sha512" {
+		return d
+	}
+	return ""
+}
+
+// sha512Writer answers a request for a sha512 blob with that digest where
+// distribution names the sha256 it stored the blob under
+// (Docker-Content-Digest, ETag, Location). Distribution verified the
+// content against the sha512 when it was uploaded. onCreated, when set,
+// runs before a 201 goes out.
+type sha512Writer struct {
+	http.ResponseWriter
+	want      digest
+	onCreated func() error
+	wrote     bool
+}
+
+func (s *sha512Writer) WriteHeader(code int) {
+	if s.wrote {
+		s.ResponseWriter.WriteHeader(code)
+		return
+	}
+	s.wrote = true
+	h := s.Header()
+	if code == http.StatusCreated && s.onCreated != nil {
+		if err := s.onCreated(); err != nil {
+			for _, k := range []string{"Location", "Docker-Content-Digest", "Content-Length"} {
+				h.Del(k)
+			}
+			writeError(s.ResponseWriter, errcode.ErrorCodeUnknown.WithMessage(err.Error()))
+			return
+		}
+	}
+	stored, err := parseDigest(h.Get("Docker-Content-Digest"))
+	if err == nil && stored != s.want && stored.Algorithm() == "sha256" {
+		h.Set("Docker-Content-Digest", s.want.String())
+		if h.Get("Etag") != "" {
+			h.Set("Etag", `"`+s.want.String()+`"`)
+		}
+		if loc := h.Get("Location"); loc != "" {
+			h.Set("Location", strings.Replace(loc, stored.String(), s.want.String(), 1))
+		}
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *sha512Writer) Write(p []byte) (int, error) {
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+func (s *sha512Writer) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// linkSha512 makes the links a mount by sha512 gets wrong: distribution
+// links the sha512 to itself in the target repository (a GET there fails
+// with 500 "unknown blob") and not the stored sha256 at all. The stored
+// digest comes from the source repository's link; the sha256 link is
+// written before the sha512 one.
+func (g *storageGuard) linkSha512(ctx context.Context, repo, from string, d digest) error {
+	if g.fresh.canonicalBlob(repo, d) != "" {
+		return nil // linked right already (an earlier push or mount)
+	}
+	if err := validRepoName(from); err != nil {
+		return fmt.Errorf("linking mounted blob %s: %w", d, err)
+	}
+	stored := g.fresh.canonicalBlob(from, d)
+	if stored == "" {
+		return fmt.Errorf("linking mounted blob %s: repository %s has no link for it", d, from)
+	}
+	for _, l := range []digest{stored, d} {
+		if err := g.referrers.d.PutContent(ctx, path.Join(layerLinkDir(repo, l), "link"), []byte(stored)); err != nil {
+			return fmt.Errorf("linking mounted blob %s to %s: %w", d, stored, err)
+		}
+	}
+	return nil
 }

@@ -105,3 +105,34 @@ func TestFreshnessFollowsSha512Link(t *testing.T) {
 		t.Errorf("gc deleted %+v", rep.DeletedBlobs)
 	}
 }
+
+// sha512 blobs end to end: the digest headers name the sha512 (not the
+// sha256 distribution stores them under), and a mount by sha512 makes
+// the blob readable by sha512 in the target repository.
+func TestSha512BlobHeadersAndMount(t *testing.T) {
+	ts := startServer(t, nil)
+	blob := []byte("sha512 content")
+	d, _ := digestOf(blob, "sha512")
+	resp := ts.pushBlobAs(t, "s512/src", blob, d)
+	if got := resp.Header.Get("Docker-Content-Digest"); got != d.String() || !strings.HasSuffix(resp.Header.Get("Location"), "/blobs/"+d.String()) {
+		t.Errorf("upload PUT: Docker-Content-Digest %q, Location %q; want %s", got, resp.Header.Get("Location"), d)
+	}
+	check := func(repo string) {
+		t.Helper()
+		for _, m := range []string{"HEAD", "GET"} {
+			resp := ts.do(m, "/v2/"+repo+"/blobs/"+d.String(), "admin", ts.adminPW, nil, nil)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != d.String() || (m == "GET" && string(b) != string(blob)) {
+				t.Errorf("%s %s: %d, Docker-Content-Digest %q, body %q", m, repo, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), b)
+			}
+		}
+	}
+	check("s512/src")
+	resp = ts.do("POST", "/v2/s512/dst/blobs/uploads/?from=s512/src&mount="+d.String(), "admin", ts.adminPW, nil, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("mount: %d, Docker-Content-Digest %q", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+	}
+	check("s512/dst")
+}
