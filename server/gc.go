@@ -210,6 +210,7 @@ type repoScan struct {
 	kept      map[digest]bool      // kept manifests
 	refs      map[digest]bool      // everything kept manifests reference, themselves included
 	referrers map[digest][]digest  // subject -> revisions whose subject it is (OCI referrers)
+	aliases   map[digest][]digest  // sha256 revision -> sha512 revisions linked to it (sha512.go)
 }
 
 func (c *collector) run() error {
@@ -466,6 +467,7 @@ func (c *collector) youngManifest(n *manifestNode, linkTime time.Time) bool {
 func (c *collector) mark(s *repoScan) error {
 	nodes := make(map[digest]*manifestNode, len(s.revisions))
 	s.referrers = map[digest][]digest{}
+	s.aliases = map[digest][]digest{}
 	for d := range s.revisions {
 		n, err := c.manifest(d)
 		if err != nil {
@@ -477,6 +479,13 @@ func (c *collector) mark(s *repoScan) error {
 		nodes[d] = n
 		if sub := n.refs.subject; sub != "" {
 			s.referrers[sub] = append(s.referrers[sub], d)
+		}
+		cd, err := c.canonicalManifest(s.name, d)
+		if err != nil {
+			return err
+		}
+		if cd != "" {
+			s.aliases[cd] = append(s.aliases[cd], d)
 		}
 	}
 	var roots []digest
@@ -521,6 +530,12 @@ func (c *collector) reachable(s *repoScan, roots []digest) error {
 		}
 		stack = append(stack, n.refs.manifests...)
 		stack = append(stack, s.referrers[d]...)
+		stack = append(stack, s.aliases[d]...)
+		if cd, err := c.canonicalManifest(s.name, d); err != nil { // sha512.go
+			return err
+		} else if cd != "" {
+			stack = append(stack, cd)
+		}
 	}
 	return nil
 }
@@ -673,7 +688,7 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 	// What goes back: what a tag reaches now, what a client used
 	// meanwhile, and whatever those reach (a signature of an image tagged
 	// during the run goes back with the image).
-	current := &repoScan{name: s.name, kept: map[digest]bool{}, refs: map[digest]bool{}, referrers: s.referrers}
+	current := &repoScan{name: s.name, kept: map[digest]bool{}, refs: map[digest]bool{}, referrers: s.referrers, aliases: s.aliases}
 	tags, err := c.readTags(s.name)
 	if err == nil {
 		var roots []digest

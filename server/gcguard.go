@@ -66,6 +66,9 @@ func (f *freshness) blob(repo string, d digest) {
 func (f *freshness) manifest(repo string, d digest) {
 	f.touch(blobDataPath(d))
 	f.touch(path.Join(revisionLinkDir(repo, d), "link"))
+	if cd := f.canonicalManifest(repo, d); cd != "" { // a sha512 manifest is stored by its sha256 (sha512.go)
+		f.manifest(repo, cd)
+	}
 }
 
 // manifestTree refreshes everything a manifest being pushed references:
@@ -431,6 +434,9 @@ func (g *storageGuard) putManifest(w http.ResponseWriter, r *http.Request, repo,
 	}
 	var ok bool
 	if w, ok = g.indexReferrer(w, r, repo, reference, body); !ok {
+		return
+	}
+	if w, ok = g.sha512Manifest(w, r, repo, reference, body); !ok { // sha512.go
 		return
 	}
 	sum := sha256.Sum256(body)

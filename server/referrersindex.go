@@ -221,7 +221,8 @@ func (x *referrersIndex) ensure(ctx context.Context, repo string) error {
 
 // rebuild indexes every revision of repo that has a subject, then writes
 // the marker. A repository that does not exist gets no index (and no
-// directory).
+// directory). A manifest pushed by sha512 is listed by its sha512, not
+// also by the sha256 revision distribution keeps it under (sha512.go).
 func (x *referrersIndex) rebuild(ctx context.Context, repo string) error {
 	revs := path.Join(repoDir(repo), "_manifests", "revisions")
 	algs, err := x.d.List(ctx, revs)
@@ -231,6 +232,8 @@ func (x *referrersIndex) rebuild(ctx context.Context, repo string) error {
 	if err != nil {
 		return fmt.Errorf("rebuilding referrers index of %s: %w", repo, err)
 	}
+	stored := map[digest]digest{} // revision -> where its content is
+	aliased := map[digest]bool{}  // sha256 revisions a sha512 one links to
 	for _, a := range algs {
 		hexes, err := x.d.List(ctx, a)
 		if isNotFound(err) {
@@ -244,23 +247,40 @@ func (x *referrersIndex) rebuild(ctx context.Context, repo string) error {
 			if err != nil {
 				continue
 			}
-			if fi, err := x.d.Stat(ctx, blobDataPath(d)); err != nil || fi.Size() > maxManifestSize {
-				continue // missing, or not a manifest distribution would have taken
-			}
-			b, err := x.d.GetContent(ctx, blobDataPath(d))
-			if isNotFound(err) {
+			stored[d] = d
+			if d.Algorithm() == "sha256" {
 				continue
 			}
+			l, err := x.d.GetContent(ctx, path.Join(revisionLinkDir(repo, d), "link"))
 			if err != nil {
-				return fmt.Errorf("rebuilding referrers index of %s: reading manifest %s: %w", repo, d, err)
-			}
-			subject, desc, err := referrerOf(b, "", d.Algorithm())
-			if err != nil || subject == "" || desc.Digest != d.String() {
 				continue
 			}
-			if err := x.add(ctx, repo, subject, desc); err != nil {
-				return fmt.Errorf("rebuilding referrers index of %s: %w", repo, err)
+			if cd, err := parseDigest(strings.TrimSpace(string(l))); err == nil && cd != d {
+				stored[d] = cd
+				aliased[cd] = true
 			}
+		}
+	}
+	for d, data := range stored {
+		if aliased[d] {
+			continue
+		}
+		if fi, err := x.d.Stat(ctx, blobDataPath(data)); err != nil || fi.Size() > maxManifestSize {
+			continue // missing, or not a manifest distribution would have taken
+		}
+		b, err := x.d.GetContent(ctx, blobDataPath(data))
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("rebuilding referrers index of %s: reading manifest %s: %w", repo, d, err)
+		}
+		subject, desc, err := referrerOf(b, "", d.Algorithm())
+		if err != nil || subject == "" || desc.Digest != d.String() {
+			continue
+		}
+		if err := x.add(ctx, repo, subject, desc); err != nil {
+			return fmt.Errorf("rebuilding referrers index of %s: %w", repo, err)
 		}
 	}
 	if err := x.d.PutContent(ctx, referrersMarker(repo), []byte("1\n")); err != nil {

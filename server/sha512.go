@@ -148,3 +148,74 @@ func (g *storageGuard) linkSha512(ctx context.Context, repo, from string, d dige
 	}
 	return nil
 }
+
+// sha512 manifests: distribution v3 digests a manifest with sha256 only
+// and refuses a PUT by a sha512 digest ("provided digest did not match").
+// The guard checks the sha512 itself, hands distribution the PUT by the
+// sha256, and before the 201 goes out links the sha512 revision to the
+// sha256 one (repositories/<repo>/_manifests/revisions/sha512/<hex>/link
+// holding the sha256), which distribution then follows for GET, HEAD and
+// DELETE by the sha512, as it does for blobs.
+
+// sha512Manifest prepares a manifest PUT by a sha512 digest; other PUTs
+// pass unchanged. It returns the writer to answer with, or false when it
+// answered.
+func (g *storageGuard) sha512Manifest(w http.ResponseWriter, r *http.Request, repo, reference string, body []byte) (http.ResponseWriter, bool) {
+	want, err := parseDigest(reference)
+	if err != nil || want.Algorithm() != "sha512" || g.referrers == nil {
+		return w, true
+	}
+	got, _ := digestOf(body, "sha512")
+	if got != want {
+		writeError(w, errcode.ErrorCodeDigestInvalid.WithMessage(fmt.Sprintf("manifest digest mismatch: got %s, want %s", got, want)))
+		return w, false
+	}
+	stored, _ := digestOf(body, "sha256")
+	r.URL.Path = strings.TrimSuffix(r.URL.Path, reference) + stored.String()
+	r.URL.RawPath = ""
+	return &sha512Writer{ResponseWriter: w, want: want, onCreated: func() error {
+		if err := g.referrers.d.PutContent(r.Context(), path.Join(revisionLinkDir(repo, want), "link"), []byte(stored)); err != nil {
+			return fmt.Errorf("linking manifest %s to %s: %w", want, stored, err)
+		}
+		return nil
+	}}, true
+}
+
+// canonicalManifest is what repo's revision link for the sha512 manifest
+// d names (its sha256), "" for other digests or no link.
+func (f *freshness) canonicalManifest(repo string, d digest) digest {
+	if d.Algorithm() == "sha256" {
+		return ""
+	}
+	b, err := os.ReadFile(osPath(f.root, path.Join(revisionLinkDir(repo, d), "link")))
+	if err != nil {
+		return ""
+	}
+	cd, err := parseDigest(strings.TrimSpace(string(b)))
+	if err != nil || cd == d {
+		return ""
+	}
+	return cd
+}
+
+// canonicalManifest is the collector's: "" when there is no link.
+func (c *collector) canonicalManifest(repo string, d digest) (digest, error) {
+	if d.Algorithm() == "sha256" {
+		return "", nil
+	}
+	b, err := c.d.GetContent(c.ctx, path.Join(revisionLinkDir(repo, d), "link"))
+	if isNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("repository %s: reading the link of manifest %s: %w", repo, d, err)
+	}
+	cd, err := parseDigest(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("repository %s: the link of manifest %s: %w", repo, d, err)
+	}
+	if cd == d {
+		return "", nil
+	}
+	return cd, nil
+}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -135,4 +137,93 @@ func TestSha512BlobHeadersAndMount(t *testing.T) {
 		t.Fatalf("mount: %d, Docker-Content-Digest %q", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
 	}
 	check("s512/dst")
+}
+
+// Manifests addressed by sha512: PUT (a wrong digest is refused, nothing
+// stored), GET and HEAD with the sha512 in Docker-Content-Digest; an index
+// naming its child by sha512 keeps it through --delete-untagged, and so is
+// a referrer pushed by sha512 of a tagged image, listed by the referrers
+// API before and after GC and after an index rebuild.
+func TestSha512Manifests(t *testing.T) {
+	ts := startServer(t, nil)
+	_, _ = ts.sha512Image(t, "s512/m", "base")
+	childBody := func() []byte {
+		resp := ts.do("GET", "/v2/s512/m/manifests/base", "admin", ts.adminPW, nil, map[string]string{"Accept": string(types.OCIManifestSchema1)})
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return b
+	}()
+	hdr := map[string]string{"Content-Type": string(types.OCIManifestSchema1)}
+	// Make the child untagged: only the index (by sha512) reaches it.
+	resp := ts.do("DELETE", "/v2/s512/m/tags/base", "admin", ts.adminPW, nil, nil)
+	resp.Body.Close()
+	child, _ := digestOf(childBody, "sha512")
+	child256, _ := digestOf(childBody, "sha256")
+
+	bad, _ := digestOf([]byte("other"), "sha512")
+	resp = ts.do("PUT", "/v2/s512/m/manifests/"+bad.String(), "admin", ts.adminPW, childBody, hdr)
+	if code := errorCode(t, resp); resp.StatusCode != http.StatusBadRequest || code != "DIGEST_INVALID" {
+		t.Errorf("PUT by a wrong sha512: %d %s, want 400 DIGEST_INVALID", resp.StatusCode, code)
+	}
+	if _, err := os.Stat(osPath(ts.state.StorageDir(), revisionLinkDir("s512/m", bad))); !os.IsNotExist(err) {
+		t.Errorf("a refused sha512 PUT left a revision: %v", err)
+	}
+
+	resp = ts.do("PUT", "/v2/s512/m/manifests/"+child.String(), "admin", ts.adminPW, childBody, hdr)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Docker-Content-Digest") != child.String() || !strings.HasSuffix(resp.Header.Get("Location"), child.String()) {
+		t.Fatalf("PUT by sha512: %d, Docker-Content-Digest %q, Location %q", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("Location"))
+	}
+	idx, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": string(types.OCIImageIndex),
+		"manifests": []any{map[string]any{"mediaType": string(types.OCIManifestSchema1), "digest": child.String(), "size": len(childBody)}},
+	})
+	resp = ts.do("PUT", "/v2/s512/m/manifests/multi", "admin", ts.adminPW, idx, map[string]string{"Content-Type": string(types.OCIImageIndex)})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT index naming a sha512 child: %d", resp.StatusCode)
+	}
+	idxDesc := subjectDesc(t, ts, "s512/m:multi")
+	sigBody := artifactManifest(t, "application/vnd.example.sig", &idxDesc, "512")
+	sig, _ := digestOf(sigBody, "sha512")
+	if err := remoteWriteEmptyConfig(ts, "s512/m"); err != nil {
+		t.Fatal(err)
+	}
+	resp = ts.do("PUT", "/v2/s512/m/manifests/"+sig.String(), "admin", ts.adminPW, sigBody, hdr)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("OCI-Subject") != idxDesc.Digest.String() {
+		t.Fatalf("PUT referrer by sha512: %d, OCI-Subject %q", resp.StatusCode, resp.Header.Get("OCI-Subject"))
+	}
+	listed := func(when string) {
+		t.Helper()
+		l, _ := ts.referrers(t, "s512/m", idxDesc.Digest.String(), "")
+		if len(l.Manifests) != 1 || l.Manifests[0].Digest != sig.String() {
+			t.Errorf("%s: referrers %v, want [%s]", when, digestsOf(l), sig)
+		}
+	}
+	listed("after push")
+
+	ts.age(t, old)
+	rep := ts.gc(t, GCOptions{Grace: time.Hour, DeleteUntagged: true})
+	if rep.BlobsDeleted != 0 || rep.ManifestsDeleted != 0 {
+		t.Errorf("gc deleted %+v %+v", rep.DeletedManifests, rep.DeletedBlobs)
+	}
+	for _, d := range []digest{child, child256, sig} {
+		for _, m := range []string{"HEAD", "GET"} {
+			resp := ts.do(m, "/v2/s512/m/manifests/"+d.String(), "admin", ts.adminPW, nil, map[string]string{"Accept": string(types.OCIManifestSchema1)})
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != d.String() {
+				t.Errorf("%s %s after gc: %d, Docker-Content-Digest %q", m, d, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+			}
+		}
+	}
+	listed("after gc --delete-untagged")
+	if err := os.RemoveAll(osPath(ts.state.StorageDir(), referrersDir("s512/m"))); err != nil {
+		t.Fatal(err)
+	}
+	listed("after a rebuild of the index")
+}
+
+func remoteWriteEmptyConfig(ts *testServer, repo string) error {
+	return remote.WriteLayer(ts.ref(repo).Context(), static.NewLayer([]byte("{}"), emptyConfigType), ts.admin()...)
 }
