@@ -199,6 +199,10 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodPut:
 			g.putManifest(w, r, repo, m.Vars["reference"])
 			return
+		case http.MethodDelete:
+			if g.deleteSha512Manifest(w, r, repo, m.Vars["reference"]) { // sha512.go
+				return
+			}
 		}
 	}
 	g.next.ServeHTTP(w, r)

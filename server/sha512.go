@@ -219,3 +219,27 @@ func (c *collector) canonicalManifest(repo string, d digest) (digest, error) {
 	}
 	return cd, nil
 }
+
+// deleteSha512Manifest deletes a manifest addressed by sha512: the sha256
+// revision it is stored under (distribution untags what pointed at it),
+// then the sha512 link. It reports false for other requests, which pass.
+func (g *storageGuard) deleteSha512Manifest(w http.ResponseWriter, r *http.Request, repo, reference string) bool {
+	d, err := parseDigest(reference)
+	if err != nil || d.Algorithm() != "sha512" || g.referrers == nil {
+		return false
+	}
+	stored := g.fresh.canonicalManifest(repo, d)
+	if stored == "" {
+		return false // no link: distribution answers 404
+	}
+	r.URL.Path = strings.TrimSuffix(r.URL.Path, reference) + stored.String()
+	r.URL.RawPath = ""
+	sw := &statusWriter{ResponseWriter: &sha512Writer{ResponseWriter: w, want: d}}
+	g.next.ServeHTTP(sw, r)
+	if sw.status/100 == 2 || sw.status == http.StatusNotFound {
+		if err := g.referrers.d.Delete(r.Context(), revisionLinkDir(repo, d)); err != nil && !isNotFound(err) {
+			g.log.Error("deleting the sha512 link of a deleted manifest", "repo", repo, "digest", d, "err", err)
+		}
+	}
+	return true
+}

@@ -227,3 +227,31 @@ func TestSha512Manifests(t *testing.T) {
 func remoteWriteEmptyConfig(ts *testServer, repo string) error {
 	return remote.WriteLayer(ts.ref(repo).Context(), static.NewLayer([]byte("{}"), emptyConfigType), ts.admin()...)
 }
+
+// A DELETE by sha512 deletes the manifest, not only its sha512 address.
+func TestSha512ManifestDelete(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.sha512Image(t, "s512/del", "v1")
+	resp := ts.do("GET", "/v2/s512/del/manifests/v1", "admin", ts.adminPW, nil, map[string]string{"Accept": string(types.OCIManifestSchema1)})
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	d, _ := digestOf(body, "sha512")
+	d256, _ := digestOf(body, "sha256")
+	resp = ts.do("PUT", "/v2/s512/del/manifests/"+d.String(), "admin", ts.adminPW, body, map[string]string{"Content-Type": string(types.OCIManifestSchema1)})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT by sha512: %d", resp.StatusCode)
+	}
+	resp = ts.do("DELETE", "/v2/s512/del/manifests/"+d.String(), "admin", ts.adminPW, nil, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE by sha512: %d, want 202", resp.StatusCode)
+	}
+	for _, ref := range []string{d.String(), d256.String(), "v1"} {
+		resp := ts.do("GET", "/v2/s512/del/manifests/"+ref, "admin", ts.adminPW, nil, map[string]string{"Accept": string(types.OCIManifestSchema1)})
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s after DELETE by sha512: %d, want 404", ref, resp.StatusCode)
+		}
+	}
+}
