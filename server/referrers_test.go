@@ -390,3 +390,37 @@ func TestReferrersPagination(t *testing.T) {
 		t.Errorf("paged %d referrers, want %d", len(got), len(want))
 	}
 }
+
+// Concurrent pushes of referrers of one subject: each has its own entry
+// (no read-modify-write of a shared list), so none is lost.
+func TestReferrersConcurrentPushes(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.push(t, "ref/conc:v1", ociImage(t, 4<<10, 1))
+	subj := subjectDesc(t, ts, "ref/conc:v1")
+	if err := remoteWriteEmptyConfig(ts, "ref/conc"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			body := artifactManifest(t, "application/vnd.example.sig", &subj, fmt.Sprint(i))
+			d, _ := digestOf(body, "sha256")
+			resp := ts.do("PUT", "/v2/ref/conc/manifests/"+d.String(), "admin", ts.adminPW, body, map[string]string{"Content-Type": string(types.OCIManifestSchema1)})
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				errs <- fmt.Errorf("PUT %d: %d", i, resp.StatusCode)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if l, _ := ts.referrers(t, "ref/conc", subj.Digest.String(), ""); len(l.Manifests) != n {
+		t.Errorf("%d referrers listed after %d concurrent pushes", len(l.Manifests), n)
+	}
+}
