@@ -267,6 +267,9 @@ func (c *collector) run() error {
 		if err := c.purgeUploads(s.name); err != nil {
 			return err
 		}
+		if err := c.pruneReferrers(s.name); err != nil { // referrers_gc.go
+			return err
+		}
 	}
 	if !c.o.DryRun {
 		if err := c.d.Delete(c.ctx, c.trash); err != nil && !isNotFound(err) {
@@ -625,10 +628,14 @@ func (c *collector) recoverTrash() error {
 			continue
 		}
 		base := path.Join(trashRoot, run)
-		var items []string // item dirs: the parents of "data" and "link" files
+		var items []string // item dirs: the parents of "data" and "link" files; referrers index entries
 		err := storagedriver.WalkFallback(c.ctx, c.d, base, func(fi storagedriver.FileInfo) error {
-			if n := path.Base(fi.Path()); !fi.IsDir() && (n == "data" || n == "link") {
+			switch n := path.Base(fi.Path()); {
+			case fi.IsDir():
+			case n == "data" || n == "link":
 				items = append(items, path.Dir(fi.Path()))
+			case isReferrerEntry(fi.Path()): // referrers_gc.go
+				items = append(items, fi.Path())
 			}
 			return nil
 		})

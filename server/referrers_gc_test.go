@@ -2,6 +2,10 @@ package server
 
 import (
 	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +86,38 @@ func TestGCReferrersFollowTheirSubject(t *testing.T) {
 	}
 	if l, _ := ts.referrers(t, "gcref/app", gd.String(), ""); len(l.Manifests) != 0 {
 		t.Errorf("referrers of the deleted image after gc: %v, want none", digestsOf(l))
+	}
+}
+
+// The collector prunes index entries of referrers that are gone (and old),
+// keeps the others, and puts back an entry a killed run left in its trash.
+func TestGCPrunesReferrersIndex(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.push(t, "gcref/prune:v1", ociImage(t, 4<<10, 1))
+	subj := subjectDesc(t, ts, "gcref/prune:v1")
+	sd := digest(subj.Digest.String())
+	_, kept := ts.putArtifact(t, "gcref/prune", artifactManifest(t, "application/vnd.example.sig", &subj, "kept"))
+	_, gone := ts.putArtifact(t, "gcref/prune", artifactManifest(t, "application/vnd.example.sig", &subj, "gone"))
+	ts.deleteManifest(t, "gcref/prune", gone.String())
+	entry := func(d digest) string { return osPath(ts.state.StorageDir(), referrerEntryPath("gcref/prune", sd, d)) }
+
+	// A killed run's trash holding the kept referrer's entry.
+	trashed := osPath(ts.state.StorageDir(), path.Join(trashRoot, "deadrun", strings.TrimPrefix(referrerEntryPath("gcref/prune", sd, kept), v2Root+"/")))
+	if err := os.MkdirAll(filepath.Dir(trashed), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(entry(kept), trashed); err != nil {
+		t.Fatal(err)
+	}
+	ts.age(t, old)
+	ts.gc(t, GCOptions{Grace: time.Hour})
+	if _, err := os.Stat(entry(gone)); !os.IsNotExist(err) {
+		t.Errorf("the entry of a deleted referrer was not pruned: %v", err)
+	}
+	if _, err := os.Stat(entry(kept)); err != nil {
+		t.Errorf("the entry of an existing referrer (left in a dead run's trash): %v", err)
+	}
+	if l, _ := ts.referrers(t, "gcref/prune", sd.String(), ""); len(l.Manifests) != 1 || l.Manifests[0].Digest != kept.String() {
+		t.Errorf("referrers after gc: %v, want [%s]", digestsOf(l), kept)
 	}
 }
