@@ -10,6 +10,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
 
 // sha512 content in distribution v3: a blob pushed by a sha512 digest is
@@ -242,4 +243,23 @@ func (g *storageGuard) deleteSha512Manifest(w http.ResponseWriter, r *http.Reque
 		}
 	}
 	return true
+}
+
+// storedAs is the digest the content of dg is stored under: dg itself for
+// sha256, else the digest the repository's link file at linkFile (a
+// driver path) names; dg when the link cannot be read (the caller finds
+// the content missing).
+func storedAs(ctx context.Context, d storagedriver.StorageDriver, linkFile string, dg digest) digest {
+	if dg.Algorithm() == "sha256" {
+		return dg
+	}
+	b, err := d.GetContent(ctx, linkFile)
+	if err != nil {
+		return dg
+	}
+	cd, err := parseDigest(strings.TrimSpace(string(b)))
+	if err != nil {
+		return dg
+	}
+	return cd
 }

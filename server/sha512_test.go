@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
@@ -253,5 +254,36 @@ func TestSha512ManifestDelete(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s after DELETE by sha512: %d, want 404", ref, resp.StatusCode)
 		}
+	}
+}
+
+// The start-up repair judges a tag by its content: a layer pushed by sha512
+// (stored under its sha256) and an index naming its child by sha512 are
+// there, and the tags stay.
+func TestRepairKeepsSha512Content(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.sha512Image(t, "s512/rep", "layers")
+	resp := ts.do("GET", "/v2/s512/rep/manifests/layers", "admin", ts.adminPW, nil, map[string]string{"Accept": string(types.OCIManifestSchema1)})
+	child, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cd, _ := digestOf(child, "sha512")
+	resp = ts.do("PUT", "/v2/s512/rep/manifests/"+cd.String(), "admin", ts.adminPW, child, map[string]string{"Content-Type": string(types.OCIManifestSchema1)})
+	resp.Body.Close()
+	idx, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": string(types.OCIImageIndex),
+		"manifests": []any{map[string]any{"mediaType": string(types.OCIManifestSchema1), "digest": cd.String(), "size": len(child)}},
+	})
+	resp = ts.do("PUT", "/v2/s512/rep/manifests/index", "admin", ts.adminPW, idx, map[string]string{"Content-Type": string(types.OCIImageIndex)})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT index: %d", resp.StatusCode)
+	}
+	ts.age(t, old)
+	rep, err := RepairStorage(context.Background(), ts.state.StorageDir(), RepairOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Removed) != 0 {
+		t.Errorf("repair removed tags of whole sha512 content: %+v", rep.Removed)
 	}
 }
