@@ -88,6 +88,9 @@ func (f *freshness) manifestTree(repo string, refs manifestRefs) {
 			seen[c] = true
 			f.manifest(repo, c)
 			full := osPath(f.root, blobDataPath(c))
+			if cd := f.canonicalManifest(repo, c); cd != "" { // a sha512 child is stored by its sha256
+				full = osPath(f.root, blobDataPath(cd))
+			}
 			if fi, err := os.Stat(full); err != nil || fi.Size() > maxManifestSize {
 				continue
 			}
