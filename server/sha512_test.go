@@ -287,3 +287,35 @@ func TestRepairKeepsSha512Content(t *testing.T) {
 		t.Errorf("repair removed tags of whole sha512 content: %+v", rep.Removed)
 	}
 }
+
+// Pushing an index that names its child by sha512 refreshes the child's
+// layers (stored under their sha256): the collector must not sweep them
+// while the index is being pushed.
+func TestFreshnessWalksSha512Child(t *testing.T) {
+	ts := startServer(t, nil)
+	layer, _ := ts.sha512Image(t, "s512/walk", "base")
+	resp := ts.do("GET", "/v2/s512/walk/manifests/base", "admin", ts.adminPW, nil, map[string]string{"Accept": string(types.OCIManifestSchema1)})
+	child, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cd, _ := digestOf(child, "sha512")
+	resp = ts.do("PUT", "/v2/s512/walk/manifests/"+cd.String(), "admin", ts.adminPW, child, map[string]string{"Content-Type": string(types.OCIManifestSchema1)})
+	resp.Body.Close()
+	ts.age(t, old)
+	idx, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": string(types.OCIImageIndex),
+		"manifests": []any{map[string]any{"mediaType": string(types.OCIManifestSchema1), "digest": cd.String(), "size": len(child)}},
+	})
+	resp = ts.do("PUT", "/v2/s512/walk/manifests/index", "admin", ts.adminPW, idx, map[string]string{"Content-Type": string(types.OCIImageIndex)})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT index: %d", resp.StatusCode)
+	}
+	ld, _ := digestOf(layer, "sha256")
+	fi, err := os.Stat(osPath(ts.state.StorageDir(), blobDataPath(ld)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(fi.ModTime()) > time.Hour {
+		t.Errorf("the layer of the index's sha512 child is %s old after the index push", time.Since(fi.ModTime()).Round(time.Second))
+	}
+}
