@@ -60,6 +60,10 @@ type accessControl struct {
 	now     func() time.Time
 	seen    func(id string, now time.Time) // successful authentications, for "last seen"
 	next    http.Handler
+
+	// referrers serves the OCI referrers API (referrers.go), a route
+	// distribution's router does not know; nil: not served.
+	referrers http.Handler
 }
 
 const challenge = `Basic realm="edgecr"`
@@ -73,6 +77,11 @@ func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info.repo = match.Vars["name"]
 	} else {
 		info.route = "v2-unmatched"
+	}
+	serve := a.next
+	if repo, _, ok := matchReferrersPath(r.URL.Path); !matched && ok && a.referrers != nil {
+		matched, serve = true, a.referrers
+		info.route, info.repo = routeReferrers, repo
 	}
 
 	role, ok := a.authenticate(w, r, info)
@@ -107,7 +116,7 @@ func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("manifest of %d bytes exceeds the %d byte limit", r.ContentLength, maxManifestSize)))
 		return
 	}
-	a.next.ServeHTTP(w, r)
+	serve.ServeHTTP(w, r)
 }
 
 func describe(i *routeInfo) string {
@@ -227,14 +236,14 @@ func validRepoName(name string) error {
 	return nil
 }
 
-// repoNameOf extracts the repository part of a /v2/<name>/{manifests,blobs,tags}/ path.
+// repoNameOf extracts the repository part of a /v2/<name>/{manifests,blobs,tags,referrers}/ path.
 func repoNameOf(p string) (string, bool) {
 	rest, ok := strings.CutPrefix(p, "/v2/")
 	if !ok {
 		return "", false
 	}
 	best := -1
-	for _, kw := range []string{"/manifests/", "/blobs/", "/tags/"} {
+	for _, kw := range []string{"/manifests/", "/blobs/", "/tags/", "/referrers/"} {
 		if i := strings.LastIndex(rest, kw); i > best {
 			best = i
 		}

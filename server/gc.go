@@ -209,6 +209,8 @@ type repoScan struct {
 	layers    map[digest]time.Time // blob digest -> layer link mtime
 	kept      map[digest]bool      // kept manifests
 	refs      map[digest]bool      // everything kept manifests reference, themselves included
+	referrers map[digest][]digest  // subject -> revisions whose subject it is (OCI referrers)
+	aliases   map[digest][]digest  // sha256 revision -> sha512 revisions linked to it (sha512.go)
 }
 
 func (c *collector) run() error {
@@ -263,6 +265,9 @@ func (c *collector) run() error {
 			return err
 		}
 		if err := c.purgeUploads(s.name); err != nil {
+			return err
+		}
+		if err := c.pruneReferrers(s.name); err != nil { // referrers_gc.go
 			return err
 		}
 	}
@@ -464,6 +469,8 @@ func (c *collector) youngManifest(n *manifestNode, linkTime time.Time) bool {
 // to delete.
 func (c *collector) mark(s *repoScan) error {
 	nodes := make(map[digest]*manifestNode, len(s.revisions))
+	s.referrers = map[digest][]digest{}
+	s.aliases = map[digest][]digest{}
 	for d := range s.revisions {
 		n, err := c.manifest(d)
 		if err != nil {
@@ -473,6 +480,16 @@ func (c *collector) mark(s *repoScan) error {
 			return fmt.Errorf("repository %s: manifest %s: %w; nothing was deleted", s.name, d, n.parseErr)
 		}
 		nodes[d] = n
+		if sub := n.refs.subject; sub != "" {
+			s.referrers[sub] = append(s.referrers[sub], d)
+		}
+		cd, err := c.canonicalManifest(s.name, d)
+		if err != nil {
+			return err
+		}
+		if cd != "" {
+			s.aliases[cd] = append(s.aliases[cd], d)
+		}
 	}
 	var roots []digest
 	for _, d := range s.tags {
@@ -483,26 +500,14 @@ func (c *collector) mark(s *repoScan) error {
 			roots = append(roots, d)
 		}
 	}
-	if err := c.keep(s, roots); err != nil {
-		return err
-	}
-	// Referrers of a kept manifest are kept with it.
-	for changed := true; changed; {
-		changed = false
-		for d, n := range nodes {
-			if !s.kept[d] && n.refs.subject != "" && s.kept[n.refs.subject] {
-				if err := c.keep(s, []digest{d}); err != nil {
-					return err
-				}
-				changed = true
-			}
-		}
-	}
-	return nil
+	return c.reachable(s, roots)
 }
 
-// keep adds roots and everything they reach to s.kept / s.refs.
-func (c *collector) keep(s *repoScan, roots []digest) error {
+// reachable adds roots and everything they reach to s.kept / s.refs: an
+// index's children, every manifest's blobs, and the referrers (OCI 1.1
+// subject) of every kept manifest, recursively. It is the one rule of
+// what is kept, for the mark and for deleteUntagged's re-check alike.
+func (c *collector) reachable(s *repoScan, roots []digest) error {
 	stack := slices.Clone(roots)
 	for len(stack) > 0 {
 		d := stack[len(stack)-1]
@@ -518,8 +523,22 @@ func (c *collector) keep(s *repoScan, roots []digest) error {
 		}
 		for _, b := range n.refs.blobs {
 			s.refs[b] = true
+			cb, err := c.canonicalBlob(s.name, b) // sha512.go
+			if err != nil {
+				return err
+			}
+			if cb != "" {
+				s.refs[cb] = true
+			}
 		}
 		stack = append(stack, n.refs.manifests...)
+		stack = append(stack, s.referrers[d]...)
+		stack = append(stack, s.aliases[d]...)
+		if cd, err := c.canonicalManifest(s.name, d); err != nil { // sha512.go
+			return err
+		} else if cd != "" {
+			stack = append(stack, cd)
+		}
 	}
 	return nil
 }
@@ -609,10 +628,14 @@ func (c *collector) recoverTrash() error {
 			continue
 		}
 		base := path.Join(trashRoot, run)
-		var items []string // item dirs: the parents of "data" and "link" files
+		var items []string // item dirs: the parents of "data" and "link" files; referrers index entries
 		err := storagedriver.WalkFallback(c.ctx, c.d, base, func(fi storagedriver.FileInfo) error {
-			if n := path.Base(fi.Path()); !fi.IsDir() && (n == "data" || n == "link") {
+			switch n := path.Base(fi.Path()); {
+			case fi.IsDir():
+			case n == "data" || n == "link":
 				items = append(items, path.Dir(fi.Path()))
+			case isReferrerEntry(fi.Path()): // referrers_gc.go
+				items = append(items, fi.Path())
 			}
 			return nil
 		})
@@ -657,7 +680,7 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 		ok, err := c.takeOut(revisionLinkDir(s.name, d))
 		if err != nil {
 			c.fail("repository %s: manifest %s: %v", s.name, d, err)
-			if err := c.keep(s, []digest{d}); err != nil {
+			if err := c.reachable(s, []digest{d}); err != nil {
 				return err
 			}
 			continue
@@ -669,14 +692,26 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 	if len(out) == 0 {
 		return nil
 	}
-	current := &repoScan{name: s.name, kept: map[digest]bool{}, refs: map[digest]bool{}}
+	// What goes back: what a tag reaches now, what a client used
+	// meanwhile, and whatever those reach (a signature of an image tagged
+	// during the run goes back with the image).
+	current := &repoScan{name: s.name, kept: map[digest]bool{}, refs: map[digest]bool{}, referrers: s.referrers, aliases: s.aliases}
 	tags, err := c.readTags(s.name)
 	if err == nil {
 		var roots []digest
 		for _, d := range tags {
 			roots = append(roots, d)
 		}
-		err = c.keep(current, roots)
+		for _, d := range out {
+			used, uerr := c.usedSince(path.Join(c.trashPath(revisionLinkDir(s.name, d)), "link"), blobDataPath(d))
+			if uerr != nil {
+				c.fail("repository %s: manifest %s: %v", s.name, d, uerr)
+			}
+			if uerr != nil || used {
+				roots = append(roots, d)
+			}
+		}
+		err = c.reachable(current, roots)
 	}
 	if err != nil {
 		// Cannot prove them untagged: put everything back.
@@ -686,26 +721,22 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 			}
 		}
 		c.fail("repository %s: re-reading tags: %v", s.name, err)
-		return c.keep(s, out)
+		return c.reachable(s, out)
 	}
 	for _, d := range out {
 		p := revisionLinkDir(s.name, d)
-		used, err := c.usedSince(path.Join(c.trashPath(p), "link"), blobDataPath(d))
-		if err != nil || used || current.kept[d] {
-			if err != nil {
-				c.fail("repository %s: manifest %s: %v", s.name, d, err)
-			}
+		if current.kept[d] {
 			if err := c.putBack(p); err != nil {
 				c.fail("repository %s: %v", s.name, err)
 			}
-			if err := c.keep(s, []digest{d}); err != nil {
+			if err := c.reachable(s, []digest{d}); err != nil {
 				return err
 			}
 			continue
 		}
 		if err := c.dispose(p); err != nil {
 			c.fail("repository %s: deleting manifest %s: %v", s.name, d, err)
-			if err := c.keep(s, []digest{d}); err != nil { // it may still be there
+			if err := c.reachable(s, []digest{d}); err != nil { // it may still be there
 				return err
 			}
 			continue

@@ -57,12 +57,18 @@ func (f *freshness) blob(repo string, d digest) {
 	if repo != "" {
 		f.touch(path.Join(layerLinkDir(repo, d), "link"))
 	}
+	if cd := f.canonicalBlob(repo, d); cd != "" { // a sha512 blob is stored by its sha256 (sha512.go)
+		f.blob(repo, cd)
+	}
 }
 
 // manifest refreshes a manifest's content and repo's revision link.
 func (f *freshness) manifest(repo string, d digest) {
 	f.touch(blobDataPath(d))
 	f.touch(path.Join(revisionLinkDir(repo, d), "link"))
+	if cd := f.canonicalManifest(repo, d); cd != "" { // a sha512 manifest is stored by its sha256 (sha512.go)
+		f.manifest(repo, cd)
+	}
 }
 
 // manifestTree refreshes everything a manifest being pushed references:
@@ -82,6 +88,9 @@ func (f *freshness) manifestTree(repo string, refs manifestRefs) {
 			seen[c] = true
 			f.manifest(repo, c)
 			full := osPath(f.root, blobDataPath(c))
+			if cd := f.canonicalManifest(repo, c); cd != "" { // a sha512 child is stored by its sha256
+				full = osPath(f.root, blobDataPath(cd))
+			}
 			if fi, err := os.Stat(full); err != nil || fi.Size() > maxManifestSize {
 				continue
 			}
@@ -110,6 +119,8 @@ type storageGuard struct {
 	metrics  *metrics
 	log      *slog.Logger
 	next     http.Handler
+
+	referrers *referrersIndex // manifests with a subject are indexed here (referrersindex.go)
 }
 
 func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -126,6 +137,13 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	repo := m.Vars["name"]
+	if want := sha512Target(route, r.Method, m.Vars, r.URL.Query().Get); want != "" && g.referrers != nil {
+		sw := &sha512Writer{ResponseWriter: w, want: want} // sha512.go
+		if route == v2.RouteNameBlobUpload {
+			sw.onCreated = func() error { return g.linkSha512(r.Context(), repo, r.URL.Query().Get("from"), want) }
+		}
+		w = sw
+	}
 	switch route {
 	case v2.RouteNameBlob:
 		if d, err := parseDigest(m.Vars["digest"]); err == nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
@@ -184,6 +202,10 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodPut:
 			g.putManifest(w, r, repo, m.Vars["reference"])
 			return
+		case http.MethodDelete:
+			if g.deleteSha512Manifest(w, r, repo, m.Vars["reference"]) { // sha512.go
+				return
+			}
 		}
 	}
 	g.next.ServeHTTP(w, r)
@@ -415,6 +437,13 @@ func (g *storageGuard) putManifest(w http.ResponseWriter, r *http.Request, repo,
 	n := int64(len(body))
 	if !acct.reserve(n) {
 		g.refuse(w, r, g.usage.quotaError(n, 0, false))
+		return
+	}
+	var ok bool
+	if w, ok = g.indexReferrer(w, r, repo, reference, body); !ok {
+		return
+	}
+	if w, ok = g.sha512Manifest(w, r, repo, reference, body); !ok { // sha512.go
 		return
 	}
 	sum := sha256.Sum256(body)

@@ -41,6 +41,10 @@ func registryConfig(storageRoot, httpSecret string) (*configuration.Configuratio
 			"redirect": map[string]any{"disable": true},
 		},
 		"http": map[string]any{"secret": httpSecret},
+		// Non-distributable (foreign) layers are stored as references:
+		// their blobs live at their http(s) URLs, not here. Distribution's
+		// default allows no URL and refuses such a manifest with a 500.
+		"validation": map[string]any{"manifests": map[string]any{"urls": map[string]any{"allow": []string{"^https?://"}}}},
 	}
 	y, err := yaml.Marshal(doc)
 	if err != nil {

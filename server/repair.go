@@ -224,7 +224,8 @@ func (r *repairer) manifestWhole1(repo string, d digest, depth int) (string, err
 	if ok, err := r.exists(path.Join(revisionLinkDir(repo, d), "link")); err != nil || !ok {
 		return fmt.Sprintf("manifest %s is not in the repository (its revision link is gone)", d), err
 	}
-	fi, err := r.raw.Stat(r.ctx, blobDataPath(d))
+	data := blobDataPath(storedAs(r.ctx, r.raw, path.Join(revisionLinkDir(repo, d), "link"), d)) // sha512: stored by its sha256
+	fi, err := r.raw.Stat(r.ctx, data)
 	if isNotFound(err) {
 		return fmt.Sprintf("manifest %s: its content is gone", d), nil
 	}
@@ -234,7 +235,7 @@ func (r *repairer) manifestWhole1(repo string, d digest, depth int) (string, err
 	if fi.Size() > maxManifestSize || depth > 8 {
 		return "", nil // not a manifest this check can follow; distribution judges it
 	}
-	b, err := r.raw.GetContent(r.ctx, blobDataPath(d))
+	b, err := r.raw.GetContent(r.ctx, data)
 	if err != nil {
 		return "", fmt.Errorf("reading manifest %s: %w", d, err)
 	}
@@ -243,7 +244,7 @@ func (r *repairer) manifestWhole1(repo string, d digest, depth int) (string, err
 		return "", nil // unreadable, not missing: left to distribution and GC, which stops on it
 	}
 	for _, bl := range refs.blobs {
-		if ok, err := r.exists(blobDataPath(bl)); err != nil || !ok {
+		if ok, err := r.exists(blobDataPath(storedAs(r.ctx, r.raw, path.Join(layerLinkDir(repo, bl), "link"), bl))); err != nil || !ok {
 			return fmt.Sprintf("blob %s of manifest %s is gone", bl, d), err
 		}
 		if ok, err := r.exists(path.Join(layerLinkDir(repo, bl), "link")); err != nil || !ok {

@@ -180,6 +180,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	}
 	s.sessions = newUploadSessions(o.UploadsPerIdentity, o.UploadsTotal, o.UploadIdle, o.Now)
 	scanUploads(st.StorageDir(), s.sessions.found)
+	refIdx := &referrersIndex{d: openDurableFS(st.StorageDir())}
 	guard := &storageGuard{
 		fresh:    &freshness{root: st.StorageDir(), every: o.TouchInterval, now: o.Now},
 		usage:    s.usage,
@@ -188,6 +189,8 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		metrics:  m,
 		log:      s.log,
 		next:     app,
+
+		referrers: refIdx,
 	}
 	limiter := newFailureLimiter(o.FailureEvery, o.FailureBurst)
 	s.seen = newLastSeen(st, s.log)
@@ -200,6 +203,8 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		now:     o.Now,
 		seen:    s.seen.mark,
 		next:    guard,
+
+		referrers: &referrersHandler{idx: refIdx, log: s.log},
 	}
 	// The join API has its own allowance: bad join attempts must not lock
 	// an address out of the registry, nor registry failures out of joining.
