@@ -148,6 +148,16 @@ func TestImagesCopyReferrers(t *testing.T) {
 				}
 			}
 
+			// ls counts the tag's referrers by artifact type.
+			tags, err := im.ListTags(ctx, dstRepo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(tags, func(ti agent.TagInfo) bool { return ti.Tag == "1" })
+			if i < 0 || !slices.Equal(tags[i].Referrers, []agent.ArtifactCount{{ArtifactType: sbomType, Count: 1}, {ArtifactType: sigType, Count: 1}}) {
+				t.Errorf("ls: %+v", tags)
+			}
+
 			// Again: everything is there, nothing is sent.
 			res, err = im.Copy(ctx, srcRef, dst, agent.CopyOptions{})
 			if err != nil || len(res.Referrers) != 4 || res.Copied != 0 {
@@ -158,6 +168,9 @@ func TestImagesCopyReferrers(t *testing.T) {
 			res, err = im.Copy(ctx, srcRef, bare, agent.CopyOptions{NoReferrers: true})
 			if err != nil || len(res.Referrers) != 0 || res.Blobs != 4 {
 				t.Fatalf("copy with NoReferrers: %+v %v", res, err)
+			}
+			if tags, err := im.ListTags(ctx, bare.Context()); err != nil || len(tags) != 1 || tags[0].Referrers != nil {
+				t.Errorf("ls of the copy without referrers: %+v %v", tags, err)
 			}
 			if got := referrerDigests(t, bare.Context(), want, d.admin()); len(got) != 0 {
 				t.Errorf("NoReferrers copied %v", got)
