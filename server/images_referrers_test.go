@@ -133,7 +133,7 @@ func checkUIReferrers(t *testing.T, body, ref string, n int, types ...string) {
 		t.Errorf("/images does not show %d referrers for %s:\n%s", n, ref, row)
 	}
 	for _, ty := range types {
-		if !strings.Contains(row, "1 <code>"+ty+"</code>") {
+		if !strings.Contains(row, `<span class="ref-type">1 <code>`+ty+"</code></span>") {
 			t.Errorf("/images does not show one %s referrer for %s:\n%s", ty, ref, row)
 		}
 	}
