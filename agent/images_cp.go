@@ -23,6 +23,9 @@ type CopyOptions struct {
 	// Progress, when set, is called (from one goroutine) as bytes move:
 	// done counts blobs found already at the destination too.
 	Progress func(done, total int64)
+	// NoReferrers skips the referrers (signatures, SBOMs, attestations):
+	// by default they are copied with the image, recursively.
+	NoReferrers bool
 }
 
 // CopyResult is what Copy did; `edgecr cp -o json` prints it.
@@ -44,6 +47,10 @@ type CopyResult struct {
 	Skipped      int     `json:"skipped"`
 	SkippedBytes int64   `json:"skippedBytes"`
 	Seconds      float64 `json:"seconds"`
+	// Referrers are the manifests copied because their subject was: of
+	// what was written, of an index's manifests, or of another referrer.
+	// Manifests does not count them; Blobs and Bytes include their blobs.
+	Referrers []ReferrerInfo `json:"referrers,omitempty"`
 }
 
 // Copy copies the image or index src to dst, from any registry to any
@@ -112,6 +119,25 @@ func (im *Images) Copy(ctx context.Context, src, dst name.Reference, o CopyOptio
 	}
 	res.Digest, res.Platforms, res.Manifests = digest.String(), inv.platforms, inv.manifests
 
+	var refs []referrer
+	if !o.NoReferrers {
+		roots := []v1.Hash{digest}
+		if o.Platform == nil && desc.MediaType.IsIndex() {
+			idx, err := desc.ImageIndex()
+			var children []v1.Hash
+			if err == nil {
+				children, err = manifestDigests(idx)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", src, err)
+			}
+			roots = append(roots, children...)
+		}
+		if refs, err = collectReferrers(src.Context(), roots, inv, opts); err != nil {
+			return nil, err
+		}
+	}
+
 	pushOpts := opts
 	var progressDone chan struct{}
 	var updates chan v1.Update
@@ -132,6 +158,13 @@ func (im *Images) Copy(ctx context.Context, src, dst name.Reference, o CopyOptio
 	pusher, err := remote.NewPusher(pushOpts...)
 	if err == nil {
 		err = pusher.Push(ctx, dst, t)
+	}
+	for _, r := range refs {
+		if err != nil {
+			break
+		}
+		err = pusher.Push(ctx, dst.Context().Digest(r.info.Digest), r.desc)
+		res.Referrers = append(res.Referrers, r.info)
 	}
 	if updates != nil {
 		close(updates) // every send is done once Push returned

@@ -24,6 +24,11 @@ type TagInfo struct {
 	MediaType  string         `json:"mediaType"`
 	Size       int64          `json:"size"`
 	Platforms  []PlatformInfo `json:"platforms,omitempty"`
+	// Referrers counts the manifests whose subject is the tag's manifest
+	// (signatures, SBOMs, attestations) by artifact type, sorted by type;
+	// read through the referrers API or, where the registry has none, the
+	// referrers tag schema.
+	Referrers []ArtifactCount `json:"referrers,omitempty"`
 }
 
 // PlatformInfo is one manifest of an index.
@@ -103,6 +108,9 @@ func (im *Images) describeTag(repo name.Repository, tag string, sizes *sizeCache
 		return ti, registryError(err, "reading "+repo.Tag(tag).String())
 	}
 	ti.Digest, ti.MediaType = desc.Digest.String(), string(desc.MediaType)
+	if ti.Referrers, err = countReferrers(repo, desc.Digest, opts); err != nil {
+		return ti, err
+	}
 	switch {
 	case desc.MediaType.IsIndex():
 		idx, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))

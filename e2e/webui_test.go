@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/edgecr/edgecr/internal/ocitest"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -196,6 +197,13 @@ func TestWebUI(t *testing.T) {
 	if err := remote.WriteIndex(d.registryRef(t, "webui/multi:1.0"), idx, c.remote()...); err != nil {
 		t.Fatalf("pushing an index as the joined client: %v", err)
 	}
+	if subject, err := ocitest.Descriptor(idx); err != nil {
+		t.Fatal(err)
+	} else {
+		multi := d.registryRef(t, "webui/multi:1.0").Context()
+		attachTo(t, multi, subject, e2eSigType, `{"signature":"webui"}`, c.remote())
+		attachTo(t, multi, subject, e2eSBOMType, `{"spdxVersion":"SPDX-2.3"}`, c.remote())
+	}
 
 	// The client appears on the Clients page.
 	b.nav("opening the clients page", chromedp.Navigate(d.uiURL+"clients"))
@@ -216,6 +224,9 @@ func TestWebUI(t *testing.T) {
 		if b.count(fmt.Sprintf(`tr[data-ref=%q]`, ref)) != 1 {
 			t.Errorf("images page does not list %s", ref)
 		}
+	}
+	if got := b.text(`tr[data-ref="webui/multi:1.0"] .referrers`); !strings.Contains(got, "2 referrer(s)") || !strings.Contains(got, e2eSBOMType) {
+		t.Errorf("images page shows the referrers of webui/multi:1.0 as %q", got)
 	}
 	b.shoot(shots, "09-images")
 	b.nav("asking to delete webui/app:v1", chromedp.Click(chromedp.CSS(`tr[data-ref="webui/app:v1"] a.delete`), chromedp.NodeVisible))

@@ -51,6 +51,9 @@ type ImageTag struct {
 	Platforms []string `json:"platforms,omitempty"`
 	// SharedWith are the repository's other tags on the same digest.
 	SharedWith []string `json:"sharedWith,omitempty"`
+	// Referrers count the manifests whose subject is the tag's manifest,
+	// by artifact type (images_referrers.go).
+	Referrers []ReferrerCount `json:"referrers,omitempty"`
 	// Err says why the tag's manifest, or a child of its index, could not
 	// be read (missing, corrupt). The tag is listed anyway, with what could
 	// be read: Size then leaves out what is missing.
@@ -101,6 +104,9 @@ func (s *State) Images(ctx context.Context) ([]ImageRepo, error) {
 			continue
 		}
 		r, err := listRepository(ctx, reg, named)
+		if err == nil {
+			err = addReferrerCounts(ctx, &referrersIndex{d: d}, &r)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("listing images of %s: %w", name, err)
 		}

@@ -146,6 +146,26 @@ func digestOf(b []byte, alg string) (digest, error) {
 // referrersIndex keeps the index on a storage driver.
 type referrersIndex struct {
 	d storagedriver.StorageDriver
+	// counted, when set, is told how many bytes each write adds to the
+	// storage (the usage counter: quota counts the index too).
+	counted func(delta int64)
+}
+
+// put writes b at p and reports the growth to counted.
+func (x *referrersIndex) put(ctx context.Context, p string, b []byte) error {
+	var old int64
+	if x.counted != nil {
+		if fi, err := x.d.Stat(ctx, p); err == nil {
+			old = fi.Size()
+		}
+	}
+	if err := x.d.PutContent(ctx, p, b); err != nil {
+		return err
+	}
+	if x.counted != nil {
+		x.counted(int64(len(b)) - old)
+	}
+	return nil
 }
 
 // add records desc as a referrer of subject in repo.
@@ -158,7 +178,7 @@ func (x *referrersIndex) add(ctx context.Context, repo string, subject digest, d
 	if err != nil {
 		return fmt.Errorf("indexing referrer %s: %w", d, err)
 	}
-	if err := x.d.PutContent(ctx, referrerEntryPath(repo, subject, d), b); err != nil {
+	if err := x.put(ctx, referrerEntryPath(repo, subject, d), b); err != nil {
 		return fmt.Errorf("indexing referrer %s of %s: %w", d, subject, err)
 	}
 	return nil
@@ -283,7 +303,7 @@ func (x *referrersIndex) rebuild(ctx context.Context, repo string) error {
 			return fmt.Errorf("rebuilding referrers index of %s: %w", repo, err)
 		}
 	}
-	if err := x.d.PutContent(ctx, referrersMarker(repo), []byte("1\n")); err != nil {
+	if err := x.put(ctx, referrersMarker(repo), []byte("1\n")); err != nil {
 		return fmt.Errorf("rebuilding referrers index of %s: %w", repo, err)
 	}
 	return nil

@@ -180,7 +180,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	}
 	s.sessions = newUploadSessions(o.UploadsPerIdentity, o.UploadsTotal, o.UploadIdle, o.Now)
 	scanUploads(st.StorageDir(), s.sessions.found)
-	refIdx := &referrersIndex{d: openDurableFS(st.StorageDir())}
+	refIdx := &referrersIndex{d: openDurableFS(st.StorageDir()), counted: s.usage.add}
 	guard := &storageGuard{
 		fresh:    &freshness{root: st.StorageDir(), every: o.TouchInterval, now: o.Now},
 		usage:    s.usage,

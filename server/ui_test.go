@@ -1270,6 +1270,12 @@ func TestUIImages(t *testing.T) {
 	if strings.Contains(body, "No images yet") {
 		t.Errorf("/images shows the empty state with images")
 	}
+	checkUIReferrers(t, body, "app:v1", 0)
+	ts.signAndSBOM(t, "app", img) // the SBOM's own signature is not the tag's
+	_, body = b.get("/images")
+	for _, ref := range []string{"app:v1", "app:v2"} {
+		checkUIReferrers(t, body, ref, 2, testSBOMType, testSigType)
+	}
 
 	confirm := "/images/delete?repo=app&tag=v1"
 	if !strings.Contains(body, `href="`+html.EscapeString(confirm)+`"`) {

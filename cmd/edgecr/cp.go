@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ type CpOptions struct {
 	Src, Dst     string
 	Platform     string
 	AllPlatforms bool
+	NoReferrers  bool
 	// ShowProgress reports whether to draw a progress bar (stderr is a
 	// terminal).
 	ShowProgress func() bool
@@ -38,7 +40,10 @@ func NewCmdCp(f *Factory, g *globalFlags, runF func(context.Context, *CpOptions)
 document as docker pull + tag + push. Manifests are copied byte for byte, so an index
 keeps its digest; blobs DST already has are not sent (and are counted). Every platform
 of an index is copied (--all-platforms, the default), or with --platform only that
-platform's image. A progress bar shows on a terminal; otherwise cp is quiet until it
+platform's image. The image's referrers (signatures, SBOMs, attestations that name it,
+or one of its manifests, or another referrer, as their subject) are copied with it, by
+the source's referrers API or its referrers tag schema (sha256-<hex> tags), and keep
+their digests; --no-referrers leaves them. A progress bar shows on a terminal; otherwise cp is quiet until it
 reports what it did.
 
 References are short (tools/app:1: on the device this client joined) or full
@@ -80,6 +85,7 @@ a joined device's from the credential edgecr join stored; --username with
 	o.add(cmd, "for DST")
 	cmd.Flags().StringVar(&o.Platform, "platform", "", "copy only this platform's image of an index: os/arch[/variant] (linux/arm64, linux/arm/v7)")
 	cmd.Flags().BoolVar(&o.AllPlatforms, "all-platforms", true, "copy an index with every platform (the default)")
+	cmd.Flags().BoolVar(&o.NoReferrers, "no-referrers", false, "do not copy the referrers (signatures, SBOMs, attestations) of what is copied")
 	return cmd
 }
 
@@ -105,7 +111,7 @@ func cpRun(ctx context.Context, o *CpOptions) error {
 	if err != nil {
 		return err
 	}
-	var opts agent.CopyOptions
+	opts := agent.CopyOptions{NoReferrers: o.NoReferrers}
 	if o.Platform != "" {
 		if opts.Platform, err = parsePlatform(o.Platform); err != nil {
 			return usageError("%v", err)
@@ -138,6 +144,9 @@ func cpRun(ctx context.Context, o *CpOptions) error {
 		fmt.Fprintf(w, ", %d mounted from another repository", res.Mounted)
 	}
 	fmt.Fprintf(w, ", %d already there (skipped)\n", res.Skipped)
+	if len(res.Referrers) > 0 {
+		fmt.Fprintf(w, "  referrers %d: %s\n", len(res.Referrers), referrerSummary(res.Referrers))
+	}
 	rate := ""
 	if res.Seconds > 0 && res.CopiedBytes > 0 {
 		rate = fmt.Sprintf(", %.1f MB/s", float64(res.CopiedBytes)/res.Seconds/1e6)
@@ -205,4 +214,32 @@ func renderBar(done, total int64, elapsed time.Duration) string {
 		rate = float64(done) / s / 1e6
 	}
 	return fmt.Sprintf("[%s] %3.0f%%  %s / %s  %.1f MB/s", bar, frac*100, humanBytes(done), humanBytes(total), rate)
+}
+
+// referrerSummary is "2 application/spdx+json, 1 application/vnd.dev.cosign…".
+func referrerSummary(refs []agent.ReferrerInfo) string {
+	counts := make([]agent.ArtifactCount, 0, len(refs))
+	for _, r := range refs {
+		i := slices.IndexFunc(counts, func(c agent.ArtifactCount) bool { return c.ArtifactType == r.ArtifactType })
+		if i < 0 {
+			counts = append(counts, agent.ArtifactCount{ArtifactType: r.ArtifactType})
+			i = len(counts) - 1
+		}
+		counts[i].Count++
+	}
+	return artifactCounts(counts)
+}
+
+// artifactCounts is "1 application/spdx+json, 2 application/vnd.example.sig"
+// in the order given; a referrer without a type is "(no type)".
+func artifactCounts(counts []agent.ArtifactCount) string {
+	parts := make([]string, len(counts))
+	for i, c := range counts {
+		t := c.ArtifactType
+		if t == "" {
+			t = "(no type)"
+		}
+		parts[i] = fmt.Sprintf("%d %s", c.Count, t)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -50,8 +50,13 @@ func TestNewCmdImagesParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cp.Src != "docker.io/library/alpine:3.20" || cp.Dst != "tools/alpine:3.20" || cp.Platform != "linux/arm/v7" || cp.Root != "/r" || cp.Output != "json" ||
-		cp.Username != "admin" || !cp.PasswordStdin || !cp.AllPlatforms {
+		cp.Username != "admin" || !cp.PasswordStdin || !cp.AllPlatforms || cp.NoReferrers {
 		t.Errorf("cp options = %+v", cp)
+	}
+	cmd = NewCmdCp(f, &globalFlags{}, func(_ context.Context, o *CpOptions) error { cp = o; return nil })
+	cmd.SetArgs([]string{"a:1", "b:1", "--no-referrers"})
+	if err := cmd.Execute(); err != nil || !cp.NoReferrers {
+		t.Errorf("cp --no-referrers: %v %+v", err, cp)
 	}
 	var rm *RmOptions
 	cmd = NewCmdRm(f, &globalFlags{}, func(_ context.Context, o *RmOptions) error { rm = o; return nil })

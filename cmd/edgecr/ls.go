@@ -27,7 +27,8 @@ func NewCmdLs(f *Factory, g *globalFlags, runF func(context.Context, *LsOptions)
 		Use:   "ls [REPO | REGISTRY]",
 		Short: "List a repository's tags, or a registry's repositories",
 		Long: `With REPO, list its tags: digest, media type and size (manifest, config and layers;
-for an index, the index and each platform, shared blobs counted once).
+for an index, the index and each platform, shared blobs counted once), and how many
+referrers (signatures, SBOMs, attestations) of which artifact type it has.
 Without an argument, or with a joined registry (host:port) or any registry written
 with a trailing "/" (ghcr.io/), list the repositories. An edgecr device lists its
 repositories to its admin role only: a client joined with the push or pull role is
@@ -111,6 +112,13 @@ func lsRun(ctx context.Context, o *LsOptions) error {
 				plat = "(no platform)"
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", plat, p.Digest, mediaTypeName(p.MediaType), humanBytes(p.Size))
+		}
+		if len(t.Referrers) > 0 {
+			n := 0
+			for _, c := range t.Referrers {
+				n += c.Count
+			}
+			fmt.Fprintf(tw, "  referrers %d: %s\n", n, artifactCounts(t.Referrers))
 		}
 	}
 	return tw.Flush()
