@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +44,39 @@ func tool(t *testing.T, dir string, env []string, bin string, args ...string) st
 		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(bin), strings.Join(args, " "), err, out.String(), errOut.String())
 	}
 	return out.String()
+}
+
+// noEgress points the proxy variables of a client at a proxy on loopback
+// that refuses and records every request. Go's HTTP clients (oras and
+// cosign are Go) send every request for a host that is not loopback to
+// the proxy and resolve nothing themselves, so when the test ends the
+// record shows anything they tried to reach off this machine: the test
+// fails then, naming it.
+func noEgress(t *testing.T) []string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var tried []string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		tried = append(tried, r.Method+" "+r.Host+r.URL.Path)
+		mu.Unlock()
+		http.Error(w, "no traffic off loopback in tests", http.StatusForbidden)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		srv.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(tried) > 0 {
+			t.Errorf("a client tried to reach hosts off loopback: %q", tried)
+		}
+	})
+	proxy := "http://" + l.Addr().String()
+	return []string{"HTTPS_PROXY=" + proxy, "https_proxy=" + proxy, "HTTP_PROXY=" + proxy, "http_proxy=" + proxy, "NO_PROXY=", "no_proxy="}
 }
 
 // ociDescriptor is one entry of a referrers index.
@@ -141,11 +176,12 @@ func TestOrasAttachDiscoverThroughReferrersAPI(t *testing.T) {
 	sbom := bytes.Repeat([]byte(`{"spdxVersion":"SPDX-2.3","packages":[]}`+"\n"), 4<<10) // 160 KiB
 	os.WriteFile(filepath.Join(work, "sbom.spdx.json"), sbom, 0o644)
 	os.WriteFile(filepath.Join(work, "provenance.json"), bytes.Repeat([]byte(`{"builder":"e2e"}`+"\n"), 8<<10), 0o644)
+	env := noEgress(t)
 	auth := []string{"--ca-file", d.info.CAFile, "--username", d.info.Username, "--password", d.info.Password}
 	target := d.addr + "/" + repo + "@" + subject.String()
 	const sbomType, provType = "application/spdx+json", "application/vnd.in-toto+json"
 	for _, a := range []struct{ typ, file string }{{sbomType, "sbom.spdx.json"}, {provType, "provenance.json"}} {
-		tool(t, work, nil, oras, append([]string{"attach", "--distribution-spec", "v1.1-referrers-api",
+		tool(t, work, env, oras, append([]string{"attach", "--distribution-spec", "v1.1-referrers-api",
 			"--artifact-type", a.typ, target, a.file + ":application/octet-stream"}, auth...)...)
 	}
 
@@ -155,7 +191,7 @@ func TestOrasAttachDiscoverThroughReferrersAPI(t *testing.T) {
 		if filter != "" {
 			args = append(args, "--artifact-type", filter)
 		}
-		out := tool(t, work, nil, oras, args...)
+		out := tool(t, work, env, oras, args...)
 		// oras 1.3's JSON is the subject with its "referrers"; 1.1 and
 		// 1.2 called them "manifests".
 		var tree struct {
@@ -256,11 +292,11 @@ func TestCosignSignVerifyReferrersAndTagModes(t *testing.T) {
 		"DOCKER_CONFIG=" + dockerDir,
 		"SSL_CERT_FILE=" + d.info.CAFile,
 		// Nothing off this machine: no TUF root fetch, no cache outside
-		// the test's dir, no proxy.
+		// the test's dir (noEgress below checks).
 		"TUF_ROOT=" + filepath.Join(work, "tuf"),
 		"SIGSTORE_NO_CACHE=true",
-		"NO_PROXY=*", "no_proxy=*",
 	}
+	env = append(env, noEgress(t)...)
 	tool(t, work, env, cosign, "generate-key-pair")
 	for _, f := range []string{"cosign.key", "cosign.pub"} {
 		if _, err := os.Stat(filepath.Join(work, f)); err != nil {
