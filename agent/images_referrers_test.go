@@ -54,19 +54,10 @@ func descriptorOf(t *testing.T, m interface {
 // API, or the tag schema where the registry has none), sorted.
 func referrerDigests(t *testing.T, repo name.Repository, subject v1.Hash, opts []remote.Option) []string {
 	t.Helper()
-	idx, err := remote.Referrers(repo.Digest(subject.String()), opts...)
-	if err != nil {
-		t.Fatalf("listing the referrers of %s in %s: %v", subject, repo, err)
-	}
-	m, err := idx.IndexManifest()
+	out, err := ocitest.ReferrerDigests(repo, subject, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, d := range m.Manifests {
-		out = append(out, d.Digest.String())
-	}
-	slices.Sort(out)
 	return out
 }
 

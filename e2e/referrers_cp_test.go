@@ -38,19 +38,10 @@ func attachTo(t *testing.T, repo name.Repository, subject v1.Descriptor, artifac
 // device's referrers API, sorted.
 func referrersOn(t *testing.T, repo name.Repository, subject v1.Hash, opts []remote.Option) []string {
 	t.Helper()
-	idx, err := remote.Referrers(repo.Digest(subject.String()), opts...)
-	if err != nil {
-		t.Fatalf("listing the referrers of %s in %s: %v", subject, repo, err)
-	}
-	m, err := idx.IndexManifest()
+	out, err := ocitest.ReferrerDigests(repo, subject, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, d := range m.Manifests {
-		out = append(out, d.Digest.String())
-	}
-	slices.Sort(out)
 	return out
 }
 

@@ -6,10 +6,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -74,4 +77,24 @@ func (r *rawImage) Size() (int64, error)            { return int64(len(r.raw)), 
 func (r *rawImage) Digest() (v1.Hash, error) {
 	h, _, err := v1.SHA256(bytes.NewReader(r.raw))
 	return h, err
+}
+
+// ReferrerDigests lists the digests of the referrers of subject in repo,
+// sorted (through the referrers API, or the tag schema where the
+// registry has none: remote.Referrers).
+func ReferrerDigests(repo name.Repository, subject v1.Hash, opts ...remote.Option) ([]string, error) {
+	idx, err := remote.Referrers(repo.Digest(subject.String()), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("listing the referrers of %s in %s: %w", subject, repo, err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading the referrers of %s in %s: %w", subject, repo, err)
+	}
+	out := make([]string, 0, len(m.Manifests))
+	for _, d := range m.Manifests {
+		out = append(out, d.Digest.String())
+	}
+	slices.Sort(out)
+	return out, nil
 }
