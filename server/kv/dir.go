@@ -148,7 +148,7 @@ func (d *Dir) lock(ctx context.Context) (func(), error) {
 		d.mu.Unlock()
 		return nil, err
 	}
-	unlock, err := lockFile(filepath.Join(d.root, ".lock"))
+	unlock, err := LockFile(filepath.Join(d.root, ".lock"))
 	if err != nil {
 		d.mu.Unlock()
 		return nil, err

@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockFile takes an exclusive advisory lock on path (created if absent) and
+// LockFile takes an exclusive advisory lock on path (created if absent) and
 // returns the function that releases it. Other edgecrd processes (admin
 // commands while serve runs) take the same lock before they write state.
-func lockFile(path string) (func(), error) {
+func LockFile(path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
