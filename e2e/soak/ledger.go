@@ -108,14 +108,19 @@ func (l *ledger) untagged(repo, tag string) {
 }
 
 // deletedDigest records an acknowledged DELETE by digest: every tag of the
-// repository on it goes.
+// repository on it goes, and an uncertain tag that may have been on it may
+// now be absent instead.
 func (l *ledger) deletedDigest(repo, d string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m := l.repo(repo)
 	for t, s := range m {
-		if s.possible == nil && s.digest == d {
+		switch {
+		case s.possible == nil && s.digest == d:
 			delete(m, t)
+		case s.possible[d]:
+			delete(s.possible, d)
+			s.possible[""] = true
 		}
 	}
 }
