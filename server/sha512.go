@@ -46,15 +46,7 @@ func (f *freshness) canonicalBlob(repo string, d digest) digest {
 	if d.Algorithm() == "sha256" || repo == "" {
 		return ""
 	}
-	b, err := os.ReadFile(osPath(f.root, path.Join(layerLinkDir(repo, d), "link")))
-	if err != nil {
-		return ""
-	}
-	cd, err := parseDigest(strings.TrimSpace(string(b)))
-	if err != nil || cd == d {
-		return ""
-	}
-	return cd
+	return f.aliasOf(layerLinkDir(repo, d), d)
 }
 
 // sha512Target is the sha512 digest a blob request addresses, if any: a
@@ -188,7 +180,13 @@ func (f *freshness) canonicalManifest(repo string, d digest) digest {
 	if d.Algorithm() == "sha256" {
 		return ""
 	}
-	b, err := os.ReadFile(osPath(f.root, path.Join(revisionLinkDir(repo, d), "link")))
+	return f.aliasOf(revisionLinkDir(repo, d), d)
+}
+
+// aliasOf is the digest the link in dir names for d, "" when the link is
+// missing, unreadable or names d itself.
+func (f *freshness) aliasOf(dir string, d digest) digest {
+	b, err := os.ReadFile(osPath(f.root, path.Join(dir, "link")))
 	if err != nil {
 		return ""
 	}
