@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgecr/edgecr/server/kv"
 )
 
 // DefaultPort is the registry port of an edge device.
@@ -80,7 +82,19 @@ type State struct {
 
 	dryRun  bool     // Changes: record writes instead of making them
 	changed []string // files a dry run would have written
+
+	kv  kv.Store       // the shared state (issue 12)
+	loc *kv.S3Location // the bucket; nil for a data dir on local disk
 }
+
+// KV is the device's shared state: identities, tokens, device settings, the
+// CA, GC and quota state. Replicas on one bucket change it only through its
+// conditional writes.
+func (s *State) KV() kv.Store { return s.kv }
+
+// S3 is the bucket the device keeps its images and state in, nil for a data
+// dir on local disk (the single-node default).
+func (s *State) S3() *kv.S3Location { return s.loc }
 
 // write replaces the data dir file name atomically, or only records it in a
 // dry run.
