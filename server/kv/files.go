@@ -60,16 +60,15 @@ func Mode(mode func(key string) fs.FileMode) FilesOption {
 	return func(f *Files) { f.mode = mode }
 }
 
-// OpenFiles opens (creating it 0700 if needed) the store in root.
-func OpenFiles(root string, opts ...FilesOption) (*Files, error) {
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, fmt.Errorf("creating state directory: %w", err)
-	}
+// OpenFiles returns the store in root. It touches nothing: reads of a
+// root that does not exist find no keys, and the first write creates it
+// (0700).
+func OpenFiles(root string, opts ...FilesOption) *Files {
 	f := &Files{root: root, mode: func(string) fs.FileMode { return 0o600 }, stats: map[string]fileStamp{}}
 	for _, o := range opts {
 		o(f)
 	}
-	return f, nil
+	return f
 }
 
 // Root is the directory of the store.
@@ -193,6 +192,10 @@ func sameFile(a, b fs.FileInfo) bool {
 func (f *Files) lock(ctx context.Context) (func(), error) {
 	f.mu.Lock()
 	if err := ctx.Err(); err != nil {
+		f.mu.Unlock()
+		return nil, err
+	}
+	if err := os.MkdirAll(f.root, 0o700); err != nil {
 		f.mu.Unlock()
 		return nil, err
 	}

@@ -73,11 +73,7 @@ func (h hexKeys) List(ctx context.Context, prefix, after string, limit int) ([]s
 }
 
 func openFiles(t *testing.T) kv.Store {
-	f, err := kv.OpenFiles(filepath.Join(t.TempDir(), "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hexKeys{f}
+	return hexKeys{kv.OpenFiles(filepath.Join(t.TempDir(), "data"))}
 }
 
 func TestFilesContract(t *testing.T) { kvtest.Run(t, openFiles) }
@@ -86,15 +82,12 @@ func TestFilesContract(t *testing.T) { kvtest.Run(t, openFiles) }
 // the store refuses names that are not plain file names or are reserved.
 func TestFilesLayout(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "data")
-	f, err := kv.OpenFiles(root, kv.Reserved("registry"), kv.Mode(func(k string) fs.FileMode {
+	f := kv.OpenFiles(root, kv.Reserved("registry"), kv.Mode(func(k string) fs.FileMode {
 		if filepath.Ext(k) == ".crt" {
 			return 0o644
 		}
 		return 0o600
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
 	for k, v := range map[string]string{"device.json": "{}\n", "ca.crt": "CERT", "leases/gc": "lease", "Mixed_Case-1.x": "m"} {
 		if _, err := f.Put(ctx, k, []byte(v), ""); err != nil {
@@ -147,10 +140,7 @@ func TestFilesLayout(t *testing.T) {
 // replaced behind the store's back (another process) is seen.
 func TestFilesGetIfChangedStat(t *testing.T) {
 	root := t.TempDir()
-	f, err := kv.OpenFiles(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := kv.OpenFiles(root)
 	ctx := context.Background()
 	v, err := f.Put(ctx, "identities.json", []byte("one"), "")
 	if err != nil {
@@ -160,10 +150,7 @@ func TestFilesGetIfChangedStat(t *testing.T) {
 		t.Fatalf("unchanged: %v %v %v", nv, changed, err)
 	}
 	// Another process replaces it (same size).
-	other, err := kv.OpenFiles(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := kv.OpenFiles(root)
 	v2, err := other.Put(ctx, "identities.json", []byte("two"), v)
 	if err != nil {
 		t.Fatal(err)
