@@ -32,13 +32,24 @@ const AuthPollInterval = time.Second
 // changed (kv.Files answers with one stat), so a revocation written by
 // another process applies to the very next request. On a bucket a request
 // must not cost an object-store round trip: Run polls the store every
-// AuthPollInterval instead, and Verify only reads memory.
+// AuthPollInterval instead, and Verify only reads memory, except for a
+// credential it does not know (a client that joined a moment ago), which
+// makes it look at once, at most every missReload.
 type Authenticator struct {
 	store  *IdentityStore
 	polled atomic.Bool // Run is keeping the copy fresh
 	mu     sync.Mutex  // serialises reloads
 	snap   atomic.Pointer[authSnapshot]
+
+	lastMiss atomic.Int64 // unix nanos of the last reload for an unknown credential
 }
+
+// missReload is how often, at most, a credential the copy does not know
+// makes a polled Authenticator check the store at once: a client that just
+// joined through another replica (or this one) must not wait for the next
+// poll, and a stream of bad credentials must not become a stream of
+// object-store requests.
+const missReload = 200 * time.Millisecond
 
 type authSnapshot struct {
 	ver kv.Version
@@ -141,8 +152,20 @@ func (a *Authenticator) Verify(user, secret string) (Role, error) {
 	if err != nil {
 		return "", err
 	}
-	e, ok := s.ids[user]
 	sum := sha256.Sum256([]byte(secret))
+	e, ok := s.ids[user]
+	known := ok && subtle.ConstantTimeCompare(sum[:], e.hash[:]) == 1
+	if !known && a.polled.Load() {
+		// Maybe newer than the copy: look now, not at the next poll.
+		now := time.Now().UnixNano()
+		if last := a.lastMiss.Load(); now-last >= int64(missReload) && a.lastMiss.CompareAndSwap(last, now) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if fresh, err := a.refresh(ctx); err == nil {
+				e, ok = fresh.ids[user]
+			}
+			cancel()
+		}
+	}
 	if !ok {
 		return "", ErrUnknownUser
 	}
