@@ -156,6 +156,11 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.UIIdleTimeout == 0 {
 		o.UIIdleTimeout = DefaultUIIdleTimeout
 	}
+	if st.S3() != nil {
+		// The state is wired (State.KV); distribution's s3 driver, GC and
+		// quota on the bucket are the next step of issue 12.
+		return nil, fmt.Errorf("serving images from %s: not available in this build (the device's state is there; the registry storage is not wired yet)", st.S3())
+	}
 	s := &Server{state: st, opts: o, log: o.Logger}
 
 	cert, err := s.renew()
