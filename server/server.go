@@ -447,7 +447,7 @@ func (s *Server) renew() (*tls.Certificate, error) {
 // current is the state with device.json as it is now in the store:
 // `edgecrd init` may have changed the name or IPs since serve read it.
 func (s *Server) current() (*State, error) {
-	cur := &State{Dir: s.state.Dir, CA: s.state.CA, kv: s.state.kv, loc: s.state.loc}
+	cur := &State{Dir: s.state.Dir, CA: s.state.CA, kv: s.state.KV(), loc: s.state.loc}
 	b, _, ok, err := cur.get(deviceFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading device state: %w", err)

@@ -94,7 +94,12 @@ type State struct {
 // KV is the device's shared state: identities, tokens, device settings, the
 // CA, GC and quota state. Replicas on one bucket change it only through its
 // conditional writes.
-func (s *State) KV() kv.Store { return s.kv }
+func (s *State) KV() kv.Store {
+	if s.kv == nil && s.loc == nil {
+		s.kv = openFiles(s.Dir) // a State made as &State{Dir: dir}
+	}
+	return s.kv
+}
 
 // S3 is the bucket the device keeps its images and state in, nil for a data
 // dir on local disk (the single-node default).
@@ -137,7 +142,7 @@ func (s *State) where(key string) string {
 func (s *State) get(key string) ([]byte, kv.Version, bool, error) {
 	ctx, cancel := opCtx()
 	defer cancel()
-	b, v, err := s.kv.Get(ctx, key)
+	b, v, err := s.KV().Get(ctx, key)
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
 		return nil, "", false, nil
@@ -156,7 +161,7 @@ func (s *State) put(key string, data []byte, ifVer kv.Version) (kv.Version, erro
 	}
 	ctx, cancel := opCtx()
 	defer cancel()
-	v, err := s.kv.Put(ctx, key, data, ifVer)
+	v, err := s.KV().Put(ctx, key, data, ifVer)
 	if err != nil {
 		return "", fmt.Errorf("writing %s: %w", s.where(key), err)
 	}
@@ -166,15 +171,15 @@ func (s *State) put(key string, data []byte, ifVer kv.Version) (kv.Version, erro
 // Path returns the path of a file in the data dir.
 func (s *State) Path(name string) string { return filepath.Join(s.Dir, name) }
 
-// CAFile is the path of the CA certificate.
-func (s *State) CAFile() string { return s.Path(caCertFile) }
+// CAFile is the path of the CA certificate; on a bucket, its object.
+func (s *State) CAFile() string { return s.where(caCertFile) }
 
 // StorageDir is the root of the registry's filesystem storage.
 func (s *State) StorageDir() string { return s.Path(storageDir) }
 
 // Identities is the identity store of the device.
 func (s *State) Identities() *IdentityStore {
-	return &IdentityStore{kv: s.kv, where: s.where(identitiesFile)}
+	return &IdentityStore{kv: s.KV(), where: s.where(identitiesFile)}
 }
 
 // AdminPassword returns the stored admin password ("" if it was removed).

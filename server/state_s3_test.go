@@ -14,7 +14,7 @@ import (
 
 // sharedBucket starts MinIO with a fresh bucket and returns its storage
 // location (credentials in the environment, as an operator gives them).
-func sharedBucket(t *testing.T) (*kvtest.MinIO, *kv.S3Location) {
+func sharedBucket(t testing.TB) (*kvtest.MinIO, *kv.S3Location) {
 	t.Helper()
 	m := kvtest.StartMinIO(t)
 	m.SetCredentials(t)
