@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgecr/edgecr/agent"
 	"github.com/edgecr/edgecr/agent/agenttest"
@@ -203,6 +204,8 @@ func TestJoinTokenErrors(t *testing.T) {
 				d = agenttest.NewDevice(t, agenttest.DeviceOptions{Throttle: true})
 			}
 			e := newEnv(t, envOptions{dev: d})
+			// The throttling device asks for 6 s: more than this join waits.
+			e.retry = agent.RetryPolicy{Attempts: 3, MaxWait: 5 * time.Second}
 			before := e.snapshot()
 			token := tt.token(d)
 			_, err := e.join(token)
