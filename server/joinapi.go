@@ -115,17 +115,19 @@ func retryAfter(d time.Duration) string {
 
 func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 	addr := remoteHost(r)
+	// The body is read before the attempt holds any allowance: a client
+	// that sends it slowly holds nothing while it does.
+	var req JoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "BAD_REQUEST", "decoding join request: "+err.Error())
+		return
+	}
 	t, ok := j.attempt(w, r, addr)
 	if !ok {
 		return
 	}
 	failed := false
 	defer func() { t.settle(failed) }()
-	var req JoinRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil {
-		apiError(w, http.StatusBadRequest, "BAD_REQUEST", "decoding join request: "+err.Error())
-		return
-	}
 	p, err := ParseToken(req.Token)
 	if err != nil {
 		failed = true
