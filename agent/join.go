@@ -267,10 +267,13 @@ func chooseIP(base *url.URL, advertised []string) (netip.Addr, error) {
 func (j *joinRun) bootstrap(ctx context.Context) error {
 	client := NewDeviceClient(j.base, j.tok.Pin)
 	defer client.Close()
+	note := func(msg string) { j.emit(StepBootstrap, "bootstrap", StatusWarning, msg) }
 
 	if e := j.e; e != nil && e.Done(StepBootstrap) {
 		if user, secret, found := j.storedCredential(e); found {
-			err := client.CheckCredential(ctx, user, secret)
+			err := withRetry(ctx, j.o.Retry, "checking the credential", note, func() error {
+				return client.CheckCredential(ctx, user, secret)
+			})
 			switch {
 			case err == nil:
 				j.already = true
@@ -291,7 +294,6 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 	// The handshake proves the pin before anything is sent; the CA the
 	// device serves must be the pinned one too, and one that vouches only
 	// for the device's own names.
-	note := func(msg string) { j.emit(StepBootstrap, "bootstrap", StatusWarning, msg) }
 	var caPEM []byte
 	err := withRetry(ctx, j.o.Retry, "fetching the device CA", note, func() (err error) {
 		caPEM, err = client.FetchCA(ctx)
