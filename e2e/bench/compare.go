@@ -25,6 +25,7 @@ import (
 // compareConfig is what a comparison measures.
 type compareConfig struct {
 	edgecrd, zot string
+	edgecrdB     string // another edgecrd build, measured as "edgecrd B" (A/B of a change)
 	size         int64   // blob bytes
 	runs         int     // rounds
 	n            int     // GET /v2/ per server, protocol and round
@@ -68,7 +69,8 @@ type compareResults struct {
 // runCompare starts the servers, runs the rounds and stops everything,
 // also on error.
 func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res *compareResults, err error) {
-	res = &compareResults{cfg: cfg, started: time.Now(), loadStart: benchutil.LoadAverage()}
+	r := &compareResults{cfg: cfg, started: time.Now(), loadStart: benchutil.LoadAverage()}
+	res = r
 	if l, err := strconv.ParseFloat(res.loadStart, 64); err == nil && l > 0.5 {
 		fmt.Fprintf(progress, "warning: load average %s: other work on this machine will skew the numbers\n", res.loadStart)
 	}
@@ -82,12 +84,13 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		}
 	}()
 	defer func() {
-		for _, s := range res.servers {
+		for _, s := range r.servers {
 			err = errors.Join(err, s.stop())
 		}
 	}()
 	add := func(name string, stop func() error, pid int, t target) *contender {
 		c := &contender{name: name, t: t, pid: pid, stop: stop, m: map[proto]*measures{}}
+		fmt.Fprintf(progress, "%s: pid %d, %s\n", name, pid, t.base)
 		for _, p := range cfg.protos {
 			c.m[p] = &measures{}
 		}
@@ -103,12 +106,29 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		}
 	}
 	fmt.Fprintln(progress, "starting edgecrd, distribution, zot and the TLS copy server")
-	e, err := startEdgecrd(ctx, bin, filepath.Join(tmp, "edgecrd"))
+	edir := filepath.Join(tmp, "edgecrd")
+	if err := os.Mkdir(edir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the edgecrd dir: %w", err)
+	}
+	e, err := startEdgecrd(ctx, bin, edir)
 	if e != nil {
 		add("edgecrd", e.stop, e.pid(), target{base: e.base, user: e.user, password: e.password, roots: e.roots})
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.edgecrdB != "" {
+		bdir := filepath.Join(tmp, "edgecrd-b")
+		if err := os.Mkdir(bdir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating the edgecrd B dir: %w", err)
+		}
+		b, err := startEdgecrd(ctx, cfg.edgecrdB, bdir)
+		if b != nil {
+			add("edgecrd B", b.stop, b.pid(), target{base: b.base, user: b.user, password: b.password, roots: b.roots})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("edgecrd B: %w", err)
+		}
 	}
 	d, dt, err := startDistribution(ctx, filepath.Join(tmp, "distribution"), cfg.cost)
 	if d != nil {

@@ -89,10 +89,11 @@ func reportCompare(w io.Writer, r *compareResults, command string) {
 		for _, k := range []struct {
 			what string
 			get  func(*measures) time.Duration
+			fmt  func(time.Duration) string
 		}{
-			{"Image push fastest", func(m *measures) time.Duration { return medianDur(m.imagePush) }},
-			{"Image pull fastest", func(m *measures) time.Duration { return medianDur(m.imagePull) }},
-			{"GET /v2/ with auth fastest", func(m *measures) time.Duration { return summarize(m.ping).median }},
+			{"Image push fastest", func(m *measures) time.Duration { return medianDur(m.imagePush) }, msDur},
+			{"Image pull fastest", func(m *measures) time.Duration { return medianDur(m.imagePull) }, msDur},
+			{"GET /v2/ with auth fastest", func(m *measures) time.Duration { return summarize(m.ping).median }, ms},
 		} {
 			ev := k.get(em)
 			other, on := time.Duration(0), ""
@@ -102,7 +103,7 @@ func reportCompare(w io.Writer, r *compareResults, command string) {
 				}
 			}
 			if on != "" {
-				row(w, k.what, tr, msDur(ev), on+" "+msDur(other), fmt.Sprintf("%.2f×", float64(ev)/float64(other)), verdict(ev < other))
+				row(w, k.what, tr, k.fmt(ev), on+" "+k.fmt(other), fmt.Sprintf("%.2f×", float64(ev)/float64(other)), verdict(ev < other))
 			}
 		}
 	}

@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.out, "o", "", "also write the report into this markdown file (between bench markers; the rest is kept)")
 	compare := fs.Bool("compare", false, "instead: edgecrd, distribution and zot side by side with the TLS copy limit, HTTP/2 and HTTP/1.1 (compare.go); -size defaults to 512MiB, -n to 200")
 	zot := fs.String("zot", defaultZot(), "with -compare: the zot "+zotVersion+" binary (.ci/build-zot builds it)")
+	edgecrdB := fs.String("edgecrd-b", "", "with -compare: another edgecrd binary, measured alongside as \"edgecrd B\" (an A/B of a change)")
 	cost := fs.Int("cost", 5, "with -compare: bcrypt cost of distribution's and zot's htpasswd")
 	gc := fs.Bool("gc", false, "instead: time `edgecrd gc` on a store of -size (default 2GiB) and on many small blobs, half of each garbage (gc.go)")
 	if err := fs.Parse(args); err != nil {
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runGC(ctx, fs, o, args, stdout, stderr)
 	}
 	if *compare {
-		return runCompareCmd(ctx, fs, o, *zot, *cost, args, stdout, stderr)
+		return runCompareCmd(ctx, fs, o, *zot, *edgecrdB, *cost, args, stdout, stderr)
 	}
 	cfg, err := o.config(fs.Args())
 	if err != nil {
@@ -131,7 +132,7 @@ func parseSize(s string) (int64, error) {
 }
 
 // runCompareCmd is -compare: its own defaults, its own report block.
-func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot string, cost int, args []string, stdout, stderr io.Writer) int {
+func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot, edgecrdB string, cost int, args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["size"] {
@@ -150,7 +151,7 @@ func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot string,
 		protos = []proto{cfg.proto}
 	}
 	res, err := runCompare(ctx, compareConfig{
-		edgecrd: cfg.edgecrd, zot: zot, size: cfg.size, runs: cfg.runs, n: cfg.n, cost: cost, protos: protos,
+		edgecrd: cfg.edgecrd, edgecrdB: edgecrdB, zot: zot, size: cfg.size, runs: cfg.runs, n: cfg.n, cost: cost, protos: protos,
 	}, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
