@@ -153,26 +153,16 @@ func (d *durableFS) Writer(ctx context.Context, p string, append bool) (storaged
 	if err != nil {
 		return nil, err
 	}
-	return &durableWriter{FileWriter: w, d: d, dir: path.Dir(p), created: created,
-		wb: startWriteback(d.osPath(p), w.Size())}, nil
+	return &durableWriter{FileWriter: w, d: d, dir: path.Dir(p), created: created}, nil
 }
 
 // durableWriter syncs the directories leading to the file on Commit (the
-// filesystem driver syncs the file itself, on Commit and on Close), and
-// starts the writeback of what the upload wrote as it goes (writeback.go),
-// so that the fsync that ends a PATCH finds little left to write.
+// filesystem driver syncs the file itself).
 type durableWriter struct {
 	storagedriver.FileWriter
 	d       *durableFS
 	dir     string
 	created []string
-	wb      *writeback // nil where the platform has no such call
-}
-
-func (w *durableWriter) Write(p []byte) (int, error) {
-	n, err := w.FileWriter.Write(p)
-	w.wb.wrote(w.FileWriter.Size())
-	return n, err
 }
 
 func (w *durableWriter) Commit(ctx context.Context) error {
@@ -180,16 +170,6 @@ func (w *durableWriter) Commit(ctx context.Context) error {
 		return err
 	}
 	return w.d.syncCreated(w.dir, w.created)
-}
-
-func (w *durableWriter) Close() error {
-	w.wb.close()
-	return w.FileWriter.Close()
-}
-
-func (w *durableWriter) Cancel(ctx context.Context) error {
-	w.wb.close()
-	return w.FileWriter.Cancel(ctx)
 }
 
 func (d *durableFS) Move(ctx context.Context, from, to string) error {
