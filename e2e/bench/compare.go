@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
@@ -25,7 +27,7 @@ import (
 // compareConfig is what a comparison measures.
 type compareConfig struct {
 	edgecrd, zot string
-	edgecrdB     string // another edgecrd build, measured as "edgecrd B" (A/B of a change)
+	edgecrdB     string  // another edgecrd build, measured as "edgecrd B" (A/B of a change)
 	size         int64   // blob bytes
 	runs         int     // rounds
 	n            int     // GET /v2/ per server, protocol and round
@@ -43,6 +45,8 @@ type contender struct {
 	copyDig  string // its file's digest
 	// measured, per protocol
 	m map[proto]*measures
+	// absent are the protocols the server does not offer in ALPN.
+	absent map[proto]bool
 	// rss is the VmHWM at the end of the run.
 	rss    int64
 	rssErr error
@@ -89,7 +93,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		}
 	}()
 	add := func(name string, stop func() error, pid int, t target) *contender {
-		c := &contender{name: name, t: t, pid: pid, stop: stop, m: map[proto]*measures{}}
+		c := &contender{name: name, t: t, pid: pid, stop: stop, m: map[proto]*measures{}, absent: map[proto]bool{}}
 		fmt.Fprintf(progress, "%s: pid %d, %s\n", name, pid, t.base)
 		for _, p := range cfg.protos {
 			c.m[p] = &measures{}
@@ -158,12 +162,27 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		return nil, err
 	}
 
+	for _, s := range r.servers {
+		for _, p := range cfg.protos {
+			ok, err := offers(ctx, s.t, p)
+			if err != nil {
+				return nil, fmt.Errorf("asking %s for %s: %w", s.name, p, err)
+			}
+			if !ok {
+				s.absent[p] = true
+				fmt.Fprintf(progress, "%s does not offer %s: not measured over it\n", s.name, p)
+			}
+		}
+	}
 	for round := range cfg.runs {
 		for pi, p := range cfg.protos {
 			order := slices.Clone(res.servers)
 			k := (round*len(cfg.protos) + pi) % len(order)
 			order = append(order[k:], order[:k]...)
 			for _, s := range order {
+				if s.absent[p] {
+					continue
+				}
 				seed := uint64(round*len(cfg.protos) + pi + 1)
 				if err := measureRound(ctx, cfg, s, p, seed, progress); err != nil {
 					return nil, fmt.Errorf("%s, %s, round %d: %w", s.name, p, round+1, err)
@@ -247,4 +266,15 @@ func measureRound(ctx context.Context, cfg compareConfig, s *contender, p proto,
 	fmt.Fprintf(progress, "%s %s image push %v, pull %v, GET /v2/ median %s\n", s.name, p,
 		m.imagePush[len(m.imagePush)-1].Round(time.Millisecond), d.Round(time.Millisecond), ms(summarize(l.samples).median))
 	return nil
+}
+
+// offers reports whether the server negotiates p in TLS's ALPN.
+func offers(ctx context.Context, t target, p proto) (bool, error) {
+	d := tls.Dialer{Config: &tls.Config{RootCAs: t.roots, NextProtos: []string{string(p)}, MinVersion: tls.VersionTLS12}}
+	c, err := d.DialContext(ctx, "tcp", strings.TrimPrefix(t.base, "https://"))
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	return c.(*tls.Conn).ConnectionState().NegotiatedProtocol == string(p), nil
 }

@@ -39,6 +39,10 @@ func reportCompare(w io.Writer, r *compareResults, command string) {
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 		for _, s := range r.servers {
 			m := s.m[p]
+			if s.absent[p] {
+				row(w, s.name, "not offered", "", "", "", "", "", "")
+				continue
+			}
 			if s.copyOnly {
 				row(w, s.name, "–", "–", rateCell(m.pull), cpuCell(m.pull), "–", "–", "–")
 				continue
@@ -55,6 +59,10 @@ func reportCompare(w io.Writer, r *compareResults, command string) {
 	for _, p := range r.cfg.protos {
 		tr := protoTitle(p)
 		em := e.m[p]
+		if e.absent[p] {
+			row(w, "(edgecrd does not offer "+tr+")", tr, "", "", "", "")
+			continue
+		}
 		for _, a := range []string{"zot", "distribution"} {
 			am := r.measuresOf(a, p)
 			if am == nil {
@@ -118,7 +126,7 @@ func reportCompare(w io.Writer, r *compareResults, command string) {
 			continue
 		}
 		rss = append(rss, fmt.Sprintf("%s %.1f MiB", s.name, float64(s.rss)/(1<<20)))
-		if s != e && e.rssErr == nil && s.rss <= e.rss {
+		if (s.name == "zot" || s.name == "distribution") && e.rssErr == nil && s.rss <= e.rss {
 			lowest = false
 		}
 	}
@@ -158,7 +166,7 @@ func (r *compareResults) server(name string) *contender {
 }
 
 func (r *compareResults) measuresOf(name string, p proto) *measures {
-	if s := r.server(name); s != nil {
+	if s := r.server(name); s != nil && !s.absent[p] {
 		return s.m[p]
 	}
 	return nil

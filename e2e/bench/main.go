@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.size, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
 	fs.IntVar(&o.n, "n", 500, "GET /v2/ requests per target")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each throughput measurement")
-	fs.StringVar(&o.proto, "proto", "h2", "HTTP version for every target: h2 (what Go's default transport and crane negotiate) or http/1.1")
+	fs.StringVar(&o.proto, "proto", "http/1.1", "HTTP version for every target: http/1.1 (all edgecrd offers) or h2 (against an edgecrd built with HTTP/2, -edgecrd PATH); -compare measures both unless given")
 	fs.StringVar(&o.out, "o", "", "also write the report into this markdown file (between bench markers; the rest is kept)")
 	compare := fs.Bool("compare", false, "instead: edgecrd, distribution and zot side by side with the TLS copy limit, HTTP/2 and HTTP/1.1 (compare.go); -size defaults to 512MiB, -n to 200")
 	zot := fs.String("zot", defaultZot(), "with -compare: the zot "+zotVersion+" binary (.ci/build-zot builds it)")
