@@ -327,8 +327,10 @@ func defaultZot() string {
 var errNoZot = errors.New("zot " + zotVersion + " is not built: zot is not on the Go module proxy; clone https://github.com/project-zot/zot (e.g. git clone --bare https://github.com/project-zot/zot zot.git) and run .ci/build-zot zot.git, which builds it into ${XDG_CACHE_HOME:-$HOME/.cache}/edgecr-tools/zot-" + zotVersion + " (or give -zot PATH)")
 
 // startZot runs zot with local storage under dir (its defaults otherwise:
-// dedupe on, no fsync on upload) and htpasswd auth at bcrypt cost.
-func startZot(ctx context.Context, bin, dir string, cost int) (*child, target, error) {
+// dedupe on, no fsync on upload) and htpasswd auth at bcrypt cost. With
+// commit, zot fsyncs an upload before it becomes a blob (its "commit"
+// storage option), as edgecrd and distribution do.
+func startZot(ctx context.Context, bin, dir string, cost int, commit bool) (*child, target, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, target{}, fmt.Errorf("creating the zot dir: %w", err)
 	}
@@ -346,7 +348,7 @@ func startZot(ctx context.Context, bin, dir string, cost int) (*child, target, e
 	}
 	doc := map[string]any{
 		"distSpecVersion": "1.1.1",
-		"storage":         map[string]any{"rootDirectory": filepath.Join(dir, "storage")},
+		"storage":         map[string]any{"rootDirectory": filepath.Join(dir, "storage"), "commit": commit},
 		"http": map[string]any{
 			"address": "127.0.0.1",
 			"port":    port,

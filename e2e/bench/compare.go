@@ -28,6 +28,7 @@ import (
 type compareConfig struct {
 	edgecrd, zot string
 	edgecrdB     string  // another edgecrd build, measured as "edgecrd B" (A/B of a change)
+	zotCommit    bool    // also measure zot with its fsync on ("zot, commit")
 	size         int64   // blob bytes
 	runs         int     // rounds
 	n            int     // GET /v2/ per server, protocol and round
@@ -145,12 +146,21 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		res.zotSkip = errNoZot.Error()
 		fmt.Fprintln(progress, "skipping zot:", res.zotSkip)
 	} else {
-		z, zt, err := startZot(ctx, cfg.zot, filepath.Join(tmp, "zot"), cfg.cost)
+		z, zt, err := startZot(ctx, cfg.zot, filepath.Join(tmp, "zot"), cfg.cost, false)
 		if z != nil {
 			add("zot", z.stop, z.pid(), zt)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if cfg.zotCommit {
+			z, zt, err := startZot(ctx, cfg.zot, filepath.Join(tmp, "zot-commit"), cfg.cost, true)
+			if z != nil {
+				add("zot, commit", z.stop, z.pid(), zt)
+			}
+			if err != nil {
+				return nil, err
+			}
 		}
 	}
 	tc, tt, dg, err := startTLSCopy(ctx, filepath.Join(tmp, "tlscopy"), 1<<40, cfg.size)

@@ -147,9 +147,11 @@ distribution %s (its handlers.NewApp behind net/http, what `+"`registry serve`"+
 filesystem storage, htpasswd at bcrypt cost %d, access log off); zot %s
 (local storage at its defaults: dedupe on, no fsync, htpasswd at bcrypt cost
 %d, log level error); the TLS copy limit is a plain net/http server answering
-GET with http.ServeContent of a file already in the page cache. Each is a
-process of its own with a throwaway ECDSA P-256 certificate (edgecrd its
-device CA's); one client process.
+GET with http.ServeContent of a file already in the page cache. With
+-zot-commit, "zot, commit" is the same zot with storage commit: true (it
+fsyncs an upload before it becomes a blob, as edgecrd and distribution
+do). Each server is a process of its own with a throwaway ECDSA P-256
+certificate (edgecrd its device CA's); one client process.
 `, imageLayers, humanBytes(imageLayerSize), r.cfg.n, latencyWarmup, distributionVersion, r.cfg.cost, zotVersion, r.cfg.cost)
 }
 

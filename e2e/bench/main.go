@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	compare := fs.Bool("compare", false, "instead: edgecrd, distribution and zot side by side with the TLS copy limit, HTTP/2 and HTTP/1.1 (compare.go); -size defaults to 512MiB, -n to 200")
 	zot := fs.String("zot", defaultZot(), "with -compare: the zot "+zotVersion+" binary (.ci/build-zot builds it)")
 	edgecrdB := fs.String("edgecrd-b", "", "with -compare: another edgecrd binary, measured alongside as \"edgecrd B\" (an A/B of a change)")
+	zotCommit := fs.Bool("zot-commit", false, "with -compare: also run zot with its fsync on (storage commit: true), as durable as edgecrd")
 	cost := fs.Int("cost", 5, "with -compare: bcrypt cost of distribution's and zot's htpasswd")
 	gc := fs.Bool("gc", false, "instead: time `edgecrd gc` on a store of -size (default 2GiB) and on many small blobs, half of each garbage (gc.go)")
 	if err := fs.Parse(args); err != nil {
@@ -65,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runGC(ctx, fs, o, args, stdout, stderr)
 	}
 	if *compare {
-		return runCompareCmd(ctx, fs, o, *zot, *edgecrdB, *cost, args, stdout, stderr)
+		return runCompareCmd(ctx, fs, o, *zot, *edgecrdB, *zotCommit, *cost, args, stdout, stderr)
 	}
 	cfg, err := o.config(fs.Args())
 	if err != nil {
@@ -132,7 +133,7 @@ func parseSize(s string) (int64, error) {
 }
 
 // runCompareCmd is -compare: its own defaults, its own report block.
-func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot, edgecrdB string, cost int, args []string, stdout, stderr io.Writer) int {
+func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot, edgecrdB string, zotCommit bool, cost int, args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["size"] {
@@ -151,7 +152,7 @@ func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot, edgecr
 		protos = []proto{cfg.proto}
 	}
 	res, err := runCompare(ctx, compareConfig{
-		edgecrd: cfg.edgecrd, edgecrdB: edgecrdB, zot: zot, size: cfg.size, runs: cfg.runs, n: cfg.n, cost: cost, protos: protos,
+		edgecrd: cfg.edgecrd, edgecrdB: edgecrdB, zotCommit: zotCommit, zot: zot, size: cfg.size, runs: cfg.runs, n: cfg.n, cost: cost, protos: protos,
 	}, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
@@ -161,7 +162,7 @@ func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot, edgecr
 	reportCompare(&b, res, benchutil.CommandLine("bench", args))
 	io.WriteString(stdout, b.String())
 	if o.out != "" {
-		if err := benchutil.WriteBlock(o.out, "compare", b.String()); err != nil {
+		if err := benchutil.WriteBlock(o.out, "bench -compare", b.String()); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 			return 1
 		}
