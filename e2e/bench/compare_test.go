@@ -17,8 +17,8 @@ func TestReportCompare(t *testing.T) {
 	}
 	server := func(name string, push, pull float64, pushCPU time.Duration, rss int64) *contender {
 		m := &measures{
-			push: []transfer{tr(push, pushCPU), tr(push+10, pushCPU), tr(push-10, pushCPU)},
-			pull: []transfer{tr(pull, time.Second), tr(pull, time.Second), tr(pull, time.Second)},
+			push:      []transfer{tr(push, pushCPU), tr(push+10, pushCPU), tr(push-10, pushCPU)},
+			pull:      []transfer{tr(pull, time.Second), tr(pull, time.Second), tr(pull, time.Second)},
 			imagePush: []time.Duration{80 * time.Millisecond}, imagePull: []time.Duration{30 * time.Millisecond},
 			ping: []time.Duration{200 * time.Microsecond},
 		}
