@@ -111,7 +111,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		}
 	}
 	fmt.Fprintln(progress, "starting edgecrd, distribution, zot and the TLS copy server")
-	edir := filepath.Join(tmp, "edgecrd")
+	edir := filepath.Join(tmp, "edgecrd.d")
 	if err := os.Mkdir(edir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the edgecrd dir: %w", err)
 	}
@@ -123,7 +123,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		return nil, err
 	}
 	if cfg.edgecrdB != "" {
-		bdir := filepath.Join(tmp, "edgecrd-b")
+		bdir := filepath.Join(tmp, "edgecrd-b.d")
 		if err := os.Mkdir(bdir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating the edgecrd B dir: %w", err)
 		}
