@@ -278,9 +278,15 @@ func measureRound(ctx context.Context, cfg compareConfig, s *contender, p proto,
 	return nil
 }
 
-// offers reports whether the server negotiates p in TLS's ALPN.
+// offers reports whether the server negotiates p in TLS's ALPN when the
+// client offers p and HTTP/1.1 (a server answers a list it shares nothing
+// with by failing the handshake).
 func offers(ctx context.Context, t target, p proto) (bool, error) {
-	d := tls.Dialer{Config: &tls.Config{RootCAs: t.roots, NextProtos: []string{string(p)}, MinVersion: tls.VersionTLS12}}
+	next := []string{string(p)}
+	if p != protoHTTP1 {
+		next = append(next, string(protoHTTP1))
+	}
+	d := tls.Dialer{Config: &tls.Config{RootCAs: t.roots, NextProtos: next, MinVersion: tls.VersionTLS12}}
 	c, err := d.DialContext(ctx, "tcp", strings.TrimPrefix(t.base, "https://"))
 	if err != nil {
 		return false, err
