@@ -1,0 +1,305 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/edgecr/edgecr/internal/ocitest"
+	"github.com/edgecr/edgecr/server/mirror"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// upstreamFixture is a second edgecrd with its own CA and the admin's
+// credentials, holding images to sync.
+type upstreamFixture struct {
+	ts     *testServer
+	caFile string
+	cred   string
+}
+
+func newUpstream(t *testing.T) *upstreamFixture {
+	t.Helper()
+	up := startServer(t, nil)
+	dir := t.TempDir()
+	f := &upstreamFixture{ts: up, caFile: filepath.Join(dir, "ca.pem"), cred: filepath.Join(dir, "cred")}
+	if err := os.WriteFile(f.caFile, up.state.CA.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.cred, []byte("admin:"+up.adminPW+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *upstreamFixture) yaml() string {
+	return fmt.Sprintf("upstreams:\n  - name: up\n    url: https://%s\n    credentials: {file: %s}\n    ca: %s\n", f.ts.addr, f.cred, f.caFile)
+}
+
+// pushIndex pushes a two-platform index (linux/amd64, linux/arm64) as
+// repo:tag and returns it.
+func (f *upstreamFixture) pushIndex(t *testing.T, repo, tag string) v1.ImageIndex {
+	t.Helper()
+	var adds []mutate.IndexAddendum
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := random.Image(2048, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	idx := mutate.IndexMediaType(mutate.AppendManifests(empty.Index, adds...), types.OCIImageIndex)
+	if err := remote.WriteIndex(f.ts.ref(repo+":"+tag), idx, f.ts.admin()...); err != nil {
+		t.Fatalf("pushing %s:%s upstream: %v", repo, tag, err)
+	}
+	return idx
+}
+
+func (f *upstreamFixture) pushImage(t *testing.T, repo, tag string, size int64) v1.Image {
+	t.Helper()
+	img, err := random.Image(size, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(f.ts.ref(repo+":"+tag), img, f.ts.admin()...); err != nil {
+		t.Fatalf("pushing %s:%s upstream: %v", repo, tag, err)
+	}
+	return img
+}
+
+// sign attaches a referrer (a signature-like artifact) to subject.
+func (f *upstreamFixture) sign(t *testing.T, repo string, subject interface {
+	Digest() (v1.Hash, error)
+	Size() (int64, error)
+	MediaType() (types.MediaType, error)
+}) v1.Hash {
+	t.Helper()
+	d, err := ocitest.Descriptor(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, err := ocitest.Artifact(d, "application/vnd.example.signature", "application/vnd.example.payload", []byte("sig of "+d.Digest.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := art.Digest()
+	r, _ := name.NewDigest(f.ts.addr + "/" + repo + "@" + h.String())
+	if err := remote.Write(r, art, f.ts.admin()...); err != nil {
+		t.Fatalf("pushing a referrer upstream: %v", err)
+	}
+	return h
+}
+
+func parseConfig(t *testing.T, y string) *mirror.Config {
+	t.Helper()
+	c, err := mirror.Parse([]byte(y))
+	if err != nil {
+		t.Fatalf("parsing sync configuration: %v\n%s", err, y)
+	}
+	return c
+}
+
+func hashOf(t *testing.T, m interface{ Digest() (v1.Hash, error) }) v1.Hash {
+	t.Helper()
+	h, err := m.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// Acceptance 1 (on loopback): a semver rule over two repositories and a
+// platform filter: exactly the matching tags arrive, digests unchanged,
+// only the chosen platform's image, referrers with them; a second run
+// copies nothing.
+func TestSyncSemverPlatformsReferrers(t *testing.T) {
+	up := newUpstream(t)
+	want := map[string]v1.Hash{}
+	var sigs []v1.Hash
+	for _, repo := range []string{"team/web", "team/api"} {
+		for _, tag := range []string{"1.3.9", "1.4.0", "1.5.2", "2.0.0", "latest"} {
+			idx := up.pushIndex(t, repo, tag)
+			if tag == "1.4.0" || tag == "1.5.2" {
+				want["mirror/"+repo+":"+tag] = hashOf(t, idx)
+			}
+			if tag == "1.5.2" {
+				sigs = append(sigs, up.sign(t, repo, idx))
+			}
+		}
+	}
+	up.pushIndex(t, "other/x", "1.5.0") // not under the rule's glob
+	cfg := parseConfig(t, up.yaml()+`rules:
+  - name: team
+    upstream: up
+    repositories: ["team/*"]
+    tags: {semver: ">=1.4 <2"}
+    platforms: [linux/arm64]
+    destination: mirror
+    referrers: true
+    schedule: off
+`)
+	dev := startServer(t, func(o *Options) { o.Sync = cfg })
+	rep, err := dev.srv.Sync(context.Background(), mirror.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() {
+		t.Fatalf("sync failed: %+v %+v", rep.Errors, rep.Items)
+	}
+	got := map[string]bool{}
+	for _, it := range rep.Items {
+		got[it.Destination] = true
+		if it.Outcome != mirror.OutcomeCopied {
+			t.Errorf("%s: %s, want copied", it.Destination, it.Outcome)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("copied %v, want %d items", got, len(want))
+	}
+	opts := dev.admin()
+	for ref, d := range want {
+		h, err := remote.Head(dev.ref(ref), opts...)
+		if err != nil {
+			t.Fatalf("%s on the device: %v", ref, err)
+		}
+		if h.Digest != d {
+			t.Errorf("%s: digest %s on the device, %s upstream", ref, h.Digest, d)
+		}
+		idx, err := remote.Index(dev.ref(ref), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, _ := idx.IndexManifest()
+		for _, m := range im.Manifests {
+			_, err := remote.Head(dev.ref(strings.Split(ref, ":")[0]+"@"+m.Digest.String()), opts...)
+			if arm := m.Platform.Architecture == "arm64"; arm != (err == nil) {
+				t.Errorf("%s %s: present=%v, want present only for arm64", ref, m.Platform, err == nil)
+			}
+		}
+	}
+	// Tags outside the range, the other repository: absent.
+	for _, ref := range []string{"mirror/team/web:1.3.9", "mirror/team/web:2.0.0", "mirror/team/web:latest", "mirror/other/x:1.5.0"} {
+		if _, err := remote.Head(dev.ref(ref), opts...); err == nil {
+			t.Errorf("%s was copied, it does not match the rule", ref)
+		}
+	}
+	// Referrers came along, listed by the device's referrers API.
+	for i, repo := range []string{"team/api", "team/web"} {
+		_ = i
+		subj := want["mirror/"+repo+":1.5.2"]
+		ds, err := ocitest.ReferrerDigests(dev.ref("mirror/"+repo+":x").Context(), subj, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != 1 || !slices.ContainsFunc(sigs, func(h v1.Hash) bool { return h.String() == ds[0] }) {
+			t.Errorf("referrers of mirror/%s@%s on the device: %v, want one of %v", repo, subj, ds, sigs)
+		}
+	}
+	// Second run: everything skipped, nothing sent.
+	before := dev.srv.SyncUpstreamRequests("up")
+	rep2, err := dev.srv.Sync(context.Background(), mirror.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rep2.Count(mirror.OutcomeCopied); n != 0 || rep2.Count(mirror.OutcomeSkipped) != len(want) || rep2.BytesCopied() != 0 {
+		t.Errorf("second run: %d copied, %d skipped, %d bytes; want 0, %d, 0", n, rep2.Count(mirror.OutcomeSkipped), rep2.BytesCopied(), len(want))
+	}
+	t.Logf("first run: %d upstream requests; second run: %d", before, dev.srv.SyncUpstreamRequests("up")-before)
+	st := dev.srv.SyncStatus()
+	if len(st) != 1 || st[0].Skipped != len(want) || st[0].LastRun.IsZero() {
+		t.Errorf("status after the second run: %+v", st)
+	}
+}
+
+// Pull-through on loopback: a pull under the prefix of an image the
+// device lacks fetches it; concurrent pullers share one upstream fetch per
+// blob; a missing image names the upstream.
+func TestPullThroughConcurrent(t *testing.T) {
+	up := newUpstream(t)
+	img := up.pushImage(t, "library/app", "v1", 1<<20)
+	idx := up.pushIndex(t, "library/multi", "v1")
+	var blobGets sync.Map // digest → *atomic.Int64
+	cfg := parseConfig(t, up.yaml()+"pullThrough:\n  - prefix: cache\n    upstream: up\n")
+	dev := startServer(t, func(o *Options) { o.Sync = cfg })
+	dev.srv.sync.m.Wrap = func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if i := strings.Index(r.URL.Path, "/blobs/sha256:"); i >= 0 && r.Method == http.MethodGet {
+				n, _ := blobGets.LoadOrStore(r.URL.Path[i+len("/blobs/"):], &atomic.Int64{})
+				n.(*atomic.Int64).Add(1)
+			}
+			return next.RoundTrip(r)
+		})
+	}
+	pull := dev.remoteOpts("admin", dev.adminPW)
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Go(func() {
+			got, err := remote.Image(dev.ref("cache/library/app:v1"), pull...)
+			if err == nil {
+				var ls []v1.Layer
+				ls, err = got.Layers()
+				for _, l := range ls {
+					if err == nil {
+						var rc interface{ Close() error }
+						rc, err = l.Compressed()
+						if err == nil {
+							rc.Close()
+						}
+					}
+				}
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("pull through the device: %v", err)
+		}
+	}
+	h, err := remote.Head(dev.ref("cache/library/app:v1"), pull...)
+	if err != nil || h.Digest != hashOf(t, img) {
+		t.Fatalf("stored image: %v %v, want digest %s", h, err, hashOf(t, img))
+	}
+	blobGets.Range(func(k, v any) bool {
+		if n := v.(*atomic.Int64).Load(); n != 1 {
+			t.Errorf("blob %s fetched %d times from the upstream, want 1", k, n)
+		}
+		return true
+	})
+	// An index: the index, then the platform a client asks for.
+	amd, err := remote.Image(dev.ref("cache/library/multi:v1"), append(pull, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))...)
+	if err != nil {
+		t.Fatalf("pulling one platform of an index through the device: %v", err)
+	}
+	if _, err := amd.RawConfigFile(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := remote.Head(dev.ref("cache/library/multi:v1"), pull...); err != nil || h.Digest != hashOf(t, idx) {
+		t.Errorf("index through the device: %v %v, want %s", h, err, hashOf(t, idx))
+	}
+	// Missing upstream: the error names the upstream.
+	_, err = remote.Image(dev.ref("cache/library/nope:v1"), pull...)
+	if err == nil || !strings.Contains(err.Error(), "upstream up ("+up.ts.addr+")") {
+		t.Errorf("pull of an image the upstream lacks: %v, want an error naming upstream up (%s)", err, up.ts.addr)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
