@@ -3,11 +3,14 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +34,9 @@ const SyncUser = "edgecrd-sync"
 // schedule and `edgecrd sync run`), as gcLock does for collections. With
 // replicas on an object store (issue 12) this is the place a lease goes.
 const syncLock = ".sync.lock"
+
+// syncStatusFile keeps the rules' last runs, for `edgecrd info`.
+const syncStatusFile = "sync-status.json"
 
 type internalKey struct{}
 
@@ -58,6 +64,7 @@ type syncer struct {
 	log     *slog.Logger
 	lock    func() (func(), error)
 	metrics *syncMetrics
+	file    string // where the rules' status is kept for `edgecrd info` (syncStatusFile)
 
 	mu     sync.Mutex
 	status map[string]*RuleStatus // by rule name
@@ -104,7 +111,7 @@ func newSyncer(ctx context.Context, st *State, cfg *mirror.Config, rate int64, a
 	a := *ac
 	a.next, a.fetch = &g, nil
 	s := &syncer{h: &a, log: log, status: map[string]*RuleStatus{},
-		lock: func() (func(), error) { return lockFile(st.Path(syncLock)) }}
+		lock: func() (func(), error) { return lockFile(st.Path(syncLock)) }, file: st.Path(syncStatusFile)}
 	reg, _ := name.NewRegistry("edgecrd.internal", name.Insecure)
 	dest := mirror.Destination{
 		Registry: reg,
@@ -204,6 +211,9 @@ func (s *syncer) run(ctx context.Context, o mirror.RunOptions, trigger string) (
 	}
 	if !o.DryRun {
 		s.record(rep, o)
+		if err := s.save(); err != nil {
+			s.log.Warn("saving the sync status", "err", err)
+		}
 	}
 	s.log.Info("sync finished", "copied", rep.Count(mirror.OutcomeCopied), "skipped", rep.Count(mirror.OutcomeSkipped),
 		"failed", rep.Count(mirror.OutcomeFailed)+len(rep.Errors), "bytes", rep.BytesCopied(), "duration", rep.Finished.Sub(rep.Started))
@@ -269,6 +279,50 @@ func contains(s []string, v string) bool {
 	}
 	return false
 }
+
+// save writes the rules' status for `edgecrd info`, merged over what
+// another process recorded for rules this one did not run.
+func (s *syncer) save() error {
+	prev, _ := readSyncStatus(s.file)
+	byRule := map[string]RuleStatus{}
+	for _, st := range prev {
+		byRule[st.Rule] = st
+	}
+	var out []RuleStatus
+	for _, st := range s.Status() {
+		if st.LastRun.IsZero() {
+			if p, ok := byRule[st.Rule]; ok {
+				p.NextRun = st.NextRun
+				st = p
+			}
+		}
+		out = append(out, st)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(s.file, b, 0o600)
+}
+
+func readSyncStatus(p string) ([]RuleStatus, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the sync status: %w", err)
+	}
+	var out []RuleStatus
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("reading the sync status %s: %w", p, err)
+	}
+	return out, nil
+}
+
+// LastSync is the rules' status as the last sync run in any process left
+// it (nil: never ran).
+func (s *State) LastSync() ([]RuleStatus, error) { return readSyncStatus(s.Path(syncStatusFile)) }
 
 // Status is a copy of every rule's status, in configuration order.
 func (s *syncer) Status() []RuleStatus {

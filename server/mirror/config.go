@@ -109,12 +109,14 @@ type PullThrough struct {
 }
 
 // UpstreamOf is the upstream a rule or prefix reads from.
-func (r *Rule) UpstreamOf() *Upstream         { return r.up }
-func (p *PullThrough) UpstreamOf() *Upstream  { return p.up }
-func (r *Rule) ScheduleOf() Schedule          { return r.schedule }
-func (u *Upstream) Registry() string          { return u.registry }
-func (u *Upstream) String() string            { return u.Name + " (" + u.registry + ")" }
-func (c *Config) Rule(name string) *Rule      { return find(c.Rules, func(r *Rule) bool { return r.Name == name }) }
+func (r *Rule) UpstreamOf() *Upstream        { return r.up }
+func (p *PullThrough) UpstreamOf() *Upstream { return p.up }
+func (r *Rule) ScheduleOf() Schedule         { return r.schedule }
+func (u *Upstream) Registry() string         { return u.registry }
+func (u *Upstream) String() string           { return u.Name + " (" + u.registry + ")" }
+func (c *Config) Rule(name string) *Rule {
+	return find(c.Rules, func(r *Rule) bool { return r.Name == name })
+}
 func (c *Config) upstream(name string) *Upstream {
 	return find(c.Upstreams, func(u *Upstream) bool { return u.Name == name })
 }

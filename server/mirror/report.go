@@ -10,7 +10,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
 )
 
 // Outcome is what a run did with one image.

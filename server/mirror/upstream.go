@@ -87,6 +87,9 @@ func newClient(ctx context.Context, u *Upstream, bps int64, stats *Stats, wrap f
 	if stats == nil {
 		stats = &Stats{}
 	}
+	if !u.insecure {
+		rt = httpsOnly{rt}
+	}
 	rt = countingTransport{next: rt, n: &stats.Requests}
 	if wrap != nil {
 		rt = wrap(rt)
@@ -114,6 +117,18 @@ func newClient(ctx context.Context, u *Upstream, bps int64, stats *Stats, wrap f
 }
 
 func (c *client) repo(r string) name.Repository { return c.reg.Repo(r) }
+
+// httpsOnly refuses plain http: go-containerregistry falls back to it for
+// loopback and private addresses when https fails, which would send an
+// https upstream's credentials in the clear.
+type httpsOnly struct{ next http.RoundTripper }
+
+func (t httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "https" {
+		return nil, fmt.Errorf("refusing plain http to %s: the upstream's url is https", r.URL.Host)
+	}
+	return t.next.RoundTrip(r)
+}
 
 type countingTransport struct {
 	next http.RoundTripper
