@@ -303,3 +303,109 @@ func TestPullThroughConcurrent(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Acceptance 5 (on loopback): wrong credentials and an untrusted
+// certificate fail with a clear error, store nothing, and the device
+// keeps serving.
+func TestSyncBadUpstream(t *testing.T) {
+	up := newUpstream(t)
+	up.pushImage(t, "team/app", "1.0.0", 1024)
+	other := newUpstream(t) // its CA is not up's
+	wrongCred := filepath.Join(t.TempDir(), "cred")
+	os.WriteFile(wrongCred, []byte("admin:not-the-password\n"), 0o600)
+	for _, tc := range []struct{ name, cred, ca, want string }{
+		{"wrong credentials", wrongCred, up.caFile, "UNAUTHORIZED"},
+		{"untrusted certificate", up.cred, other.caFile, "its certificate is not trusted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := parseConfig(t, fmt.Sprintf("upstreams:\n  - name: up\n    url: https://%s\n    credentials: {file: %s}\n    ca: %s\n", up.ts.addr, tc.cred, tc.ca)+
+				"rules:\n  - {name: r, upstream: up, repositories: [team/app]}\n")
+			dev := startServer(t, func(o *Options) { o.Sync = cfg })
+			dev.srv.sync.m.Attempts = 1
+			rep, err := dev.srv.Sync(context.Background(), mirror.RunOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Failed() || len(rep.Errors) != 1 || !strings.Contains(rep.Errors[0].Reason, tc.want) || !strings.Contains(rep.Errors[0].Reason, "upstream up") {
+				t.Fatalf("report: %+v, want one rule error naming upstream up and containing %q", rep.Errors, tc.want)
+			}
+			t.Logf("error: %s", rep.Errors[0].Reason)
+			if _, err := remote.Head(dev.ref("team/app:1.0.0"), dev.admin()...); err == nil {
+				t.Error("something was stored")
+			}
+			if resp := dev.do("GET", "/v2/", "admin", dev.adminPW, nil, nil); resp.StatusCode != 200 {
+				t.Errorf("device after the failed sync: /v2/ answered %d", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// Acceptance 3 (on loopback, the cut made by the transport rather than a
+// veth): the uplink fails in the middle of a blob; the run reports it, no
+// tag is visible, the next run copies only what is missing and completes.
+func TestSyncCutResumes(t *testing.T) {
+	up := newUpstream(t)
+	img := up.pushImage(t, "team/big", "1.0.0", 4<<20)
+	cfg := parseConfig(t, up.yaml()+"rules:\n  - {name: r, upstream: up, repositories: [team/big]}\n")
+	dev := startServer(t, func(o *Options) { o.Sync = cfg })
+	dev.srv.sync.m.Attempts = 1
+	var cut atomic.Bool
+	cut.Store(true)
+	dev.srv.sync.m.Wrap = func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if err == nil && cut.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") && resp.ContentLength > 1<<20 {
+				resp.Body = &cutBody{rc: resp.Body, left: 1 << 20}
+			}
+			return resp, err
+		})
+	}
+	rep, err := dev.srv.Sync(context.Background(), mirror.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Count(mirror.OutcomeFailed) != 1 {
+		t.Fatalf("first run: %+v, want the image failed", rep.Items)
+	}
+	t.Logf("cut run: %s", rep.Items[0].Reason)
+	if _, err := remote.Head(dev.ref("team/big:1.0.0"), dev.admin()...); err == nil {
+		t.Fatal("the tag is visible after a cut run")
+	}
+	cut.Store(false)
+	rep, err = dev.srv.Sync(context.Background(), mirror.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Count(mirror.OutcomeCopied) != 1 {
+		t.Fatalf("second run: %+v", rep.Items)
+	}
+	it := rep.Items[0]
+	t.Logf("resumed: %d blob(s) sent, %d already present", it.Blobs, it.BlobsPresent)
+	if it.BlobsPresent == 0 {
+		t.Error("the resumed run sent every blob again; the config, which arrived before the cut, should have been kept")
+	}
+	if h, err := remote.Head(dev.ref("team/big:1.0.0"), dev.admin()...); err != nil || h.Digest != hashOf(t, img) {
+		t.Fatalf("after the resumed run: %v %v", h, err)
+	}
+}
+
+type cutBody struct {
+	rc interface {
+		Read([]byte) (int, error)
+		Close() error
+	}
+	left int
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("connection reset (test cut)")
+	}
+	if len(p) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= n
+	return n, err
+}
+func (b *cutBody) Close() error { return b.rc.Close() }
