@@ -409,3 +409,31 @@ func (b *cutBody) Read(p []byte) (int, error) {
 	return n, err
 }
 func (b *cutBody) Close() error { return b.rc.Close() }
+
+// The Sync page lists each rule with its last run, next run, counts and
+// the reason of each failure; credentials never appear.
+func TestUISyncPage(t *testing.T) {
+	up := newUpstream(t)
+	up.pushImage(t, "team/app", "1.0.0", 1024)
+	cfg := parseConfig(t, up.yaml()+"rules:\n  - {name: good, upstream: up, repositories: [team/app], schedule: every@1h}\n  - {name: bad, upstream: up, repositories: [team/nope]}\npullThrough:\n  - {prefix: cache, upstream: up}\n")
+	dev := startUI(t, func(o *Options) { o.Sync = cfg })
+	dev.srv.sync.m.Attempts = 1
+	if _, err := dev.srv.Sync(context.Background(), mirror.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, dev)
+	b.mustLogin()
+	resp, body := b.get("/sync")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /sync: %d", resp.StatusCode)
+	}
+	for _, want := range []string{`data-rule="good"`, `data-rule="bad"`, "every@1h", "1 (", "team/nope", "NAME_UNKNOWN", "cache/", `aria-current="page">Sync`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the Sync page lacks %q", want)
+		}
+	}
+	pw := up.ts.adminPW
+	if strings.Contains(body, pw) || strings.Contains(dev.logs.String(), pw) {
+		t.Error("the upstream's password appears on the Sync page or in the log")
+	}
+}
