@@ -298,6 +298,21 @@ func TestPullThroughConcurrent(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "upstream up ("+up.ts.addr+")") {
 		t.Errorf("pull of an image the upstream lacks: %v, want an error naming upstream up (%s)", err, up.ts.addr)
 	}
+
+	// Upstream gone: what is stored still pulls, the rest fails naming it.
+	dev.srv.sync.m.Attempts = 1
+	up.ts.cancel()
+	<-up.ts.done
+	up.ts.done <- nil // for its cleanup
+	if _, err := remote.Image(dev.ref("cache/library/app:v1"), pull...); err != nil {
+		t.Errorf("stored image with the upstream down: %v", err)
+	}
+	_, err = remote.Image(dev.ref("cache/library/other:v1"), pull...)
+	if err == nil || !strings.Contains(err.Error(), "upstream up ("+up.ts.addr+")") || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("missing image with the upstream down: %v, want an error naming upstream up (%s)", err, up.ts.addr)
+	} else {
+		t.Logf("missing image with the upstream down: %v", err)
+	}
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
