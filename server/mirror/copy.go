@@ -46,6 +46,9 @@ type Syncer struct {
 	Backoff  time.Duration
 	// Jobs is how many blobs of one image move at once (zero: 4).
 	Jobs int
+	// Stall ends a transfer from the upstream that receives nothing for
+	// that long (zero: 30 s); it then counts as a failed attempt.
+	Stall time.Duration
 	// Wrap, when set, wraps every upstream transport (tests count and cut
 	// requests with it).
 	Wrap func(http.RoundTripper) http.RoundTripper
@@ -85,7 +88,11 @@ func (s *Syncer) UpstreamRequests(upstream string) int64 {
 }
 
 func (s *Syncer) client(ctx context.Context, u *Upstream) (*client, error) {
-	return newClient(ctx, u, s.Rate, s.stats[u.Name], s.Wrap)
+	stall := s.Stall
+	if stall == 0 {
+		stall = 30 * time.Second
+	}
+	return newClient(ctx, u, s.Rate, stall, s.stats[u.Name], s.Wrap)
 }
 
 // job is one image to bring over: a manifest of an upstream repository,

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -62,7 +63,7 @@ type Stats struct {
 // newClient prepares reads from u: its CA (only that CA, when given, else
 // the system roots), its credentials, the rate limit (bytes per second of
 // response bodies; <= 0: none) and a request counter.
-func newClient(ctx context.Context, u *Upstream, bps int64, stats *Stats, wrap func(http.RoundTripper) http.RoundTripper) (*client, error) {
+func newClient(ctx context.Context, u *Upstream, bps int64, stall time.Duration, stats *Stats, wrap func(http.RoundTripper) http.RoundTripper) (*client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = 2 * time.Minute
@@ -90,6 +91,7 @@ func newClient(ctx context.Context, u *Upstream, bps int64, stats *Stats, wrap f
 	if !u.insecure {
 		rt = httpsOnly{rt}
 	}
+	rt = stallTransport{next: rt, after: stall}
 	rt = countingTransport{next: rt, n: &stats.Requests}
 	if wrap != nil {
 		rt = wrap(rt)
@@ -117,6 +119,62 @@ func newClient(ctx context.Context, u *Upstream, bps int64, stats *Stats, wrap f
 }
 
 func (c *client) repo(r string) name.Repository { return c.reg.Repo(r) }
+
+// errStalled: a response body made no progress for the stall timeout (an
+// uplink that went down mid-transfer leaves the connection open, and a
+// read would wait for TCP to give up, many minutes).
+var errStalled = errors.New("upstream stalled: no data received")
+
+// stallTransport ends a request whose response body stops arriving for
+// after.
+type stallTransport struct {
+	next  http.RoundTripper
+	after time.Duration
+}
+
+func (t stallTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	timer := time.AfterFunc(t.after, func() { cancel(fmt.Errorf("%w for %s", errStalled, t.after)) })
+	resp, err := t.next.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		timer.Stop()
+		cancel(nil)
+		if c := context.Cause(ctx); errors.Is(c, errStalled) {
+			return nil, c
+		}
+		return nil, err
+	}
+	resp.Body = &stallBody{rc: resp.Body, ctx: ctx, timer: timer, after: t.after, cancel: cancel}
+	return resp, nil
+}
+
+type stallBody struct {
+	rc     io.ReadCloser
+	ctx    context.Context
+	timer  *time.Timer
+	after  time.Duration
+	cancel context.CancelCauseFunc
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.after)
+	}
+	if err != nil && err != io.EOF {
+		if c := context.Cause(b.ctx); errors.Is(c, errStalled) {
+			err = c
+		}
+	}
+	return n, err
+}
+
+func (b *stallBody) Close() error {
+	b.timer.Stop()
+	err := b.rc.Close()
+	b.cancel(nil)
+	return err
+}
 
 // httpsOnly refuses plain http: go-containerregistry falls back to it for
 // loopback and private addresses when https fails, which would send an
