@@ -116,7 +116,9 @@ pullThrough:
 	pool.AppendCertsFromPEM(up.st.CA.PEM)
 	pool.AppendCertsFromPEM(dev.st.CA.PEM)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
-	auth := func(i *instance) remote.Option { return remote.WithAuth(&authn.Basic{Username: "admin", Password: i.pw}) }
+	auth := func(i *instance) remote.Option {
+		return remote.WithAuth(&authn.Basic{Username: "admin", Password: i.pw})
+	}
 
 	fmt.Fprintf(os.Stderr, "syncbench: pushing %d images of %s to the upstream\n", count, server.FormatSize(size))
 	for i := range count {
@@ -234,4 +236,3 @@ func (k keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	}
 	return authn.Anonymous, nil
 }
-
