@@ -58,6 +58,7 @@ type Syncer struct {
 	blobs   singleflight.Group // one transfer per destination repo and blob at a time
 	images  singleflight.Group // one pull-through per image at a time
 	clients sync.Map           // upstream name → *client, for pull-through
+	down    sync.Map           // upstream name → downState: unreachable lately
 }
 
 // New prepares a Syncer; nothing is contacted until a run.
@@ -108,6 +109,9 @@ type job struct {
 	// lazy copies an index without its children (pull-through: each is
 	// fetched when a client asks for it).
 	lazy bool
+	// attempts bounds retries (0: the Syncer's); a pull-through, with a
+	// client waiting (that retries itself), tries once.
+	attempts int
 }
 
 // copyImage brings one image (or index) over: blobs, then child
@@ -120,7 +124,7 @@ func (s *Syncer) copyImage(ctx context.Context, j *job) error {
 		srcRef, tagged = j.src.Digest(d.String()), false
 	}
 	var head *v1.Descriptor
-	err := s.retry(ctx, "reading "+srcRef.String(), func() error {
+	err := s.retryFor(ctx, j.attempts, "reading "+srcRef.String(), func() error {
 		var err error
 		head, err = j.c.puller.Head(ctx, srcRef)
 		return err
@@ -151,7 +155,7 @@ func (s *Syncer) copyImage(ctx context.Context, j *job) error {
 		}
 	}
 	if tagged {
-		if err := s.retry(ctx, "tagging "+j.dst.Tag(j.ref).String(), func() error {
+		if err := s.retryFor(ctx, j.attempts, "tagging "+j.dst.Tag(j.ref).String(), func() error {
 			return s.pusher.Push(ctx, j.dst.Tag(j.ref), desc)
 		}); err != nil {
 			return err
@@ -180,7 +184,7 @@ func (s *Syncer) tree(ctx context.Context, j *job, d v1.Hash, depth int) (remote
 	}
 	ref := j.src.Digest(d.String())
 	var desc *remote.Descriptor
-	if err := s.retry(ctx, "reading "+ref.String(), func() error {
+	if err := s.retryFor(ctx, j.attempts, "reading "+ref.String(), func() error {
 		var err error
 		desc, err = j.c.puller.Get(ctx, ref)
 		return err
@@ -243,7 +247,7 @@ func (s *Syncer) tree(ctx context.Context, j *job, d v1.Hash, depth int) (remote
 		return nil, fmt.Errorf("copying %s: its media type %s is neither an image nor an index", ref, desc.MediaType)
 	}
 	m := rawManifest{raw: desc.Manifest, mt: desc.MediaType}
-	if err := s.retry(ctx, "writing "+j.dst.Digest(d.String()).String(), func() error {
+	if err := s.retryFor(ctx, j.attempts, "writing "+j.dst.Digest(d.String()).String(), func() error {
 		return s.pusher.Push(ctx, j.dst.Digest(d.String()), m)
 	}); err != nil {
 		return nil, err
@@ -273,7 +277,7 @@ func (s *Syncer) blob(ctx context.Context, j *job, b v1.Descriptor) error {
 			return nil, nil
 		}
 		ref := j.src.Digest(b.Digest.String())
-		err := s.retry(ctx, "copying blob "+ref.String(), func() error {
+		err := s.retryFor(ctx, j.attempts, "copying blob "+ref.String(), func() error {
 			l, err := j.c.puller.Layer(ctx, ref)
 			if err != nil {
 				return err
@@ -312,7 +316,7 @@ func (s *Syncer) copyReferrers(ctx context.Context, j *job, subject v1.Hash) err
 		queue = queue[1:]
 		var idx v1.ImageIndex
 		ref := j.src.Digest(sub.String())
-		if err := s.retry(ctx, "listing the referrers of "+ref.String(), func() error {
+		if err := s.retryFor(ctx, j.attempts, "listing the referrers of "+ref.String(), func() error {
 			var err error
 			idx, err = remote.Referrers(ref, remote.Reuse(j.c.puller), remote.WithContext(ctx))
 			return err
@@ -341,7 +345,15 @@ func (s *Syncer) copyReferrers(ctx context.Context, j *job, subject v1.Hash) err
 // retry runs f until it succeeds, fails for good, or the attempts run
 // out, waiting between attempts with exponential backoff and jitter.
 func (s *Syncer) retry(ctx context.Context, doing string, f func() error) error {
-	attempts, wait := s.Attempts, s.Backoff
+	return s.retryFor(ctx, 0, doing, f)
+}
+
+// retryFor is retry with at most attempts attempts (0: s.Attempts).
+func (s *Syncer) retryFor(ctx context.Context, attempts int, doing string, f func() error) error {
+	wait := s.Backoff
+	if attempts == 0 || (s.Attempts > 0 && s.Attempts < attempts) {
+		attempts = s.Attempts
+	}
 	if attempts == 0 {
 		attempts = 4
 	}

@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -40,23 +41,44 @@ func (s *Syncer) Fetch(ctx context.Context, repo, ref string) (matched bool, err
 	} else if s.tagExists(ctx, dst.Tag(ref)) {
 		return true, nil
 	}
+	if d, ok := s.down.Load(p.up.Name); ok && time.Now().Before(d.(downState).until) {
+		return true, fmt.Errorf("%w (tried %s ago; retried after %s)", d.(downState).err,
+			time.Since(d.(downState).at).Round(time.Second), downFor)
+	}
 	_, err, _ = s.images.Do(repo+"@"+ref, func() (any, error) {
 		c, err := s.pullClient(ctx, p.up)
 		if err != nil {
 			return nil, err
 		}
 		it := &Item{Rule: "pull-through " + p.Prefix, Source: c.repo(upRepo).String() + refSep(ref) + ref, Destination: repo + refSep(ref) + ref}
-		j := &job{c: c, src: c.repo(upRepo), dst: dst, ref: ref, platforms: p.Platforms, referrers: p.Referrers, item: it, lazy: true}
+		j := &job{c: c, src: c.repo(upRepo), dst: dst, ref: ref, platforms: p.Platforms, referrers: p.Referrers, item: it, lazy: true, attempts: 1}
 		// The fetch outlives the request that started it: another client
 		// may be waiting on it, and what has arrived is kept.
 		if err := s.copyImage(context.WithoutCancel(ctx), j); err != nil {
-			return nil, upstreamError(p.up, err)
+			err = upstreamError(p.up, err)
+			if transient(err) {
+				// Unreachable: the next pulls fail at once for a while
+				// instead of each waiting for the network to give up.
+				now := time.Now()
+				s.down.Store(p.up.Name, downState{at: now, until: now.Add(downFor), err: err})
+			}
+			return nil, err
 		}
+		s.down.Delete(p.up.Name)
 		s.log.Info("pull-through", "prefix", p.Prefix, "source", it.Source, "destination", it.Destination,
 			"digest", it.Digest, "outcome", it.Outcome, "blobs", it.Blobs, "bytes", it.Bytes)
 		return nil, nil
 	})
 	return true, err
+}
+
+// downFor is how long pull-throughs fail at once after the upstream was
+// found unreachable.
+const downFor = 30 * time.Second
+
+type downState struct {
+	at, until time.Time
+	err       error
 }
 
 func refSep(ref string) string {
