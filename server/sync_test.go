@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/edgecr/edgecr/internal/ocitest"
 	"github.com/edgecr/edgecr/server/mirror"
@@ -450,5 +451,55 @@ func TestUISyncPage(t *testing.T) {
 	pw := up.ts.adminPW
 	if strings.Contains(body, pw) || strings.Contains(dev.logs.String(), pw) {
 		t.Error("the upstream's password appears on the Sync page or in the log")
+	}
+}
+
+// Overlapping rules (zot#3600: two rules on one repository that differed
+// only in their tag filter synced every tag): each rule copies its own
+// tags only; a dry run copies nothing; a filtered index and the chosen
+// platform's image survive a collection that removes untagged manifests.
+func TestSyncRulePrecedenceDryRunAndGC(t *testing.T) {
+	up := newUpstream(t)
+	for _, tag := range []string{"1.0.0", "2.0.0", "nightly-1", "latest"} {
+		up.pushIndex(t, "team/app", tag)
+	}
+	cfg := parseConfig(t, up.yaml()+`rules:
+  - {name: stable, upstream: up, repositories: [team/app], tags: {semver: ">=2"}, platforms: [linux/arm64], schedule: every@1h}
+  - {name: nightly, upstream: up, repositories: [team/app], tags: {regex: "^nightly-"}, platforms: [linux/arm64], schedule: every@5m}
+`)
+	dev := startServer(t, func(o *Options) { o.Sync = cfg })
+	rep, err := dev.srv.Sync(context.Background(), mirror.RunOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Count(mirror.OutcomeWouldCopy) != 2 || rep.BytesCopied() != 0 {
+		t.Fatalf("dry run: %+v", rep.Items)
+	}
+	tags, _ := remote.List(dev.ref("team/app:x").Context(), dev.admin()...)
+	if len(tags) != 0 {
+		t.Fatalf("the dry run wrote tags %v", tags)
+	}
+	if _, err := dev.srv.Sync(context.Background(), mirror.RunOptions{Rules: []string{"stable", "nightly"}}); err != nil {
+		t.Fatal(err)
+	}
+	tags, err = remote.List(dev.ref("team/app:x").Context(), dev.admin()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(tags)
+	if !slices.Equal(tags, []string{"2.0.0", "nightly-1"}) {
+		t.Fatalf("tags on the device: %v, want [2.0.0 nightly-1]: each rule its own", tags)
+	}
+	dev.age(t, 2*time.Hour)
+	dev.gc(t, GCOptions{Grace: time.Hour, DeleteUntagged: true})
+	img, err := remote.Image(dev.ref("team/app:2.0.0"), append(dev.admin(), remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "arm64"}))...)
+	if err == nil {
+		_, err = img.RawConfigFile()
+	}
+	if err != nil {
+		t.Fatalf("the arm64 image of a filtered index after a collection: %v", err)
+	}
+	if _, err := dev.srv.Sync(context.Background(), mirror.RunOptions{Rules: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), `no rule named "nope"`) {
+		t.Errorf("unknown rule: %v", err)
 	}
 }
