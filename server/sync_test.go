@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -501,5 +502,60 @@ func TestSyncRulePrecedenceDryRunAndGC(t *testing.T) {
 	}
 	if _, err := dev.srv.Sync(context.Background(), mirror.RunOptions{Rules: []string{"nope"}}); err == nil || !strings.Contains(err.Error(), `no rule named "nope"`) {
 		t.Errorf("unknown rule: %v", err)
+	}
+}
+
+// serve's runner runs a rule when its schedule comes (the clock jumps
+// past the first run) and records the run for the page, info and metrics.
+func TestSyncScheduleRuns(t *testing.T) {
+	up := newUpstream(t)
+	up.pushImage(t, "team/app", "1.0.0", 1024)
+	cfg := parseConfig(t, up.yaml()+"rules:\n  - {name: r, upstream: up, repositories: [team/app], schedule: every@10m}\n  - {name: manual, upstream: up, repositories: [team/app], destination: m}\n")
+	dev := startServer(t, func(o *Options) { o.Sync = cfg })
+	t0 := time.Now()
+	var calls atomic.Int64
+	now := func() time.Time {
+		if calls.Add(1) == 1 {
+			return t0
+		}
+		return t0.Add(11 * time.Minute)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { dev.srv.sync.loop(ctx, now); close(done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := dev.srv.SyncStatus()
+		if !st[0].LastRun.IsZero() {
+			if st[0].Copied != 1 || !st[1].LastRun.IsZero() {
+				t.Errorf("after the scheduled run: %+v", st)
+			}
+			if want := t0.Add(21 * time.Minute); !st[0].NextRun.Equal(want) || !st[1].NextRun.IsZero() {
+				t.Errorf("next runs: %v, %v; want %v and none (off)", st[0].NextRun, st[1].NextRun, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduled rule did not run")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if _, err := remote.Head(dev.ref("team/app:1.0.0"), dev.admin()...); err != nil {
+		t.Errorf("scheduled run's image: %v", err)
+	}
+	last, err := dev.state.LastSync()
+	if err != nil || len(last) != 2 || last[0].Copied != 1 {
+		t.Errorf("sync-status.json for edgecrd info: %+v %v", last, err)
+	}
+	resp := dev.do("GET", "/metrics", "", "", nil, nil)
+	var b strings.Builder
+	io.Copy(&b, resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`edgecr_sync_images_total{outcome="copied",rule="r"} 1`, `edgecr_sync_runs_total{result="ok",rule="r"} 1`, `edgecr_sync_upstream_requests_total{upstream="up"}`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
