@@ -559,3 +559,21 @@ func TestSyncScheduleRuns(t *testing.T) {
 		}
 	}
 }
+
+// --sync-rate paces what comes from an upstream: a lower bound only (a
+// slow machine makes it slower, never faster).
+func TestSyncRate(t *testing.T) {
+	up := newUpstream(t)
+	up.pushImage(t, "team/app", "1.0.0", 768<<10)
+	cfg := parseConfig(t, up.yaml()+"rules:\n  - {name: r, upstream: up, repositories: [team/app]}\n")
+	dev := startServer(t, func(o *Options) { o.Sync, o.SyncRate = cfg, 256<<10 })
+	start := time.Now()
+	rep, err := dev.srv.Sync(context.Background(), mirror.RunOptions{})
+	if err != nil || rep.Count(mirror.OutcomeCopied) != 1 {
+		t.Fatalf("sync: %v %+v", err, rep)
+	}
+	// 768 KiB at 256 KiB/s with a 256 KiB burst: at least 2 s.
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("768 KiB at 256 KiB/s took %v", d)
+	}
+}

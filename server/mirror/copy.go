@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 )
 
 // Destination is the registry synced images are written to: on the
@@ -59,6 +60,9 @@ type Syncer struct {
 	images  singleflight.Group // one pull-through per image at a time
 	clients sync.Map           // upstream name → *client, for pull-through
 	down    sync.Map           // upstream name → downState: unreachable lately
+
+	limMu    sync.Mutex
+	limiters map[string]*rate.Limiter // upstream name → bandwidth limit (nil: none)
 }
 
 // New prepares a Syncer; nothing is contacted until a run.
@@ -70,7 +74,7 @@ func New(cfg *Config, dest Destination, log *slog.Logger) (*Syncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("preparing the sync destination: %w", err)
 	}
-	s := &Syncer{cfg: cfg, dest: dest, log: log, pusher: p, stats: map[string]*Stats{}}
+	s := &Syncer{cfg: cfg, dest: dest, log: log, pusher: p, stats: map[string]*Stats{}, limiters: map[string]*rate.Limiter{}}
 	for _, u := range cfg.Upstreams {
 		s.stats[u.Name] = &Stats{}
 	}
@@ -93,7 +97,14 @@ func (s *Syncer) client(ctx context.Context, u *Upstream) (*client, error) {
 	if stall == 0 {
 		stall = 30 * time.Second
 	}
-	return newClient(ctx, u, s.Rate, stall, s.stats[u.Name], s.Wrap)
+	s.limMu.Lock()
+	lim, ok := s.limiters[u.Name]
+	if !ok {
+		lim = newLimiter(u, s.Rate) // one per upstream: sync runs and pull-throughs share it
+		s.limiters[u.Name] = lim
+	}
+	s.limMu.Unlock()
+	return newClient(ctx, u, lim, stall, s.stats[u.Name], s.Wrap)
 }
 
 // job is one image to bring over: a manifest of an upstream repository,

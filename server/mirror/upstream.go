@@ -61,9 +61,9 @@ type Stats struct {
 }
 
 // newClient prepares reads from u: its CA (only that CA, when given, else
-// the system roots), its credentials, the rate limit (bytes per second of
-// response bodies; <= 0: none) and a request counter.
-func newClient(ctx context.Context, u *Upstream, bps int64, stall time.Duration, stats *Stats, wrap func(http.RoundTripper) http.RoundTripper) (*client, error) {
+// the system roots), its credentials, the rate limit shared by every
+// client of u (nil: none) and a request counter.
+func newClient(ctx context.Context, u *Upstream, lim *rate.Limiter, stall time.Duration, stats *Stats, wrap func(http.RoundTripper) http.RoundTripper) (*client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = 2 * time.Minute
@@ -79,11 +79,8 @@ func newClient(ctx context.Context, u *Upstream, bps int64, stall time.Duration,
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	var rt http.RoundTripper = tr
-	if u.rate != 0 {
-		bps = u.rate
-	}
-	if bps > 0 {
-		rt = &limitedTransport{next: rt, lim: rate.NewLimiter(rate.Limit(bps), int(min(bps, 256<<10)))}
+	if lim != nil {
+		rt = &limitedTransport{next: rt, lim: lim}
 	}
 	if stats == nil {
 		stats = &Stats{}
@@ -186,6 +183,18 @@ func (t httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("refusing plain http to %s: the upstream's url is https", r.URL.Host)
 	}
 	return t.next.RoundTrip(r)
+}
+
+// newLimiter is the bandwidth limit of u: its rate:, else bps (bytes
+// per second of response bodies); nil when neither sets one.
+func newLimiter(u *Upstream, bps int64) *rate.Limiter {
+	if u.rate != 0 {
+		bps = u.rate
+	}
+	if bps <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bps), int(min(bps, 256<<10)))
 }
 
 type countingTransport struct {
