@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -227,7 +228,7 @@ func (s *syncer) record(rep *mirror.Report, o mirror.RunOptions) {
 	defer s.mu.Unlock()
 	ran := map[string]bool{}
 	for _, r := range s.m.Config().Rules {
-		if len(o.Rules) == 0 || contains(o.Rules, r.Name) {
+		if len(o.Rules) == 0 || slices.Contains(o.Rules, r.Name) {
 			ran[r.Name] = true
 			st := s.status[r.Name]
 			st.LastRun, st.Copied, st.Skipped, st.Failed, st.Bytes, st.LastError, st.Failures = rep.Finished, 0, 0, 0, 0, "", nil
@@ -269,15 +270,6 @@ func (s *syncer) record(rep *mirror.Report, o mirror.RunOptions) {
 			s.metrics.lastRun.WithLabelValues(n).Set(float64(st.LastRun.Unix()))
 		}
 	}
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // save writes the rules' status for `edgecrd info`, merged over what
