@@ -71,7 +71,6 @@ type durableFS struct {
 	sync func(dir string) error // syncDir; tests record the calls
 }
 
-//
 // With root "" the driver is an object store (s3store.go): the tag order
 // and hiding below apply as they are, and there is nothing to sync (no
 // directories; an object is durable when the store acknowledges its PUT).

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -99,6 +100,19 @@ type usage struct {
 // that has not been counted.
 func newUsage(root string, quota int64, now func() time.Time) *usage {
 	return newUsageSized(root, quota, now, DirSize)
+}
+
+// newUsageOn is newUsage on either storage: on a bucket the walk sums
+// the objects' sizes (one listing per 1000 objects).
+func newUsageOn(st *imageStorage, quota int64, now func() time.Time) *usage {
+	if st.local() {
+		return newUsage(st.root, quota, now)
+	}
+	return newUsageSized("/", quota, now, func(string) int64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		return st.total(ctx)
+	})
 }
 
 // newUsageSized is newUsage counting with size (tests slow it down).

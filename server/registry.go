@@ -42,8 +42,8 @@ func registryConfigOn(st *imageStorage, httpSecret string) (*configuration.Confi
 		"version": "0.1",
 		"log":     map[string]any{"level": "warn"},
 		"storage": map[string]any{
-			driver:        params,
-			"delete":      map[string]any{"enabled": true},
+			driver:   params,
+			"delete": map[string]any{"enabled": true},
 			"maintenance": map[string]any{"uploadpurging": map[string]any{
 				"enabled": true, "age": "168h", "interval": "24h", "dryrun": false,
 			}},
