@@ -182,7 +182,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.usage = newUsageOn(images, st.Device.QuotaBytes, o.Now)
+	s.usage = newUsageOn(images, st.Device.QuotaBytes, o.Now, s.log)
 	m := newMetrics(s.usage)
 	if err := s.gc.init(st, m); err != nil {
 		return nil, err
@@ -345,6 +345,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		// and hiding (durablefs.go) apply on the bucket too.
 		go s.images.health.probeLoop(ctx)
 		go s.uses.watch(ctx)
+		go s.usage.flushLoop(ctx)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.ServeTLS(s.conns, "", "") }()
