@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/big"
 	"strings"
