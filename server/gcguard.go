@@ -170,6 +170,7 @@ type storageGuard struct {
 	metrics  *metrics
 	log      *slog.Logger
 	next     http.Handler
+	health   *storeHealth // on a bucket; nil on local disk
 
 	referrers *referrersIndex // manifests with a subject are indexed here (referrersindex.go)
 }
@@ -281,6 +282,7 @@ func (g *storageGuard) refuse(w http.ResponseWriter, r *http.Request, msg string
 // unavailable answers a request whose use could not be recorded for the
 // collector on a bucket (gcshared.go): 503, the store is the cause.
 func (g *storageGuard) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	g.health.observe(r.Context(), err)
 	g.log.Warn("request refused: recording the use of content for garbage collection failed", "route", routeInfoFrom(r.Context()).route, "err", err)
 	writeStoreDown(w, "object store unavailable: "+storeReason(err))
 }

@@ -195,10 +195,6 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		s.uses = newSharedUse(images.store, o.TouchInterval, o.Now)
 		fresh.uses = s.uses
 	}
-	var registry http.Handler = app
-	if images.health != nil {
-		registry = &storeDown{h: images.health, next: app}
-	}
 	guard := &storageGuard{
 		fresh:    fresh,
 		usage:    s.usage,
@@ -206,9 +202,14 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		router:   v2.Router(),
 		metrics:  m,
 		log:      s.log,
-		next:     registry,
+		next:     app,
+		health:   images.health,
 
 		referrers: refIdx,
+	}
+	var storage http.Handler = guard
+	if images.health != nil {
+		storage = &storeDown{h: images.health, next: guard} // s3store.go
 	}
 	limiter := newFailureLimiter(o.FailureEvery, o.FailureBurst)
 	s.seen = newLastSeen(st, s.log)
@@ -220,7 +221,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		router:  v2.Router(),
 		now:     o.Now,
 		seen:    s.seen.mark,
-		next:    guard,
+		next:    storage,
 
 		referrers: &referrersHandler{idx: refIdx, log: s.log},
 	}
