@@ -249,7 +249,9 @@ func newSharedUse(store kv.Store, every time.Duration, now func() time.Time) *sh
 // use records a use of the content with digest key k, then waits while
 // a collector is deciding on it.
 func (u *sharedUse) use(ctx context.Context, k string) error {
-	if err := u.record(ctx, k); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
+	defer cancel()
+	if err := u.record(rctx, k); err != nil {
 		return err
 	}
 	if !u.mayCollect() {

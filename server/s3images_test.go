@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -383,5 +384,57 @@ func TestS3QuotaAcrossReplicas(t *testing.T) {
 	const bound = 64 << 10 // metadata not granted ahead (quotashared.go)
 	if used > quota+bound {
 		t.Fatalf("bucket usage %d bytes passes the quota %d by more than %d", used, quota, bound)
+	}
+}
+
+// TestS3StoreHangs: a store that accepts connections and never answers
+// (MinIO's port taken by a silent listener) fails a request with the 503
+// within the stated bound (storeOpTimeout, shortened here), not never.
+func TestS3StoreHangs(t *testing.T) {
+	defer func(op, probe time.Duration) { storeOpTimeout, storeProbeEvery = op, probe }(storeOpTimeout, storeProbeEvery)
+	storeOpTimeout, storeProbeEvery = 2*time.Second, 200*time.Millisecond
+	site := startS3Site(t)
+	r1 := site.replica(t, nil)
+	d := r1.push(t, "team/app:v1", ociImage(t, 16<<10, 1))
+	site.m.Stop()
+	ln, err := net.Listen("tcp", strings.TrimPrefix(site.m.Endpoint, "http://"))
+	if err != nil {
+		t.Skipf("cannot take MinIO's port for a silent listener: %v", err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	for _, ref := range []string{"v1", d.String()} {
+		start := time.Now()
+		resp := r1.do("GET", "/v2/team/app/manifests/"+ref, "admin", r1.adminPW, nil,
+			map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		t.Logf("GET manifest %s, store silent: %d in %s: %s", ref, resp.StatusCode, took.Round(time.Millisecond), strings.TrimSpace(string(body)))
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("status %d %s, want 503", resp.StatusCode, body)
+		}
+		if took > 2*storeOpTimeout+time.Second {
+			t.Fatalf("took %s, more than the bound", took)
+		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -168,10 +170,34 @@ func (h *storeHealth) status() string {
 
 // storeReason is err shortened for a client or a log: the SDK's errors
 // carry request ids and, for a refused connection, the whole URL.
+// The cause a client can act on is the network error underneath (a
+// refused connection, a timeout) or the store's answer; the rest is left
+// to the log.
 func storeReason(err error) string {
-	s := err.Error()
-	if len(s) > 300 {
-		s = s[:300] + "…"
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Error()
+	}
+	for e := err; e != nil; {
+		if de, ok := e.(storagedriver.Error); ok && de.Detail != nil {
+			e = de.Detail
+			continue
+		}
+		if oe, ok := e.(interface{ OrigErr() error }); ok && oe.OrigErr() != nil {
+			if errors.As(oe.OrigErr(), &op) {
+				return op.Error()
+			}
+			e = oe.OrigErr()
+			continue
+		}
+		e = errors.Unwrap(e)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "RequestCanceled") {
+		return "no answer within " + storeOpTimeout.String()
+	}
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
 	}
 	return s
 }
