@@ -386,7 +386,13 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 				g.unavailable(w, r, err)
 				return
 			}
-			touched = append(touched, blobDataPath(d), path.Join(layerLinkDir(repo, d), "link"))
+			touched = append(touched, path.Join(layerLinkDir(repo, d), "link"))
+			if g.fresh.storage().local() {
+				// On a bucket the blob's bytes were counted as they
+				// streamed (a new blob is made of them; an existing one
+				// does not change): see the deferred count below.
+				touched = append(touched, blobDataPath(d))
+			}
 		}
 		g.fresh.touch(path.Join(dir, "data"))
 	}
@@ -396,8 +402,8 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 		acct.done()
 		// Body bytes were counted as they came. On a bucket they are not
 		// seen until the commit makes them a blob (a multipart upload in
-		// progress is no object): the counter keeps them and counts the
-		// blob again at the commit, high until the next walk.
+		// progress is no object): the counter keeps them, and the commit
+		// does not count the blob again.
 		read := acct.read
 		if !g.fresh.storage().local() {
 			read = 0
