@@ -124,6 +124,11 @@ func TestS3PushPullAcrossReplicas(t *testing.T) {
 	if err != nil || len(tags) != 1 || tags[0] != "v1" {
 		t.Fatalf("tags through replica 2 = %q, %v; want [v1]", tags, err)
 	}
+	// What the UI and `edgecr ls` show (State.Images), on another replica.
+	repos, err := r2.state.Images(context.Background())
+	if err != nil || len(repos) != 1 || repos[0].Name != "team/app" || len(repos[0].Tags) != 1 {
+		t.Fatalf("images through replica 2's state = %+v, %v; want team/app with one tag", repos, err)
+	}
 	objs := site.m.Objects(t, site.loc.Bucket, "site/docker/registry/v2/blobs/")
 	if len(objs) < 5 {
 		t.Fatalf("blob objects in the bucket = %d, want at least 5 (3 layers, config, manifest): %q", len(objs), objs)
