@@ -229,3 +229,19 @@ func (s *imageStorage) scanUploads(ctx context.Context, each func(dir string, la
 		each(dir, found[dir])
 	}
 }
+
+// StorageUsed is the registry storage's usage as the quota counts it:
+// DirSize of the storage dir on local disk, the objects' sizes in the
+// bucket (one listing per 1000 objects). `edgecrd info` shows it.
+func (s *State) StorageUsed(ctx context.Context) (int64, error) {
+	st, err := openImageStorage(ctx, s, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	if !st.local() {
+		if err := st.probe(ctx); err != nil {
+			return 0, fmt.Errorf("measuring image storage in %s: %w", st, err)
+		}
+	}
+	return st.total(ctx), nil
+}
