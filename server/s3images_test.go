@@ -443,3 +443,40 @@ func TestS3StoreHangs(t *testing.T) {
 		}
 	}
 }
+
+// TestS3GCLeaseRenewed: a collection that runs longer than the lease's TTL
+// keeps it (renewed while running): another collector started after the
+// first TTL has passed is still refused.
+func TestS3GCLeaseRenewed(t *testing.T) {
+	shortGCTimings(t)
+	site := startS3Site(t)
+	r1 := site.replica(t, nil)
+	d := r1.push(t, "team/app:v1", ociImage(t, 16<<10, 1))
+	r1.deleteManifest(t, "team/app", d.String()) // something to remove
+	ctx := context.Background()
+	slow := GCOptions{Grace: 0, DeleteUntagged: true, beforeRemove: func(string) { time.Sleep(gcLeaseTTL / 2) }}
+	done := make(chan error, 1)
+	var rep *GCReport
+	go func() {
+		var err error
+		rep, err = site.state(t).CollectGarbage(ctx, slow)
+		done <- err
+	}()
+	time.Sleep(gcNotice + gcLeaseTTL + 500*time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("the slow collection ended before the test could check its lease: %v", err)
+	default:
+	}
+	_, err := site.state(t).CollectGarbage(ctx, GCOptions{Grace: time.Hour})
+	if !errors.Is(err, ErrGCLeaseHeld) {
+		t.Fatalf("second collector past the first TTL: %v, want ErrGCLeaseHeld (the lease renewed)", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("slow collection: %v", err)
+	}
+	if rep.BlobsDeleted == 0 {
+		t.Fatalf("slow collection deleted nothing: %+v", rep.GCSummary)
+	}
+	t.Logf("slow collection: %.1f s (lease TTL %s), %d blobs deleted", rep.DurationSeconds, gcLeaseTTL, rep.BlobsDeleted)
+}
