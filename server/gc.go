@@ -587,7 +587,8 @@ func (c *collector) takeOut(p string) (bool, error) {
 	if c.sh != nil {
 		// On a bucket the item stays where it is, under a marker that
 		// makes a replica about to use it wait for the decision.
-		return true, c.sh.doom(c.ctx, p)
+		err := c.sh.doom(c.ctx, p)
+		return err == nil, err
 	}
 	err := c.d.Move(c.ctx, p, c.trashPath(p))
 	if isNotFound(err) {

@@ -45,7 +45,7 @@ type freshness struct {
 // storage is where the content is; tests give only root.
 func (f *freshness) storage() *imageStorage {
 	if f.st == nil {
-		f.st = &imageStorage{root: f.root}
+		return &imageStorage{root: f.root}
 	}
 	return f.st
 }
