@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -282,8 +283,12 @@ func (g *storageGuard) refuse(w http.ResponseWriter, r *http.Request, msg string
 // unavailable answers a request whose use could not be recorded for the
 // collector on a bucket (gcshared.go): 503, the store is the cause.
 func (g *storageGuard) unavailable(w http.ResponseWriter, r *http.Request, err error) {
-	g.health.observe(r.Context(), err)
 	g.log.Warn("request refused: recording the use of content for garbage collection failed", "route", routeInfoFrom(r.Context()).route, "err", err)
+	if errors.Is(err, errGCDeciding) {
+		writeErrorStatus(w, http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(err.Error()+"; retry"))
+		return
+	}
+	g.health.observe(r.Context(), err)
 	writeStoreDown(w, "object store unavailable: "+storeReason(err))
 }
 

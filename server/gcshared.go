@@ -71,6 +71,10 @@ var (
 	gcDoomWait = 30 * time.Second
 )
 
+// errGCDeciding: a request waited gcDoomWait for the collector to decide
+// on content it uses; the store is not the cause.
+var errGCDeciding = errors.New("garbage collection is still deciding on content this request uses")
+
 // ErrGCLeaseHeld: another collector holds the lease.
 var ErrGCLeaseHeld = errors.New("another garbage collection is running")
 
@@ -342,7 +346,7 @@ func (u *sharedUse) waitDoom(ctx context.Context, k string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for garbage collection to decide on %s: %w", k, ctx.Err())
+			return fmt.Errorf("%w: %s, after %s", errGCDeciding, k, gcDoomWait)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -387,7 +391,7 @@ func (u *sharedUse) watch(ctx context.Context) {
 	t := time.NewTicker(gcLeasePoll)
 	defer t.Stop()
 	for {
-		pctx, cancel := context.WithTimeout(ctx, gcLeaseStale)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a late answer still counts
 		_ = u.poll(pctx)
 		cancel()
 		select {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -55,6 +56,7 @@ func BenchmarkS3Blob(b *testing.B) {
 		p := httptest.NewServer(&httputil.ReverseProxy{
 			Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(target); r.Out.Host = r.In.Host },
 			Transport: c,
+			ErrorLog:  log.New(io.Discard, "", 0),
 		})
 		b.Cleanup(p.Close)
 		return p, c

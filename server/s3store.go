@@ -68,6 +68,9 @@ var (
 	storeOpTimeout = 30 * time.Second
 	// storeIdleTimeout cancels a blob stream that moved no byte for that long.
 	storeIdleTimeout = 30 * time.Second
+	// storeCopyRate is the slowest server-side copy a move waits for
+	// (bytes per second): a 1 GiB blob's commit may take 30 s + 17 min.
+	storeCopyRate = int64(1 << 20)
 	// storeProbeEvery is how often a store marked down is probed.
 	storeProbeEvery = time.Second
 )
@@ -102,19 +105,41 @@ func newStoreHealth(now func() time.Time, log *slog.Logger) *storeHealth {
 	return &storeHealth{now: now, log: log, wake: make(chan struct{}, 1)}
 }
 
-// storeFailure reports whether err says the store is unavailable, rather
-// than that a path does not exist or the caller gave up.
+// storeFailure reports whether err says the store is unavailable (no
+// connection, no answer within the bound, a 5xx), rather than that a path
+// does not exist, a request was wrong, or the caller gave up.
 func storeFailure(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	var (
-		nf storagedriver.PathNotFoundError
-		ip storagedriver.InvalidPathError
-		io storagedriver.InvalidOffsetError
-	)
-	return !errors.As(err, &nf) && !errors.As(err, &ip) && !errors.As(err, &io) && !errors.Is(err, storagedriver.ErrSkipDir) &&
-		!errors.Is(err, storagedriver.ErrFilledBuffer)
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	for e := err; e != nil; {
+		if de, ok := e.(storagedriver.Error); ok && de.Detail != nil {
+			e = de.Detail
+			continue
+		}
+		if rf, ok := e.(interface{ StatusCode() int }); ok && rf.StatusCode() >= 500 {
+			return true
+		}
+		if ae, ok := e.(interface {
+			Code() string
+			OrigErr() error
+		}); ok {
+			switch ae.Code() {
+			case "RequestError", "RequestCanceled", "RequestTimeout", "SerializationError":
+				return true
+			}
+			if ae.OrigErr() != nil {
+				e = ae.OrigErr()
+				continue
+			}
+		}
+		e = errors.Unwrap(e)
+	}
+	return false
 }
 
 // observe records the outcome of one call.
@@ -333,8 +358,15 @@ func (b *boundedDriver) List(ctx context.Context, p string) ([]string, error) {
 	return v, err
 }
 
+// Move is a copy on S3 (multipart for a large blob: an upload's commit
+// copies the whole blob), so its bound grows with the size: storeOpTimeout
+// plus one second per storeCopyRate bytes.
 func (b *boundedDriver) Move(ctx context.Context, from, to string) error {
-	c, cancel := b.op(ctx)
+	bound := storeOpTimeout
+	if fi, err := b.Stat(ctx, from); err == nil && !fi.IsDir() {
+		bound += time.Duration(fi.Size()/storeCopyRate) * time.Second
+	}
+	c, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	err := b.StorageDriver.Move(c, from, to)
 	b.h.observe(ctx, err)
