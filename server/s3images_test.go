@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -479,4 +482,111 @@ func TestS3GCLeaseRenewed(t *testing.T) {
 		t.Fatalf("slow collection deleted nothing: %+v", rep.GCSummary)
 	}
 	t.Logf("slow collection: %.1f s (lease TTL %s), %d blobs deleted", rep.DurationSeconds, gcLeaseTTL, rep.BlobsDeleted)
+}
+
+// TestS3GCKilled: an `edgecrd gc` process SIGKILLed in the middle of a
+// collection (a marker written, the lease held) blocks nothing for longer
+// than the lease: a request on the marked manifest is answered once the
+// lease expired, a collection started meanwhile is refused naming the dead
+// holder, the next one completes and removes the dead run's marker.
+func TestS3GCKilled(t *testing.T) {
+	if os.Getenv("EDGECR_GC_HELPER") == "1" {
+		t.Skip("helper process")
+	}
+	shortGCTimings(t)
+	site := startS3Site(t)
+	r1 := site.replica(t, nil)
+	var untagged []v1.Hash
+	for range 3 { // the first two end up untagged
+		untagged = append(untagged, r1.push(t, "team/app:v1", ociImage(t, 16<<10, 1)))
+	}
+	untagged = untagged[:2]
+	started := filepath.Join(t.TempDir(), "started")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestS3GCHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "EDGECR_GC_HELPER=1", "EDGECR_GC_HELPER_URL="+site.loc.String(), "EDGECR_GC_HELPER_STARTED="+started)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the collector process did not reach its second removal:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill() // SIGKILL
+	cmd.Wait()
+	killed := time.Now()
+	ctx := context.Background()
+	keys, _ := site.store.List(ctx, gcDoomPrefix, "", 10)
+	b, _, err := site.store.Get(ctx, gcLeaseKey)
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("after the kill: lease %s (%v), markers %q; want both left behind", b, err, keys)
+	}
+	t.Logf("killed mid-run: lease %s, markers %q", b, keys)
+
+	_, err = site.state(t).CollectGarbage(ctx, GCOptions{Grace: 0, DeleteUntagged: true})
+	if !errors.Is(err, ErrGCLeaseHeld) {
+		t.Fatalf("gc right after the kill: %v, want ErrGCLeaseHeld", err)
+	}
+	// A request on the marked manifest waits for the dead lease at most.
+	for _, d := range untagged {
+		resp := r1.do("HEAD", "/v2/team/app/manifests/"+d.String(), "admin", r1.adminPW, nil,
+			map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("HEAD of untagged manifest %s after the kill: %d, want 200 (nothing was removed yet)", d, resp.StatusCode)
+		}
+	}
+	t.Logf("requests on the marked manifests answered %s after the kill (lease TTL %s)", time.Since(killed).Round(time.Millisecond), gcLeaseTTL)
+	if waited := time.Since(killed); waited > gcLeaseTTL+2*time.Second {
+		t.Fatalf("requests waited %s, more than the lease", waited)
+	}
+	time.Sleep(time.Until(killed.Add(gcLeaseTTL + 500*time.Millisecond)))
+	rep, err := site.state(t).CollectGarbage(ctx, GCOptions{Grace: 0, DeleteUntagged: true})
+	if err != nil {
+		t.Fatalf("gc after the dead lease expired: %v", err)
+	}
+	if rep.ManifestsDeleted != 2 {
+		t.Fatalf("next run deleted %d manifests, want the 2 untagged: %+v", rep.ManifestsDeleted, rep.GCSummary)
+	}
+	if keys, _ := site.store.List(ctx, gcDoomPrefix, "", 10); len(keys) != 0 {
+		t.Fatalf("markers after the next run: %q", keys)
+	}
+	r1.pullVerified(t, "team/app:v1")
+}
+
+// TestS3GCHelper is the collector process TestS3GCKilled kills: it blocks
+// at its second removal, after taking the first item out.
+func TestS3GCHelper(t *testing.T) {
+	if os.Getenv("EDGECR_GC_HELPER") != "1" {
+		t.Skip("run by TestS3GCKilled")
+	}
+	gcLeaseTTL, gcNotice = 3*time.Second, 600*time.Millisecond
+	loc, err := kv.ParseS3URL(os.Getenv("EDGECR_GC_HELPER_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	store, err := kv.OpenS3(ctx, loc.KVConfig(), "test-device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	o := GCOptions{Grace: 0, DeleteUntagged: true, beforeRemove: func(string) {
+		n++
+		if n == 2 {
+			os.WriteFile(os.Getenv("EDGECR_GC_HELPER_STARTED"), nil, 0o600)
+			select {} // until SIGKILL
+		}
+	}}
+	_, err = CollectGarbageS3(ctx, loc, store, o)
+	t.Fatalf("the collection ended: %v", err)
 }
