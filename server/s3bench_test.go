@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,8 +52,8 @@ func BenchmarkS3Blob(b *testing.B) {
 	// One counting proxy per registry, so each count is that registry's
 	// own traffic (edgecrd's includes its background lease poll).
 	target, _ := url.Parse(m.Endpoint)
-	counting := func() (*httptest.Server, *kvtest.Counter) {
-		c := &kvtest.Counter{}
+	counting := func() (*httptest.Server, *splitCounter) {
+		c := &splitCounter{}
 		p := httptest.NewServer(&httputil.ReverseProxy{
 			Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(target); r.Out.Host = r.In.Host },
 			Transport: c,
@@ -131,7 +132,7 @@ func BenchmarkS3Blob(b *testing.B) {
 	var pushRatios, pullRatios []float64
 	for i := 0; i < b.N; i++ {
 		var push, pull [2]time.Duration
-		var pullReqs, authReqs [2]map[string]int
+		var pullReqs, pullState, authReqs [2]map[string]int
 		// The machine's load changes under a run: alternate which goes first.
 		order := []int{0, 1}
 		if i%2 == 1 {
@@ -145,27 +146,31 @@ func BenchmarkS3Blob(b *testing.B) {
 				b.Fatalf("%s: push: %v", tg.name, err)
 			}
 			push[j] = took
-			tg.counter.Take()
+			tg.counter.take()
 			took, err = tg.pull(fmt.Sprintf("bench/blob%d", i), d, size)
 			if err != nil {
 				b.Fatalf("%s: pull: %v", tg.name, err)
 			}
 			pull[j] = took
-			pullReqs[j] = tg.counter.Take()
+			pullReqs[j], pullState[j] = tg.counter.take()
 			for range 10 {
 				if err := tg.auth(); err != nil {
 					b.Fatalf("%s: GET /v2/: %v", tg.name, err)
 				}
 			}
-			authReqs[j] = tg.counter.Take()
+			a, st := tg.counter.take()
+			for k, v := range st {
+				a[k] += v
+			}
+			authReqs[j] = a
 		}
 		mbs := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
-		b.Logf("run %d (first: %s)", i+1, []string{"edgecrd", "distribution"}[order[0]])
-		b.Logf("blob %s: push edgecrd %.1f MB/s, distribution %.1f MB/s, ratio %.2fx", FormatSize(size), mbs(push[0]), mbs(push[1]), push[1].Seconds()/push[0].Seconds())
-		b.Logf("blob %s: pull edgecrd %.1f MB/s, distribution %.1f MB/s, ratio %.2fx", FormatSize(size), mbs(pull[0]), mbs(pull[1]), pull[1].Seconds()/pull[0].Seconds())
-		b.Logf("object store requests per blob pulled: edgecrd %d (%s), distribution %d (%s)",
-			kvtest.Total(pullReqs[0]), kvtest.Format(pullReqs[0]), kvtest.Total(pullReqs[1]), kvtest.Format(pullReqs[1]))
-		b.Logf("object store requests per authenticated GET /v2/ (10 sent): edgecrd %.1f, distribution %.1f",
+		b.Logf("run %d, %s first: push edgecrd %.1f MB/s, distribution %.1f MB/s (%.2fx); pull edgecrd %.1f MB/s, distribution %.1f MB/s (%.2fx); "+
+			"image requests per pull: edgecrd %d (%s), distribution %d; state requests per pull: edgecrd %d; "+
+			"requests per authenticated GET /v2/: edgecrd %.1f, distribution %.1f",
+			i+1, []string{"edgecrd", "distribution"}[order[0]],
+			mbs(push[0]), mbs(push[1]), push[1].Seconds()/push[0].Seconds(), mbs(pull[0]), mbs(pull[1]), pull[1].Seconds()/pull[0].Seconds(),
+			kvtest.Total(pullReqs[0]), kvtest.Format(pullReqs[0]), kvtest.Total(pullReqs[1]), kvtest.Total(pullState[0]),
 			float64(kvtest.Total(authReqs[0]))/10, float64(kvtest.Total(authReqs[1]))/10)
 		pushRatios = append(pushRatios, push[1].Seconds()/push[0].Seconds())
 		pullRatios = append(pullRatios, pull[1].Seconds()/pull[0].Seconds())
@@ -190,7 +195,31 @@ func median(v []float64) float64 {
 type target0 struct {
 	name, base, user, pw string
 	client               *http.Client
-	counter              *kvtest.Counter // its object store requests
+	counter              *splitCounter // its object store requests
+}
+
+// splitCounter counts a registry's object store requests apart: image
+// storage, edgecrd's state under edgecr/state/, and its background poll
+// of the GC lease (once a second, whatever the requests).
+type splitCounter struct {
+	images, state, poll kvtest.Counter
+}
+
+func (c *splitCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	switch {
+	case strings.Contains(r.URL.Path, "/edgecr/state/gc/lease"):
+		return c.poll.RoundTrip(r)
+	case strings.Contains(r.URL.Path, "/edgecr/state/"):
+		return c.state.RoundTrip(r)
+	}
+	return c.images.RoundTrip(r)
+}
+
+// take returns the image and state counts since the last take (the poll's
+// are dropped).
+func (c *splitCounter) take() (images, state map[string]int) {
+	c.poll.Take()
+	return c.images.Take(), c.state.Take()
 }
 
 func (t target0) req(method, p string, body io.Reader, size int64) (*http.Response, error) {
