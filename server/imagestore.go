@@ -32,7 +32,8 @@ type imageStorage struct {
 	loc    *kv.S3Location // the bucket; nil on local disk
 	store  kv.Store       // the shared state: GC lease and use records, quota; nil on local disk
 	d      storagedriver.StorageDriver
-	health *storeHealth // nil on local disk
+	health *storeHealth                // nil on local disk
+	raw    storagedriver.StorageDriver // the s3 driver without bounds and health, for probes; nil on local disk
 }
 
 // localImageStorage is the registry storage under root on local disk.
@@ -50,11 +51,11 @@ func s3ImageStorage(ctx context.Context, loc *kv.S3Location, store kv.Store, log
 		now = time.Now
 	}
 	h := newStoreHealth(now, log)
-	d, err := openS3Driver(ctx, loc, h)
+	d, raw, err := openS3Driver(ctx, loc, h)
 	if err != nil {
 		return nil, err
 	}
-	s := &imageStorage{loc: loc, store: store, d: d, health: h}
+	s := &imageStorage{loc: loc, store: store, d: d, health: h, raw: raw}
 	h.probe = s.probe
 	return s, nil
 }
@@ -94,9 +95,8 @@ func (s *imageStorage) probe(ctx context.Context) error {
 		_, err := os.Stat(s.root)
 		return err
 	}
-	// The inner driver: a probe must not mark the store up or down itself.
-	inner := s.d.(*durableFS).StorageDriver.(*boundedDriver).StorageDriver
-	_, err := inner.Stat(ctx, "/edgecr-probe")
+	// The raw driver: a probe must not mark the store up or down itself.
+	_, err := s.raw.Stat(ctx, "/edgecr-probe")
 	if isNotFound(err) {
 		return nil
 	}

@@ -77,12 +77,14 @@ var (
 
 // openS3Driver makes the driver for images in the bucket loc names, with
 // the bounds and health tracking above.
-func openS3Driver(ctx context.Context, loc *kv.S3Location, h *storeHealth) (storagedriver.StorageDriver, error) {
-	inner, err := factory.Create(ctx, "s3", loc.DriverParameters())
+// It returns the s3 driver itself too, for probes that must not change
+// the health they measure.
+func openS3Driver(ctx context.Context, loc *kv.S3Location, h *storeHealth) (d, raw storagedriver.StorageDriver, err error) {
+	raw, err = factory.Create(ctx, "s3", loc.DriverParameters())
 	if err != nil {
-		return nil, fmt.Errorf("opening image storage in %s: %w", loc, err)
+		return nil, nil, fmt.Errorf("opening image storage in %s: %w", loc, err)
 	}
-	return newDurableFS(&boundedDriver{StorageDriver: inner, h: h}, ""), nil
+	return newDurableFS(&boundedDriver{StorageDriver: raw, h: h}, ""), raw, nil
 }
 
 // storeHealth is what the server knows about the object store: up, or
