@@ -391,13 +391,7 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 				g.unavailable(w, r, err)
 				return
 			}
-			touched = append(touched, path.Join(layerLinkDir(repo, d), "link"))
-			if g.fresh.storage().local() {
-				// On a bucket the blob's bytes were counted as they
-				// streamed (a new blob is made of them; an existing one
-				// does not change): see the deferred count below.
-				touched = append(touched, blobDataPath(d))
-			}
+			touched = append(touched, blobDataPath(d), path.Join(layerLinkDir(repo, d), "link"))
 		}
 		g.fresh.touch(path.Join(dir, "data"))
 	}
@@ -407,8 +401,11 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 		acct.done()
 		// Body bytes were counted as they came. On a bucket they are not
 		// seen until the commit makes them a blob (a multipart upload in
-		// progress is no object): the counter keeps them, and the commit
-		// does not count the blob again.
+		// progress is no object): the counter keeps them, and counts the
+		// blob again when the commit makes it appear. That errs high
+		// until the next walk, and must: the other replicas learn of the
+		// blob only through this count (quotashared.go), and a walk that
+		// ran while it was a multipart upload did not see it.
 		read := acct.read
 		if !g.fresh.storage().local() {
 			read = 0
