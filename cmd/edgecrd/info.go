@@ -63,8 +63,8 @@ func newInfoCmd(io streams) *cobra.Command {
 				CAFile:        st.CAFile(),
 				CAFingerprint: st.CA.Fingerprint(),
 			}
-			if st.S3() == nil {
-				info.StorageUsedBytes = server.DirSize(st.StorageDir())
+			if info.StorageUsedBytes, err = st.StorageUsed(cmd.Context()); err != nil {
+				return err
 			}
 			info.QuotaBytes = st.Device.QuotaBytes
 			last, err := st.LastGC()
