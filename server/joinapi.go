@@ -29,11 +29,15 @@ type JoinResponse struct {
 	RegistryHost string   `json:"registryHost"`
 	Port         int      `json:"port"`
 	IPs          []string `json:"ips"`
-	CAPEM        string   `json:"caPEM"`
-	ClientID     string   `json:"clientID"`
-	Username     string   `json:"username"`
-	Password     string   `json:"password"`
-	Role         Role     `json:"role"`
+	// Replicas are the addresses of every live replica of a device on a
+	// bucket (issue 12), the answering one's first; absent for a single
+	// node. Clients map the registry host to each of them.
+	Replicas []string `json:"replicas,omitempty"`
+	CAPEM    string   `json:"caPEM"`
+	ClientID string   `json:"clientID"`
+	Username string   `json:"username"`
+	Password string   `json:"password"`
+	Role     Role     `json:"role"`
 }
 
 // APIError is the error body of the join API.
@@ -51,6 +55,8 @@ type joinAPI struct {
 	metrics *metrics
 	log     *slog.Logger
 	now     func() time.Time
+	// replicas are the live replicas' addresses; nil for a single node.
+	replicas func() []string
 }
 
 func (j *joinAPI) register(mux *http.ServeMux) {
@@ -129,11 +135,15 @@ func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 	refund()
 	d := j.state.Device
 	j.log.Info("client joined", "client", res.ClientID, "name", name, "role", res.Role, "token", p.ID, "remote", addr)
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(JoinResponse{
+	resp := JoinResponse{
 		RegistryHost: d.Host, Port: d.Port, IPs: d.IPs, CAPEM: string(j.state.CA.PEM),
 		ClientID: res.ClientID, Username: res.ClientID, Password: res.Secret, Role: res.Role,
-	})
+	}
+	if j.replicas != nil {
+		resp.Replicas = j.replicas()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
 }
 
 func (j *joinAPI) fail(w http.ResponseWriter, addr, reason string, status int, code string, err error) {

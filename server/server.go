@@ -80,6 +80,17 @@ type Options struct {
 	// Version is what the UI shows as the running version.
 	Version string
 
+	// ReplicaIPs are the addresses clients reach this replica at, when the
+	// state is on a bucket (State.S3() != nil; replicas.go): registered in
+	// the shared state, named in the shared serving certificate, handed to
+	// joining clients. Required there; unused on a local data dir.
+	// ReplicaID names the replica (default: DefaultReplicaID(ReplicaIPs)).
+	// ReplicaPoll is how often it heartbeats and polls the certificate
+	// (zero: DefaultReplicaPoll).
+	ReplicaIPs  []net.IP
+	ReplicaID   string
+	ReplicaPoll time.Duration
+
 	Now func() time.Time
 }
 
@@ -99,6 +110,9 @@ type Server struct {
 	seen  *lastSeen
 	usage *usage
 	gc    gcTracker
+
+	replicas *replicaSet  // nil on a local data dir
+	rcert    *replicaCert // the shared serving certificate; with replicas
 
 	sessions *uploadSessions
 	conns    *connLimitListener // s.ln, bounding connections per source address
@@ -156,13 +170,22 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.UIIdleTimeout == 0 {
 		o.UIIdleTimeout = DefaultUIIdleTimeout
 	}
+	if o.ReplicaPoll == 0 {
+		o.ReplicaPoll = DefaultReplicaPoll
+	}
 	s := &Server{state: st, opts: o, log: o.Logger}
 
-	cert, err := s.renew()
-	if err != nil {
-		return nil, err
+	if st.S3() != nil && st.KV() != nil {
+		if err := s.initReplica(); err != nil {
+			return nil, err
+		}
+	} else {
+		cert, err := s.renew()
+		if err != nil {
+			return nil, err
+		}
+		s.cert.Store(cert)
 	}
-	s.cert.Store(cert)
 
 	authn, err := NewAuthenticator(st.Identities())
 	if err != nil {
@@ -209,6 +232,9 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	// The join API has its own allowance: bad join attempts must not lock
 	// an address out of the registry, nor registry failures out of joining.
 	api := &joinAPI{state: st, auth: authn, limiter: newFailureLimiter(o.FailureEvery, o.FailureBurst), metrics: m, log: s.log, now: o.Now}
+	if s.replicas != nil {
+		api.replicas = s.replicas.liveAddresses
+	}
 
 	dl, err := newDist(o.DistDir, s.log, o.Now())
 	if err != nil {
@@ -278,6 +304,17 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 			s.uiLn = uln
 		}
 	}
+	if s.replicas != nil {
+		// Registered once the port is known; served with a certificate
+		// that names this replica.
+		if err := s.startReplica(ctx); err != nil {
+			ln.Close()
+			if s.uiLn != nil {
+				s.uiLn.Close()
+			}
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -330,7 +367,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 		s.log.Info("web UI listening", "addr", s.uiLn.Addr().String())
 	}
-	go s.renewLoop(ctx)
+	if s.replicas != nil {
+		s.loops.Add(1)
+		go s.replicaLoop(ctx)
+	} else {
+		go s.renewLoop(ctx)
+	}
 	go s.flushLoop(ctx)
 	go s.storageLoop(ctx)
 	go s.uploadLoop(ctx)
