@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -380,6 +382,29 @@ func servedIPs(t *testing.T, st *State, addr string) []string {
 	return out
 }
 
+// joinVia redeems token at a replica and returns its answer.
+func joinVia(t *testing.T, st *State, addr, token string) JoinResponse {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(st.CA.Cert)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: st.Device.Host}}}
+	defer c.CloseIdleConnections()
+	body, _ := json.Marshal(JoinRequest{Token: token, Name: "client"})
+	resp, err := c.Post("https://"+addr+APIJoin, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jr JoinResponse
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("join: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jr); err != nil {
+		t.Fatal(err)
+	}
+	return jr
+}
+
 func namesAll(ips []string, want ...string) bool {
 	for _, w := range want {
 		found := false
@@ -430,6 +455,19 @@ func TestReplicasServeOneCertificate(t *testing.T) {
 		all, err := ListReplicas(ctx, store)
 		if err != nil || len(all) != 2 {
 			t.Fatalf("ListReplicas = %+v, %v", all, err)
+		}
+		// A join through replica 1 hands out both addresses, its own first,
+		// and keeps "ips" as before for old clients.
+		_, token, err := st1.CreateToken(TokenOptions{TTL: time.Hour, Uses: 1, Role: RolePull}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		jr := joinVia(t, st1, r1.srv.Addr().String(), token)
+		if got := strings.Join(jr.Replicas, ","); got != "127.0.0.11,127.0.0.12" {
+			t.Errorf("join response replicas = %q, want 127.0.0.11,127.0.0.12", got)
+		}
+		if got := strings.Join(jr.IPs, ","); got != "198.18.0.10" {
+			t.Errorf("join response ips = %q, want the device's 198.18.0.10", got)
 		}
 		health := ProbeReplicas(ctx, st1.CA.Cert, st1.Device.Host, all, time.Now())
 		for _, h := range health {

@@ -26,6 +26,7 @@ type serveFlags struct {
 	distDir          string
 	uiListen         string
 	uiIdle           time.Duration
+	replicaID        string
 }
 
 // parseQuota reads --quota: a size, or 0/off/none for no quota.
@@ -63,6 +64,11 @@ func (f *serveFlags) check(cmd *cobra.Command, o *server.InitOptions) (server.GC
 	switch strings.ToLower(f.uiListen) {
 	case "off", "none", "":
 		f.uiListen = ""
+	}
+	if f.replicaID != "" {
+		if err := server.CheckReplicaID(f.replicaID); err != nil {
+			return server.GCSchedule{}, fmt.Errorf("--replica-id: %w", err)
+		}
 	}
 	if f.gcGrace < minScheduledGrace {
 		return server.GCSchedule{}, fmt.Errorf("--gc-grace %s: must be at least %s, so that a collection never removes what a push running at the time is about to reference", f.gcGrace, minScheduledGrace)
@@ -108,6 +114,16 @@ func newServeCmd(io streams) *cobra.Command {
 				// (set by init --listen); listen there on every address.
 				listen = fmt.Sprintf(":%d", st.Device.Port)
 			}
+			// On a bucket each replica advertises its own addresses: --ip,
+			// or this machine's.
+			var replicaIPs []net.IP
+			if st.S3() != nil {
+				if replicaIPs = o.IPs; len(replicaIPs) == 0 {
+					if replicaIPs, err = server.DetectIPs(); err != nil {
+						return fmt.Errorf("detecting this replica's addresses (give --ip): %w", err)
+					}
+				}
+			}
 			srv, err := server.New(cmd.Context(), st, server.Options{
 				Listen: listen, Logger: log,
 				GCSchedule: sched, GCGrace: sf.gcGrace, GCDeleteUntagged: sf.gcDeleteUntagged,
@@ -115,6 +131,7 @@ func newServeCmd(io streams) *cobra.Command {
 				UIListen: sf.uiListen, UIIdleTimeout: sf.uiIdle, Version: versionString(),
 				// The default address may be taken: then the registry still runs.
 				UIOptional: !cmd.Flags().Changed("ui-listen"),
+				ReplicaIPs: replicaIPs, ReplicaID: sf.replicaID,
 			})
 			if err != nil {
 				return err
@@ -145,6 +162,8 @@ func newServeCmd(io streams) *cobra.Command {
 		"serve the agent binaries in this dir (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-<os>-<arch>[.exe]) at /dist/ for /install.sh and /install.ps1")
 	fl.StringVar(&sf.uiListen, "ui-listen", "127.0.0.1:8443",
 		"address of the web UI (HTTPS with the device CA; admin login); off: no UI. Loopback by default: reach it over an SSH tunnel, or give e.g. :8443")
+	fl.StringVar(&sf.replicaID, "replica-id", "",
+		"with --storage: this replica's name in the shared state (default: its first --ip, stable across restarts)")
 	fl.DurationVar(&sf.uiIdle, "ui-idle-timeout", server.DefaultUIIdleTimeout, "log a web UI session out after this long without a request")
 	return cmd
 }
