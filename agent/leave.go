@@ -207,7 +207,11 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 		} else {
 			e.Hosts = nil
 			if changed {
-				rep.emit(step, "hosts", done, fmt.Sprintf("removed %s %s from %s", r.IP, r.Host, r.Path))
+				shown := r.IP
+				if len(r.IPs) > 1 {
+					shown = strings.Join(r.IPs, ", ")
+				}
+				rep.emit(step, "hosts", done, fmt.Sprintf("removed %s %s from %s", shown, r.Host, r.Path))
 			} else {
 				unchanged("hosts", fmt.Sprintf("unchanged: %s has no edgecr entry for %s", r.Path, r.Host))
 			}

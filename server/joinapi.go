@@ -16,6 +16,7 @@ const (
 	APICA       = "/edgecr/v1/ca"
 	APIJoin     = "/edgecr/v1/join"
 	APIClientMe = "/edgecr/v1/clients/self"
+	APIReplicas = "/edgecr/v1/replicas"
 )
 
 // JoinRequest is the body of POST /edgecr/v1/join.
@@ -63,6 +64,23 @@ func (j *joinAPI) register(mux *http.ServeMux) {
 	mux.Handle("GET "+APICA, named("api-ca", http.HandlerFunc(j.ca)))
 	mux.Handle("POST "+APIJoin, named("api-join", http.HandlerFunc(j.join)))
 	mux.Handle("DELETE "+APIClientMe, named("api-leave", http.HandlerFunc(j.leave)))
+	if j.replicas != nil {
+		// Only a device with replicas answers: a single node's 404 tells
+		// a client to keep the one address it has.
+		mux.Handle("GET "+APIReplicas, named("api-replicas", http.HandlerFunc(j.listReplicas)))
+	}
+}
+
+// ReplicasResponse is the body of GET /edgecr/v1/replicas: the live
+// replicas' addresses, as a join answers them. They are no secret (the
+// serving certificate names them), so no credential is asked.
+type ReplicasResponse struct {
+	Replicas []string `json:"replicas"`
+}
+
+func (j *joinAPI) listReplicas(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(ReplicasResponse{Replicas: j.replicas()})
 }
 
 func apiError(w http.ResponseWriter, status int, code, msg string) {
