@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -510,4 +511,48 @@ func TestReplicaAddressOutsideCA(t *testing.T) {
 	if keys, _ := d.List(context.Background(), replicaPrefix, "", 10); len(keys) != 0 {
 		t.Errorf("records after refused starts: %v", keys)
 	}
+}
+
+// TestReplicasStartTogether: three replicas starting at the same moment
+// (one wins the reissue lease, the others wait for its certificate) end up
+// serving one certificate that names all three.
+func TestReplicasStartTogether(t *testing.T) {
+	stores(t, func(t *testing.T, open func(t *testing.T) kv.Store) {
+		store := open(t)
+		st1 := replicaState(t, "", store)
+		addrs := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
+		states := []*State{st1, replicaState(t, st1.Dir, store), replicaState(t, st1.Dir, store)}
+		servers := make([]*replicaServer, len(addrs))
+		var wg sync.WaitGroup
+		for i := range addrs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				servers[i] = startReplicaServer(t, states[i], addrs[i])
+			}()
+		}
+		wg.Wait()
+		start := time.Now()
+		for i, r := range servers {
+			for {
+				got := servedIPs(t, states[i], r.srv.Addr().String())
+				if namesAll(got, addrs...) {
+					break
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("replica %s serves a certificate for %v after 10 s", addrs[i], got)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		t.Logf("all three serve a certificate naming all three %s after they started", time.Since(start).Round(time.Millisecond))
+		var leaf *x509.Certificate
+		for i, r := range servers {
+			l := r.srv.cert.Load().Leaf
+			if leaf != nil && !leaf.Equal(l) {
+				t.Errorf("replica %s serves another certificate than replica %s", addrs[i], addrs[0])
+			}
+			leaf = l
+		}
+	})
 }
