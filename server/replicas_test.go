@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -342,18 +343,28 @@ type replicaServer struct {
 
 func startReplicaServer(t *testing.T, st *State, ip string) *replicaServer {
 	t.Helper()
+	r, err := newReplicaServer(t, st, ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// newReplicaServer starts a server on st at ip with a short replica poll;
+// it stops when t ends. Safe to call from any goroutine.
+func newReplicaServer(t *testing.T, st *State, ip string) (*replicaServer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, st, Options{
 		Listen: ip + ":0", Logger: discard(), ReplicaIPs: ips(ip), ReplicaPoll: 100 * time.Millisecond,
 	})
 	if err != nil {
 		cancel()
-		t.Fatalf("starting replica %s: %v", ip, err)
+		return nil, fmt.Errorf("starting replica %s: %w", ip, err)
 	}
 	r := &replicaServer{srv: srv, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- srv.Serve(ctx) }()
 	t.Cleanup(r.stop)
-	return r
+	return r, nil
 }
 
 func (r *replicaServer) stop() {
@@ -523,15 +534,19 @@ func TestReplicasStartTogether(t *testing.T) {
 		addrs := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 		states := []*State{st1, replicaState(t, st1.Dir, store), replicaState(t, st1.Dir, store)}
 		servers := make([]*replicaServer, len(addrs))
+		errs := make([]error, len(addrs))
 		var wg sync.WaitGroup
 		for i := range addrs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				servers[i] = startReplicaServer(t, states[i], addrs[i])
+				servers[i], errs[i] = newReplicaServer(t, states[i], addrs[i])
 			}()
 		}
 		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
 		start := time.Now()
 		for i, r := range servers {
 			for {
