@@ -5,7 +5,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/edgecr/edgecr/server"
 	"github.com/spf13/cobra"
 )
 
@@ -25,7 +24,7 @@ func newClientsLsCmd(io streams) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}
@@ -58,10 +57,10 @@ func newClientsLsCmd(io streams) *cobra.Command {
 func newClientsRevokeCmd(io streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke ID",
-		Short: "Revoke a client; the registry refuses it from its next request on",
+		Short: "Revoke a client; the registry refuses it from its next request on (on --storage, every replica within 2 s)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}

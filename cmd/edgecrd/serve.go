@@ -97,14 +97,37 @@ func newServeCmd(io streams) *cobra.Command {
 				h = slog.NewTextHandler(io.Err, nil)
 			}
 			log := slog.New(h)
-			// One serve per data dir, held until the process exits: a second
-			// one stops here, before its flags could rewrite device.json.
-			lock, err := server.LockDataDir(dataDir(cmd), "serve")
+			loc, err := storageLocation(cmd)
 			if err != nil {
 				return err
 			}
-			defer lock.Unlock()
-			st, err := server.Ensure(dataDir(cmd), o, time.Now())
+			var st *server.State
+			var replicaIPs []net.IP
+			if loc != nil {
+				// On a bucket serve's --ip are this replica's own addresses
+				// (default: the machine's), registered apart from the
+				// device's: they become device.json's only when this
+				// replica creates the device.
+				if replicaIPs = o.IPs; len(replicaIPs) == 0 {
+					if replicaIPs, err = server.DetectIPs(); err != nil {
+						return fmt.Errorf("detecting this replica's addresses (give --ip): %w", err)
+					}
+				}
+				ips := replicaIPs
+				o.IPs, o.DefaultIPs = nil, func() ([]net.IP, error) { return ips, nil }
+				// Replicas share the bucket: no lock, and nothing on local disk.
+				st, err = ensureShared(cmd, loc, o)
+			} else {
+				// One serve per data dir, held until the process exits: a
+				// second one stops here, before its flags could rewrite
+				// device.json.
+				lock, lerr := server.LockDataDir(dataDir(cmd), "serve")
+				if lerr != nil {
+					return lerr
+				}
+				defer lock.Unlock()
+				st, err = server.Ensure(dataDir(cmd), o, time.Now())
+			}
 			if err != nil {
 				return err
 			}
@@ -113,16 +136,6 @@ func newServeCmd(io streams) *cobra.Command {
 				// The port clients were given is the one in device.json
 				// (set by init --listen); listen there on every address.
 				listen = fmt.Sprintf(":%d", st.Device.Port)
-			}
-			// On a bucket each replica advertises its own addresses: --ip,
-			// or this machine's.
-			var replicaIPs []net.IP
-			if st.S3() != nil {
-				if replicaIPs = o.IPs; len(replicaIPs) == 0 {
-					if replicaIPs, err = server.DetectIPs(); err != nil {
-						return fmt.Errorf("detecting this replica's addresses (give --ip): %w", err)
-					}
-				}
 			}
 			srv, err := server.New(cmd.Context(), st, server.Options{
 				Listen: listen, Logger: log,
@@ -136,7 +149,7 @@ func newServeCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printStart(io.Out, st, dataDir(cmd))
+			printStart(io.Out, st)
 			if a, ok := srv.UIAddr().(*net.TCPAddr); ok {
 				host := a.IP.String()
 				if a.IP.IsUnspecified() { // every address: name one a browser can use
