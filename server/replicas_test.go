@@ -316,22 +316,23 @@ func TestCertCovers(t *testing.T) {
 	}
 }
 
-// replicaState is an initialised data dir wired to a shared store as a
-// bucket would be (State.KV, State.S3), copied from src when it is given
-// so that both replicas have the same device and CA.
-func replicaState(t *testing.T, src string, store kv.Store) *State {
+// replicaState is the device whose state is in store, as a replica on a
+// bucket sees it (State.S3 set), the first call creating it; its images
+// stay in a data dir of its own (the registry is not on the bucket yet:
+// serveOnBucket).
+func replicaState(t *testing.T, store kv.Store) *State {
 	t.Helper()
-	dir := t.TempDir()
-	if src != "" {
-		if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := Ensure(dir, testOptions("test"), time.Now())
+	old := serveOnBucket
+	serveOnBucket = true
+	t.Cleanup(func() { serveOnBucket = old })
+	s := &State{Dir: t.TempDir(), kv: store, loc: &kv.S3Location{Bucket: "test", Region: "us-east-1"}}
+	st, err := ensure(s, testOptions("test"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.kv, st.loc = store, &kv.S3Location{Bucket: "test", Region: "us-east-1"}
+	if err := os.MkdirAll(st.StorageDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	return st
 }
 
@@ -437,8 +438,8 @@ func namesAll(ips []string, want ...string) bool {
 func TestReplicasServeOneCertificate(t *testing.T) {
 	stores(t, func(t *testing.T, open func(t *testing.T) kv.Store) {
 		store := open(t)
-		st1 := replicaState(t, "", store)
-		st2 := replicaState(t, st1.Dir, store)
+		st1 := replicaState(t, store)
+		st2 := replicaState(t, store)
 		r1 := startReplicaServer(t, st1, "127.0.0.11")
 		if got := servedIPs(t, st1, r1.srv.Addr().String()); !namesAll(got, "127.0.0.11", "198.18.0.10") || namesAll(got, "127.0.0.12") {
 			t.Fatalf("replica 1 alone serves a certificate for %v, want 127.0.0.11 and the device's 198.18.0.10", got)
@@ -509,7 +510,7 @@ func TestReplicaAddressOutsideCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := replicaState(t, "", d)
+	st := replicaState(t, d)
 	// 203.0.113.5 (TEST-NET-3) is not private: only named, never contacted.
 	_, err = New(context.Background(), st, Options{Listen: "127.0.0.1:0", ReplicaIPs: ips("203.0.113.5")})
 	if err == nil || !strings.Contains(err.Error(), "203.0.113.5") || !strings.Contains(err.Error(), "outside the ranges the device CA may certify") {
@@ -530,9 +531,9 @@ func TestReplicaAddressOutsideCA(t *testing.T) {
 func TestReplicasStartTogether(t *testing.T) {
 	stores(t, func(t *testing.T, open func(t *testing.T) kv.Store) {
 		store := open(t)
-		st1 := replicaState(t, "", store)
+		st1 := replicaState(t, store)
 		addrs := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
-		states := []*State{st1, replicaState(t, st1.Dir, store), replicaState(t, st1.Dir, store)}
+		states := []*State{st1, replicaState(t, store), replicaState(t, store)}
 		servers := make([]*replicaServer, len(addrs))
 		errs := make([]error, len(addrs))
 		var wg sync.WaitGroup
