@@ -462,6 +462,17 @@ func TestReplicasServeOneCertificate(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		ctx := context.Background()
+		// Another start on the state (a replica restarting, an admin
+		// command) keeps the certificate naming the replicas: it names
+		// more than device.json's IPs, which is right on a bucket.
+		crt, _, err := store.Get(ctx, serverCertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicaState(t, store)
+		if again, _, _ := store.Get(ctx, serverCertFile); !bytes.Equal(again, crt) {
+			t.Error("a start on the state reissued the replicas' certificate")
+		}
 		if got := strings.Join(r1.srv.replicas.liveAddresses(), ","); got != "127.0.0.11,127.0.0.12" {
 			t.Errorf("replica 1's live addresses = %s", got)
 		}
