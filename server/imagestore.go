@@ -63,7 +63,7 @@ func s3ImageStorage(ctx context.Context, loc *kv.S3Location, store kv.Store, log
 // openImageStorage is the registry storage of st: its bucket when it has
 // one, else its storage directory.
 func openImageStorage(ctx context.Context, st *State, log *slog.Logger, now func() time.Time) (*imageStorage, error) {
-	if loc := st.S3(); loc != nil {
+	if loc := st.S3(); loc != nil && !st.imagesInDir {
 		return s3ImageStorage(ctx, loc, st.KV(), log, now)
 	}
 	return localImageStorage(st.StorageDir()), nil

@@ -82,6 +82,17 @@ type Options struct {
 	// Version is what the UI shows as the running version.
 	Version string
 
+	// ReplicaIPs are the addresses clients reach this replica at, when the
+	// state is on a bucket (State.S3() != nil; replicas.go): registered in
+	// the shared state, named in the shared serving certificate, handed to
+	// joining clients. Required there; unused on a local data dir.
+	// ReplicaID names the replica (default: DefaultReplicaID(ReplicaIPs)).
+	// ReplicaPoll is how often it heartbeats and polls the certificate
+	// (zero: DefaultReplicaPoll).
+	ReplicaIPs  []net.IP
+	ReplicaID   string
+	ReplicaPoll time.Duration
+
 	// Sync, when set, is the sync configuration (server/mirror): serve runs
 	// its rules on their schedules and its pull-through prefixes fetch on
 	// demand. SyncRate is the default bandwidth per upstream in bytes per
@@ -112,6 +123,9 @@ type Server struct {
 
 	images *imageStorage // where images are: local disk or a bucket
 	uses   *sharedUse    // on a bucket: use records for the collector; nil on local disk
+
+	replicas *replicaSet  // nil on a local data dir
+	rcert    *replicaCert // the shared serving certificate; with replicas
 
 	sessions *uploadSessions
 	conns    *connLimitListener // s.ln, bounding connections per source address
@@ -169,13 +183,22 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.UIIdleTimeout == 0 {
 		o.UIIdleTimeout = DefaultUIIdleTimeout
 	}
+	if o.ReplicaPoll == 0 {
+		o.ReplicaPoll = DefaultReplicaPoll
+	}
 	s := &Server{state: st, opts: o, log: o.Logger}
 
-	cert, err := s.renew()
-	if err != nil {
-		return nil, err
+	if st.S3() != nil && st.KV() != nil {
+		if err := s.initReplica(); err != nil {
+			return nil, err
+		}
+	} else {
+		cert, err := s.renew()
+		if err != nil {
+			return nil, err
+		}
+		s.cert.Store(cert)
 	}
-	s.cert.Store(cert)
 
 	authn, err := NewAuthenticator(st.Identities())
 	if err != nil {
@@ -243,6 +266,9 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	// The join API has its own allowance: bad join attempts must not lock
 	// an address out of the registry, nor registry failures out of joining.
 	api := &joinAPI{state: st, auth: authn, limiter: newFailureLimiter(o.FailureEvery, o.FailureBurst), metrics: m, log: s.log, now: o.Now}
+	if s.replicas != nil {
+		api.replicas = s.replicas.liveAddresses
+	}
 
 	dl, err := newDist(o.DistDir, s.log, o.Now())
 	if err != nil {
@@ -311,6 +337,17 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 			return nil, fmt.Errorf("listening on %s for the web UI: %w", o.UIListen, err)
 		default:
 			s.uiLn = uln
+		}
+	}
+	if s.replicas != nil {
+		// Registered once the port is known; served with a certificate
+		// that names this replica.
+		if err := s.startReplica(ctx); err != nil {
+			ln.Close()
+			if s.uiLn != nil {
+				s.uiLn.Close()
+			}
+			return nil, err
 		}
 	}
 	return s, nil
@@ -383,7 +420,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 		s.log.Info("web UI listening", "addr", s.uiLn.Addr().String())
 	}
-	go s.renewLoop(ctx)
+	if s.replicas != nil {
+		s.loops.Add(1)
+		go s.replicaLoop(ctx)
+	} else {
+		go s.renewLoop(ctx)
+	}
 	go s.flushLoop(ctx)
 	go s.storageLoop(ctx)
 	go s.uploadLoop(ctx)
