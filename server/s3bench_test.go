@@ -70,21 +70,12 @@ func BenchmarkS3Blob(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	store, err := kv.OpenS3(ctx, loc.KVConfig(), "bench-device")
+	st, err := EnsureS3(ctx, loc, testOptions("bench"), time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := b.TempDir()
-	if _, err := Ensure(dir, testOptions("bench"), time.Now()); err != nil {
-		b.Fatal(err)
-	}
-	st, err := Load(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	st.kv, st.loc = store, loc
 	sctx, cancel := context.WithCancel(ctx)
-	srv, err := New(sctx, st, Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := New(sctx, st, Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ReplicaIPs: ips("127.0.0.1")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -104,7 +95,7 @@ func BenchmarkS3Blob(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	htpasswd := filepath.Join(dir, "htpasswd")
+	htpasswd := filepath.Join(b.TempDir(), "htpasswd")
 	if err := os.WriteFile(htpasswd, []byte("admin:"+string(hash)+"\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}

@@ -29,10 +29,10 @@ import (
 // itself moves into the bucket, issue 12), each with the bucket's
 // location and its own kv.S3 on the bucket.
 type s3Site struct {
-	m     *kvtest.MinIO
-	loc   *kv.S3Location
-	store *kv.S3
-	dir   string
+	m        *kvtest.MinIO
+	loc      *kv.S3Location
+	store    *kv.S3
+	replicas int // started so far, for their ids
 }
 
 func startS3Site(t *testing.T) *s3Site {
@@ -52,29 +52,26 @@ func startS3SiteQuota(t *testing.T, quota int64) *s3Site {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	store, err := kv.OpenS3(ctx, loc.KVConfig(), "test-device")
-	if err != nil {
-		t.Fatalf("opening the state store: %v", err)
-	}
-	dir := t.TempDir()
 	init := testOptions("test")
 	if quota > 0 {
 		init.Quota = &quota
 	}
-	if _, err := Ensure(dir, init, time.Now()); err != nil {
-		t.Fatalf("initialising data dir: %v", err)
+	st, err := EnsureS3(ctx, loc, init, time.Now())
+	if err != nil {
+		t.Fatalf("initialising the device on the bucket: %v", err)
 	}
-	return &s3Site{m: m, loc: loc, store: store, dir: dir}
+	return &s3Site{m: m, loc: loc, store: st.KV().(*kv.S3)}
 }
 
 // state is a State of the site, as a replica loads it.
 func (s *s3Site) state(t *testing.T) *State {
 	t.Helper()
-	st, err := Load(s.dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := LoadS3(ctx, s.loc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.kv, st.loc = s.store, s.loc
 	return st
 }
 
@@ -83,7 +80,9 @@ func (s *s3Site) replica(t *testing.T, mod func(*Options)) *testServer {
 	t.Helper()
 	st := s.state(t)
 	logs := &syncBuffer{}
-	o := Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil))}
+	s.replicas++
+	o := Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		ReplicaIPs: ips("127.0.0.1"), ReplicaID: fmt.Sprintf("replica-%d", s.replicas)}
 	if mod != nil {
 		mod(&o)
 	}
@@ -575,7 +574,7 @@ func TestS3GCHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	store, err := kv.OpenS3(ctx, loc.KVConfig(), "test-device")
+	store, err := kv.OpenS3(ctx, loc.KVConfig(), "test.internal") // testOptions("test")'s device id
 	if err != nil {
 		t.Fatal(err)
 	}
