@@ -45,7 +45,9 @@ func newMigrateCmd(io streams) *cobra.Command {
 				}
 				return err
 			}
-			printMigrated(io, dir, loc, rep)
+			// The URL as the operator wrote it (ParseS3URL refused anything
+			// that could be a secret) reads better than the canonical one.
+			printMigrated(io, dir, o.to, loc, rep)
 			return nil
 		},
 	}
@@ -53,7 +55,7 @@ func newMigrateCmd(io streams) *cobra.Command {
 	return cmd
 }
 
-func printMigrated(io streams, dir string, loc *kv.S3Location, rep *migrate.Report) {
+func printMigrated(io streams, dir, url string, loc *kv.S3Location, rep *migrate.Report) {
 	w := io.Out
 	switch {
 	case rep.Again:
@@ -76,6 +78,6 @@ func printMigrated(io streams, dir string, loc *kv.S3Location, rep *migrate.Repo
 	}
 	fmt.Fprintf(w, "Device %s is in %s.\n\n", rep.Device, loc)
 	fmt.Fprintln(w, "Next, on each node, with the same AWS credentials in its environment (or credentials file):")
-	fmt.Fprintf(w, "  edgecrd serve --storage '%s' --ip <this node's address>\n", loc)
+	fmt.Fprintf(w, "  edgecrd serve --storage '%s' --ip <this node's address>\n", url)
 	fmt.Fprintf(w, "The data dir %s was not changed: keep it (and do not serve it again) until the replicas serve.\n", dir)
 }

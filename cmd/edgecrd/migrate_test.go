@@ -87,9 +87,9 @@ func TestMigrateCommandBadInput(t *testing.T) {
 	t.Logf("%s", strings.TrimSpace(stderr))
 
 	// A data dir a serve owns.
-	port := freePort(t)
-	serveInBackground(t, other, port)
-	code, _, stderr = edgecrd(t, "migrate", "--data-dir", other, "--to", to(m.CreateBucket(t)))
+	served := filepath.Join(t.TempDir(), "data")
+	serveInBackground(t, served, freePort(t))
+	code, _, stderr = edgecrd(t, "migrate", "--data-dir", served, "--to", to(m.CreateBucket(t)))
 	if code == 0 || !strings.Contains(stderr, "in use by edgecrd serve") || !strings.Contains(stderr, "stop it first") {
 		t.Fatalf("migrate next to serve: exit %d, %q", code, stderr)
 	}

@@ -62,6 +62,12 @@ func makeSource(t *testing.T, bigBlob bool) *source {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As `edgecrd serve` does.
+	lock, err := server.LockDataDir(dir, "serve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, st, server.Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -169,8 +175,9 @@ func remoteOpts(st *server.State, user, pw string) []remote.Option {
 	}
 }
 
-// treeHash is a digest of every file of dir (path, mode, content) and
-// every directory (path, mode): what "the source is left intact" compares.
+// treeHash is a digest of every file of dir (path, mode, mtime, content)
+// and every directory (path, mode, mtime): what "the source is left
+// intact" compares. The lines it hashed follow the digest, for a diff.
 func treeHash(t *testing.T, dir string) string {
 	t.Helper()
 	var lines []string
@@ -199,8 +206,9 @@ func treeHash(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	sort.Strings(lines)
-	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
-	return hex.EncodeToString(sum[:])
+	all := strings.Join(lines, "\n")
+	sum := sha256.Sum256([]byte(all))
+	return hex.EncodeToString(sum[:]) + "\n" + all
 }
 
 // sourceFiles are the image files migrate copies: every file under the
