@@ -57,6 +57,9 @@ func plan(ctx context.Context, src storagedriver.StorageDriver, p string) (dst s
 			return "", false, nil
 		}
 		orig := path.Join(v2Root, item)
+		if !strings.HasPrefix(orig, v2Root+"/") || strings.HasPrefix(orig, trashRoot+"/") || orig == trashRoot {
+			return "", false, nil // not a path a collector trashes
+		}
 		if _, err := src.Stat(ctx, orig); err == nil {
 			return "", false, nil
 		} else if !isNotFound(err) {
