@@ -85,6 +85,13 @@ func TestMigrateCommandBadInput(t *testing.T) {
 		t.Fatalf("migrate of another device into the bucket: exit %d, %q", code, stderr)
 	}
 	t.Logf("%s", strings.TrimSpace(stderr))
+	// Another device of the same name (its own CA).
+	same := initDataDir(t, "box1")
+	code, _, stderr = edgecrd(t, "migrate", "--data-dir", same, "--to", to(bucket))
+	if code == 0 || !strings.Contains(stderr, "holds a device named box1.internal with another CA") {
+		t.Fatalf("migrate of another box1 into the bucket: exit %d, %q", code, stderr)
+	}
+	t.Logf("%s", strings.TrimSpace(stderr))
 
 	// A data dir a serve owns.
 	served := filepath.Join(t.TempDir(), "data")

@@ -48,6 +48,7 @@ const MarkerKey = "meta/migration"
 // Marker is the value of MarkerKey.
 type Marker struct {
 	Device   string     `json:"device"`
+	CA       string     `json:"ca"`     // the CA's fingerprint
 	Source   string     `json:"source"` // host:data dir, for the operator
 	Started  time.Time  `json:"started"`
 	Finished *time.Time `json:"finished,omitempty"`
@@ -91,9 +92,16 @@ type Report struct {
 }
 
 // DeviceID is the id the bucket's meta/device marker holds for a device:
-// its CA's fingerprint, which already identifies the device to every
-// client (join tokens carry it as their pin) and which no other device has.
-func DeviceID(st *server.State) string { return st.CA.Fingerprint() }
+// "<name>.<domain>" in lower case, the zone its CA is constrained to, which
+// is what serve and init on a bucket write and check (server's deviceID).
+// Two devices may share a name, so the migration also compares CAs.
+func DeviceID(st *server.State) string {
+	return strings.ToLower(st.Device.Name + "." + st.Device.Domain)
+}
+
+// initializedKey is what server writes on a bucket when a first
+// initialisation has finished; a migrated device is one.
+const initializedKey = "meta/initialized"
 
 // Errors a caller may tell apart.
 var (
@@ -148,15 +156,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		return nil, fmt.Errorf("migrating %s: %w", dir, err)
 	}
-	m, mver, err := startMarker(ctx, store, rep.Device, dir, o.Now())
+	if err := sameCA(ctx, store, st); err != nil {
+		return nil, fmt.Errorf("migrating %s to %s: %w", dir, o.To, err)
+	}
+	m, mver, err := startMarker(ctx, store, rep.Device, st.CA.Fingerprint(), dir, o.Now())
 	if err != nil {
 		return nil, err
 	}
 	rep.Resumed = m.Finished == nil && mver != ""
 	rep.Again = m.Finished != nil
-	// Replacing what differs is right only while the bucket is this
-	// device's unfinished migration.
-	replace := m.Finished == nil
+	// Replacing what differs is right only when the bucket is this
+	// device's unfinished migration, started by an earlier run: whatever
+	// else differs was not written by this device's migration.
+	replace := rep.Resumed
 
 	src, err := filesystem.FromParameters(map[string]any{"rootdirectory": filepath.Join(dir, "registry")})
 	if err != nil {
@@ -171,6 +183,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if err := copyState(ctx, dir, store, replace, o, rep); err != nil {
 		return rep, err
+	}
+	if _, err := store.Put(ctx, initializedKey, []byte(o.Now().UTC().Format(time.RFC3339)+"\n"), ""); err != nil && !errors.Is(err, kv.ErrConflict) {
+		return rep, fmt.Errorf("finishing the migration: writing %s: %w", initializedKey, err)
 	}
 	if m.Finished == nil {
 		now := o.Now().UTC()
@@ -217,10 +232,10 @@ func checkDataDir(dir string) error {
 
 // startMarker reads the migration marker, creating it when absent. ver
 // is "" when this run created it.
-func startMarker(ctx context.Context, store kv.Store, device, dir string, now time.Time) (*Marker, kv.Version, error) {
+func startMarker(ctx context.Context, store kv.Store, device, ca, dir string, now time.Time) (*Marker, kv.Version, error) {
 	host, _ := os.Hostname()
 	abs, _ := filepath.Abs(dir)
-	m := &Marker{Device: device, Source: host + ":" + abs, Started: now.UTC()}
+	m := &Marker{Device: device, CA: ca, Source: host + ":" + abs, Started: now.UTC()}
 	b, _ := json.Marshal(m)
 	_, err := store.Put(ctx, MarkerKey, b, "")
 	if err == nil {
@@ -237,10 +252,27 @@ func startMarker(ctx context.Context, store kv.Store, device, dir string, now ti
 	if err := json.Unmarshal(b, &have); err != nil {
 		return nil, "", fmt.Errorf("starting the migration: %s in the bucket does not parse: %w", MarkerKey, err)
 	}
-	if have.Device != device {
-		return nil, "", fmt.Errorf("starting the migration: %s names device %q, not this one (%s): %w", MarkerKey, have.Device, device, kv.ErrOtherDevice)
+	if have.Device != device || have.CA != ca {
+		return nil, "", fmt.Errorf("starting the migration: %s names device %q with CA %s, not this one (%s, CA %s): %w", MarkerKey, have.Device, have.CA, device, ca, kv.ErrOtherDevice)
 	}
 	return &have, ver, nil
+}
+
+// sameCA refuses a bucket whose state has another CA than the data dir's:
+// another device of the same name (the meta/device marker holds only the
+// name), before anything is copied.
+func sameCA(ctx context.Context, store kv.Store, st *server.State) error {
+	have, _, err := store.Get(ctx, "ca.crt")
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading ca.crt in the bucket: %w", err)
+	}
+	if string(have) != string(st.CA.PEM) {
+		return fmt.Errorf("the bucket holds a device named %s with another CA: %w", DeviceID(st), kv.ErrOtherDevice)
+	}
+	return nil
 }
 
 // progress counts and prints.
