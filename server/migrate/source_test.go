@@ -167,12 +167,17 @@ func mustRef(t *testing.T, s string) name.Reference {
 }
 
 func remoteOpts(st *server.State, user, pw string) []remote.Option {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(st.CA.PEM)
 	return []remote.Option{
 		remote.WithAuth(&authn.Basic{Username: user, Password: pw}),
-		remote.WithTransport(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}),
+		remote.WithTransport(transport(st)),
 	}
+}
+
+// transport trusts st's CA only.
+func transport(st *server.State) *http.Transport {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(st.CA.PEM)
+	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
 }
 
 // treeHash is a digest of every file of dir (path, mode, mtime, content)
