@@ -1,0 +1,469 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/edgecr/edgecr/server/kv/kvtest"
+)
+
+// replicaIPs are the loopback addresses of the three replicas of the
+// acceptance tests (Linux answers on all of 127.0.0.0/8).
+var replicaIPs = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
+
+// cluster is a MinIO on loopback and edgecrd replicas serving one device
+// from one bucket, each `edgecrd serve --storage ...` on an address of
+// its own and the same port.
+type cluster struct {
+	t       *testing.T
+	minio   *kvtest.MinIO
+	bucket  string
+	storage string   // the --storage URL
+	env     []string // the process environment with MinIO's credentials
+	port    int
+	extra   []string // more serve flags
+	info    deviceInfo
+	host    string // the registry host name, what TLS verifies
+	ca      *x509.CertPool
+	nodes   []*replica
+}
+
+// replica is one edgecrd serve process of a cluster.
+type replica struct {
+	c      *cluster
+	i      int
+	ip     string
+	addr   string // ip:port
+	cmd    *exec.Cmd
+	stdout *lockedBuffer
+	stderr *lockedBuffer
+	exited chan struct{}
+	uiURL  string
+}
+
+// freePortOnAll is a port nothing listens on at any of ips.
+func freePortOnAll(t *testing.T, ips []string) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", ips[0]+":0")
+		if err != nil {
+			t.Fatalf("listening on %s: %v", ips[0], err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		free := true
+		for _, ip := range ips[1:] {
+			l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return port
+		}
+	}
+	t.Fatal("no port free on every replica address")
+	return 0
+}
+
+// startCluster starts MinIO with a fresh bucket and n replicas (n <= 3)
+// on it, the first initialising the device, and waits until each serves.
+// extra are more serve flags for every replica.
+func startCluster(t *testing.T, n int, extra ...string) *cluster {
+	t.Helper()
+	m := kvtest.StartMinIO(t) // skips without the pinned MinIO (fails in CI)
+	c := &cluster{t: t, minio: m, bucket: m.CreateBucket(t), extra: extra}
+	c.storage = "s3://" + c.bucket + "/site?endpoint=" + m.Endpoint
+	c.env = append(os.Environ(),
+		"AWS_ACCESS_KEY_ID="+m.AccessKey, "AWS_SECRET_ACCESS_KEY="+m.SecretKey, "AWS_SESSION_TOKEN=",
+		"AWS_SHARED_CREDENTIALS_FILE="+os.DevNull, "AWS_PROFILE=")
+	c.port = freePortOnAll(t, replicaIPs[:n])
+	c.nodes = make([]*replica, n)
+	for i := range n {
+		c.nodes[i] = &replica{c: c, i: i, ip: replicaIPs[i], addr: fmt.Sprintf("%s:%d", replicaIPs[i], c.port)}
+		c.start(i)
+	}
+	out, e, err := c.edgecrd("info", "-o", "json")
+	if err != nil {
+		t.Fatalf("edgecrd info --storage: %v\n%s", err, e)
+	}
+	if err := json.Unmarshal([]byte(out), &c.info); err != nil {
+		t.Fatalf("parsing edgecrd info -o json: %v\n%s", err, out)
+	}
+	c.host, _, _ = net.SplitHostPort(c.info.Endpoint)
+	c.ca = c.fetchCA(0)
+	return c
+}
+
+// fetchCA downloads the device CA from replica i's join API, as the
+// agent does, and checks it against the fingerprint info printed.
+func (c *cluster) fetchCA(i int) *x509.CertPool {
+	c.t.Helper()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 30 * time.Second}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("https://" + c.nodes[i].addr + "/edgecr/v1/ca")
+	if err != nil {
+		c.t.Fatalf("fetching the CA from replica %d: %v", i+1, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		c.t.Fatalf("replica %d's CA endpoint: no PEM: %s", i+1, b)
+	}
+	sum := sha256.Sum256(blk.Bytes)
+	if got := "sha256:" + hex.EncodeToString(sum[:]); got != c.info.CAFingerprint {
+		c.t.Fatalf("replica %d's CA: fingerprint %s, info says %s", i+1, got, c.info.CAFingerprint)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	return pool
+}
+
+// edgecrd runs an admin command on the cluster's bucket.
+func (c *cluster) edgecrd(args ...string) (stdout, stderr string, err error) {
+	c.t.Helper()
+	var o, e bytes.Buffer
+	cmd := exec.Command(bin.edgecrd, append(args, "--storage", c.storage)...)
+	cmd.Env = c.env
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+// start starts replica i (again, after kill) and waits until it accepts
+// TLS connections.
+func (c *cluster) start(i int) {
+	c.t.Helper()
+	r := c.nodes[i]
+	r.stdout, r.stderr, r.exited = &lockedBuffer{}, &lockedBuffer{}, make(chan struct{})
+	args := []string{"serve", "--storage", c.storage, "--name", "e2e", "--ip", r.ip, "--listen", r.addr,
+		"--ui-listen", r.ip + ":0", "--gc-schedule", "off"}
+	r.cmd = exec.Command(bin.edgecrd, append(args, c.extra...)...)
+	r.cmd.Env = c.env
+	r.cmd.Stdout, r.cmd.Stderr = r.stdout, r.stderr
+	if err := r.cmd.Start(); err != nil {
+		c.t.Fatalf("starting replica %d: %v", i+1, err)
+	}
+	cmd, exited := r.cmd, r.exited
+	go func() { cmd.Wait(); close(exited) }()
+	c.t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-r.exited:
+			c.t.Fatalf("replica %d exited during start: %v\nstderr:\n%s", i+1, r.cmd.ProcessState, r.stderr)
+		default:
+		}
+		if conn, err := tls.Dial("tcp", r.addr, &tls.Config{InsecureSkipVerify: true}); err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("replica %d did not listen on %s; stderr:\n%s", i+1, r.addr, r.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := uiURLLine.FindStringSubmatch(r.stdout.String()); m != nil {
+		r.uiURL = m[1]
+	}
+}
+
+// kill SIGKILLs replica i.
+func (c *cluster) kill(i int) {
+	r := c.nodes[i]
+	r.cmd.Process.Kill()
+	<-r.exited
+}
+
+// transport trusts the device CA and verifies the registry host name,
+// whichever replica address it dials.
+func (c *cluster) transport() *http.Transport {
+	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.ca, ServerName: c.host}, ForceAttemptHTTP2: true}
+}
+
+func (c *cluster) opts(user, pw string) []remote.Option {
+	return []remote.Option{remote.WithAuth(&authn.Basic{Username: user, Password: pw}), remote.WithTransport(c.transport())}
+}
+
+func (c *cluster) admin() []remote.Option { return c.opts(c.info.Username, c.info.Password) }
+
+// ref is s on replica i.
+func (c *cluster) ref(i int, s string) name.Reference {
+	c.t.Helper()
+	r, err := name.ParseReference(c.nodes[i].addr + "/" + s)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// pullVerified pulls ref through replica i and checks every blob
+// against its digest.
+func (c *cluster) pullVerified(i int, ref string, want v1.Hash, opts ...remote.Option) error {
+	if opts == nil {
+		opts = c.admin()
+	}
+	img, err := remote.Image(c.ref(i, ref), opts...)
+	if err != nil {
+		return fmt.Errorf("pulling %s through replica %d: %w", ref, i+1, err)
+	}
+	if got, err := img.Digest(); err != nil || got != want {
+		return fmt.Errorf("pulling %s through replica %d: digest %v (%v), want %v", ref, i+1, got, err, want)
+	}
+	if err := validate.Image(img); err != nil {
+		return fmt.Errorf("pulling %s through replica %d: content does not match its digests: %w", ref, i+1, err)
+	}
+	return nil
+}
+
+// uiPage logs in to replica i's web UI as the admin and returns the page
+// at path.
+func (c *cluster) uiPage(i int, path string) string {
+	c.t.Helper()
+	r := c.nodes[i]
+	if r.uiURL == "" {
+		c.t.Fatalf("replica %d printed no web UI address:\n%s", i+1, r.stdout)
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Transport: c.transport(), Jar: jar, Timeout: 30 * time.Second}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(r.uiURL + "login")
+	if err != nil {
+		c.t.Fatalf("replica %d web UI: %v", i+1, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(b)
+	if m == nil {
+		c.t.Fatalf("replica %d: no CSRF token on the login page:\n%s", i+1, b)
+	}
+	resp, err = hc.PostForm(r.uiURL+"login", url.Values{"csrf": {string(m[1])}, "username": {c.info.Username}, "password": {c.info.Password}, "next": {path}})
+	if err != nil {
+		c.t.Fatalf("replica %d: logging in: %v", i+1, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	resp, err = hc.Get(r.uiURL + strings.TrimPrefix(path, "/"))
+	if err != nil {
+		c.t.Fatalf("replica %d: GET %s: %v", i+1, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		c.t.Fatalf("replica %d: GET %s: %s\n%s", i+1, path, resp.Status, b)
+	}
+	return string(b)
+}
+
+// registryGet sends GET path to replica i as the admin, bounded by d.
+func (c *cluster) registryGet(i int, path string, d time.Duration) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+c.nodes[i].addr+path, nil)
+	req.SetBasicAuth(c.info.Username, c.info.Password)
+	hc := &http.Client{Transport: c.transport()}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+// token creates a join token on the cluster's bucket.
+func (c *cluster) token(args ...string) string {
+	c.t.Helper()
+	out, e, err := c.edgecrd(append([]string{"token", "create", "-o", "json"}, args...)...)
+	if err != nil {
+		c.t.Fatalf("token create --storage: %v\n%s", err, e)
+	}
+	var tk struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(out), &tk); err != nil || tk.Token == "" {
+		c.t.Fatalf("token create -o json: %v\n%s", err, out)
+	}
+	return tk.Token
+}
+
+// Acceptance 1: push through replica 1; pull, digest-verified, through 2
+// and 3; a client joined through replica 3 lists it with `edgecr ls` and
+// the web UI of replica 3 shows it, with replicas 1 and 2 down.
+func TestReplicasPushOnePullEverywhere(t *testing.T) {
+	c := startCluster(t, 3)
+	img := dockerImage(t)
+	want := push(t, c.ref(0, "acc1/app:v1"), img, c.admin())
+	idx, _, _ := ociIndex(t)
+	wantIdx := push(t, c.ref(0, "acc1/app:multi"), idx, c.admin())
+	for _, i := range []int{1, 2} {
+		if err := c.pullVerified(i, "acc1/app:v1", want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := remote.Index(c.ref(i, "acc1/app:multi"), c.admin()...)
+		if err != nil {
+			t.Fatalf("pulling the index through replica %d: %v", i+1, err)
+		}
+		if d, _ := got.Digest(); d != wantIdx {
+			t.Fatalf("index through replica %d: %s, want %s", i+1, d, wantIdx)
+		}
+		if err := validate.Index(got); err != nil {
+			t.Fatalf("index through replica %d: %v", i+1, err)
+		}
+	}
+
+	cl := newClient(t)
+	if out, err := cl.edgecr("join", "https://"+c.nodes[2].addr, "--token", c.token("--role", "pull"), "--root", cl.root); err != nil {
+		t.Fatalf("join through replica 3: %v\n%s", err, out)
+	}
+	c.kill(0)
+	c.kill(1)
+	tags := cl.lsTags("acc1/app")
+	if tags["v1"].Digest != want.String() || tags["multi"].Digest != wantIdx.String() {
+		t.Fatalf("edgecr ls through replica 3: %+v; want v1 %s and multi %s", tags, want, wantIdx)
+	}
+	page := c.uiPage(2, "/images")
+	for _, s := range []string{"acc1/app", "v1", "multi", want.String()[:19]} {
+		if !strings.Contains(page, s) {
+			t.Fatalf("replica 3's Images page does not show %q:\n%s", s, page)
+		}
+	}
+}
+
+// Acceptance 3: 30 joins at once spread over the three replicas on a
+// token with 10 uses: exactly 10 succeed, the other 20 get TOKEN_USED_UP.
+func TestReplicasConcurrentJoinsSpendEachUseOnce(t *testing.T) {
+	c := startCluster(t, 3)
+	tok := c.token("--uses", "10", "--role", "pull")
+	type outcome struct {
+		status int
+		code   string
+	}
+	results := make(chan outcome, 30)
+	start := make(chan struct{})
+	for k := range 30 {
+		go func() {
+			hc := &http.Client{Transport: c.transport(), Timeout: 60 * time.Second}
+			defer hc.CloseIdleConnections()
+			body, _ := json.Marshal(map[string]string{"token": tok, "name": fmt.Sprintf("client-%d", k)})
+			<-start
+			resp, err := hc.Post("https://"+c.nodes[k%3].addr+"/edgecr/v1/join", "application/json", bytes.NewReader(body))
+			if err != nil {
+				results <- outcome{code: err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			var e struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			json.NewDecoder(resp.Body).Decode(&e)
+			results <- outcome{status: resp.StatusCode, code: e.Error.Code}
+		}()
+	}
+	close(start)
+	ok, usedUp := 0, 0
+	for range 30 {
+		r := <-results
+		switch {
+		case r.status == http.StatusOK:
+			ok++
+		case r.code == "TOKEN_USED_UP":
+			usedUp++
+		default:
+			t.Errorf("a join got %d %s", r.status, r.code)
+		}
+	}
+	t.Logf("30 joins over 3 replicas on a 10-use token: %d joined, %d TOKEN_USED_UP", ok, usedUp)
+	if ok != 10 || usedUp != 20 {
+		t.Fatalf("%d joined, %d TOKEN_USED_UP; want 10 and 20", ok, usedUp)
+	}
+	out, _, err := c.edgecrd("clients", "ls", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []json.RawMessage
+	json.Unmarshal([]byte(out), &clients)
+	if len(clients) != 10 {
+		t.Fatalf("clients ls --storage: %d clients, want 10:\n%s", len(clients), out)
+	}
+}
+
+// minioDownBound is how long a registry request may take while the object
+// store does not answer before the replica answers 503.
+const minioDownBound = 30 * time.Second
+
+// Acceptance 6: MinIO killed while the replicas run: registry requests
+// that need the store fail with 503 within minioDownBound (no hang, no
+// crash); after MinIO is back, everything pulls again, nothing lost.
+func TestReplicasObjectStoreDown(t *testing.T) {
+	c := startCluster(t, 3)
+	img := dockerImage(t)
+	want := push(t, c.ref(0, "acc6/app:v1"), img, c.admin())
+	c.minio.Stop()
+	for i := range c.nodes {
+		start := time.Now()
+		resp, err := c.registryGet(i, "/v2/acc6/app/manifests/v1", minioDownBound)
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("replica %d with MinIO down: %v after %s; want a 503 within %s", i+1, err, took, minioDownBound)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("replica %d with MinIO down: %s %s after %s; want 503", i+1, resp.Status, body, took)
+		}
+		t.Logf("replica %d with MinIO down: %s in %s: %s", i+1, resp.Status, took.Round(time.Millisecond), strings.TrimSpace(string(body)))
+		select {
+		case <-c.nodes[i].exited:
+			t.Fatalf("replica %d exited with MinIO down:\n%s", i+1, c.nodes[i].stderr)
+		default:
+		}
+	}
+	c.minio.Restart(t)
+	deadline := time.Now().Add(time.Minute)
+	for i := range c.nodes {
+		for {
+			err := c.pullVerified(i, "acc6/app:v1", want)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a minute after MinIO came back: %v", err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	// And it takes pushes again.
+	want2 := push(t, c.ref(1, "acc6/app:v2"), dockerImage(t), c.admin())
+	if err := c.pullVerified(2, "acc6/app:v2", want2); err != nil {
+		t.Fatal(err)
+	}
+}
