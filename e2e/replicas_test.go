@@ -25,9 +25,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/edgecr/edgecr/server/kv"
 	"github.com/edgecr/edgecr/server/kv/kvtest"
 )
 
@@ -100,9 +104,8 @@ func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	m := kvtest.StartMinIO(t) // skips without the pinned MinIO (fails in CI)
 	c := &cluster{t: t, minio: m, bucket: m.CreateBucket(t), extra: extra}
 	c.storage = "s3://" + c.bucket + "/site?endpoint=" + m.Endpoint
-	c.env = append(os.Environ(),
-		"AWS_ACCESS_KEY_ID="+m.AccessKey, "AWS_SECRET_ACCESS_KEY="+m.SecretKey, "AWS_SESSION_TOKEN=",
-		"AWS_SHARED_CREDENTIALS_FILE="+os.DevNull, "AWS_PROFILE=")
+	m.SetCredentials(t) // for this process's own look into the bucket, and the replicas'
+	c.env = os.Environ()
 	c.port = freePortOnAll(t, replicaIPs[:n])
 	c.nodes = make([]*replica, n)
 	for i := range n {
@@ -466,4 +469,148 @@ func TestReplicasObjectStoreDown(t *testing.T) {
 	if err := c.pullVerified(2, "acc6/app:v2", want2); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// gcGrace is the grace of the collections in TestReplicasGCWhilePushing:
+// short, so that each round's collection removes the previous rounds'
+// untagged images while the pushes of this round reuse their layers.
+const gcGrace = 3 * time.Second
+
+// Acceptance 5: `edgecrd gc --storage` beside replica 2 while replicas 1
+// and 3 take pushes, 10 rounds, each push reusing layers the collection
+// is about to remove: every image pushed pulls digest-verified through
+// replica 2. Then a collection SIGKILLed while it holds the lease: the
+// next one is refused while the lease lasts, then takes it and completes.
+func TestReplicasGCWhilePushing(t *testing.T) {
+	c := startCluster(t, 3)
+	base := dockerImage(t)
+	push(t, c.ref(0, "acc5/base:1"), base, c.admin())
+	var prev v1.Layer
+	kept := map[string]v1.Hash{}
+	gcs, removedManifests, removedBlobs := 0, 0, 0
+	for r := range 10 {
+		l, err := random.Layer(8<<10, types.DockerLayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// churn:latest is overwritten each round: the last round's
+		// image becomes untagged garbage whose layer this round reuses.
+		layers := []v1.Layer{l}
+		if prev != nil {
+			layers = append(layers, prev)
+		}
+		churn, err := mutate.AppendLayers(base, layers...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = l
+		keep, err := mutate.AppendLayers(base, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(gcGrace) // the last round's image is old enough to go
+		errs := make(chan error, 3)
+		go func() {
+			errs <- remote.Write(c.ref(0, "acc5/churn:latest"), churn, c.admin()...)
+		}()
+		go func() {
+			errs <- remote.Write(c.ref(2, fmt.Sprintf("acc5/keep:%d", r)), keep, c.admin()...)
+		}()
+		go func() {
+			out, e, err := c.edgecrd("gc", "--delete-untagged", "--grace", gcGrace.String(), "-o", "json")
+			if err == nil {
+				gcs++
+				var rep struct {
+					DeletedManifests, DeletedBlobs []json.RawMessage
+				}
+				if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+					err = fmt.Errorf("gc -o json: %v\n%s", jerr, out)
+				}
+				removedManifests += len(rep.DeletedManifests)
+				removedBlobs += len(rep.DeletedBlobs)
+			} else if !strings.Contains(e, "another garbage collection is running") {
+				err = fmt.Errorf("gc: %v\n%s%s", err, out, e)
+			} else {
+				err = nil // a collection of the last round still holds it
+			}
+			errs <- err
+		}()
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", r+1, err)
+			}
+		}
+		cd, _ := churn.Digest()
+		kept["acc5/churn:latest"] = cd
+		kept[fmt.Sprintf("acc5/keep:%d", r)], _ = keep.Digest()
+		for ref, want := range kept {
+			if err := c.pullVerified(1, ref, want); err != nil {
+				t.Fatalf("round %d: %v", r+1, err)
+			}
+		}
+	}
+	t.Logf("10 rounds: %d collections ran beside the pushes and removed %d untagged manifests and %d blobs; %d tags pull digest-verified through replica 2",
+		gcs, removedManifests, removedBlobs, len(kept))
+	if gcs == 0 || removedManifests == 0 {
+		t.Fatal("the collections removed nothing: the test did not race them against the pushes")
+	}
+
+	// A collection killed while it holds the lease.
+	store, err := kv.NewS3(c.loc().KVConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin.edgecrd, "gc", "--storage", c.storage, "--delete-untagged", "--grace", gcGrace.String())
+	cmd.Env = c.env
+	var gcOut lockedBuffer
+	cmd.Stdout, cmd.Stderr = &gcOut, &gcOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, _, err := store.Get(context.Background(), "gc/lease"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the collection did not take the lease within 30 s:\n%s", gcOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	killed := time.Now()
+	_, e, err := c.edgecrd("gc", "--delete-untagged", "--grace", gcGrace.String())
+	if err == nil || !strings.Contains(e, "another garbage collection is running") {
+		t.Fatalf("gc right after a collection was killed holding the lease: %v %s; want it refused while the lease lasts", err, e)
+	}
+	t.Logf("refused while the killed collection's lease lasts: %s", strings.TrimSpace(e))
+	for {
+		out, e, err := c.edgecrd("gc", "--delete-untagged", "--grace", gcGrace.String())
+		if err == nil {
+			t.Logf("the next collection completed %s after the kill:\n%s", time.Since(killed).Round(time.Second), out)
+			break
+		}
+		if !strings.Contains(e, "another garbage collection is running") || time.Since(killed) > 2*time.Minute {
+			t.Fatalf("gc after the kill: %v\n%s", err, e)
+		}
+		time.Sleep(time.Second)
+	}
+	for ref, want := range kept {
+		if err := c.pullVerified(1, ref, want); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// loc is the cluster's storage location.
+func (c *cluster) loc() *kv.S3Location {
+	c.t.Helper()
+	loc, err := kv.ParseS3URL(c.storage)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return loc
 }
