@@ -30,14 +30,18 @@ func (s *State) constrainCA(ca *CA, now time.Time) (*CA, error) {
 	}
 	certPEM, err := reissueConstrainedCA(ca, s.Device.Name, s.Device.Domain, s.Device.netIPs(), now)
 	if err != nil {
-		return nil, fmt.Errorf("re-issuing device CA %s with name constraints: %w", s.Path(caCertFile), err)
+		return nil, fmt.Errorf("re-issuing device CA %s with name constraints: %w", s.where(caCertFile), err)
 	}
 	out := &CA{Key: ca.Key, PEM: certPEM}
 	block, _ := pem.Decode(certPEM)
 	if out.Cert, err = x509.ParseCertificate(block.Bytes); err != nil {
 		return nil, fmt.Errorf("re-issuing device CA: %w", err)
 	}
-	if err := s.write(caCertFile, certPEM, 0o644); err != nil {
+	_, ver, _, err := s.get(caCertFile)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.put(caCertFile, certPEM, ver); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -43,10 +43,19 @@ func checkComplete(dir string) (fresh bool, err error) {
 			return false, fmt.Errorf("checking data dir %s: %w", dir, err)
 		}
 	}
+	if _, err := os.Lstat(filepath.Join(dir, initIncomplete)); err == nil {
+		return classify("data dir "+dir, present, missing, true)
+	}
+	return classify("data dir "+dir, present, missing, false)
+}
+
+// classify is checkComplete's judgement on which state files are present;
+// interrupted: a first initialisation started and did not finish.
+func classify(where string, present, missing []string, interrupted bool) (fresh bool, err error) {
 	if len(present) == 0 || (len(present) == 1 && present[0] == adminFile) {
 		return true, nil
 	}
-	if _, err := os.Lstat(filepath.Join(dir, initIncomplete)); err == nil {
+	if interrupted {
 		return true, nil // an interrupted first start: finish it
 	}
 	if len(missing) == 2 && missing[0] == serverCertFile && missing[1] == serverKeyFile {
@@ -55,6 +64,6 @@ func checkComplete(dir string) (fresh bool, err error) {
 	if len(missing) == 0 {
 		return false, nil
 	}
-	return false, fmt.Errorf("checking data dir %s: %w: %s missing while %s exist; nothing was changed: restore the data dir from a backup (edgecrd restore), or move it away to start a new device (every client then joins again)",
-		dir, ErrHalfPresent, strings.Join(missing, ", "), strings.Join(present, ", "))
+	return false, fmt.Errorf("checking %s: %w: %s missing while %s exist; nothing was changed: restore the data dir from a backup (edgecrd restore), or move it away to start a new device (every client then joins again)",
+		where, ErrHalfPresent, strings.Join(missing, ", "), strings.Join(present, ", "))
 }

@@ -2,10 +2,13 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/edgecr/edgecr/server/kv"
 )
 
 const lastSeenFile = "lastseen.json"
@@ -13,10 +16,11 @@ const lastSeenFile = "lastseen.json"
 // lastSeen remembers when each identity last authenticated. Requests only
 // touch a map; the server writes lastseen.json now and then, so that
 // `edgecrd clients ls` (another process) can show it without a write per
-// request.
+// request. Replicas on one bucket merge theirs into the one document
+// (latest time wins, compare-and-swap).
 type lastSeen struct {
-	path string
-	log  *slog.Logger
+	st  *State
+	log *slog.Logger
 
 	mu    sync.Mutex
 	seen  map[string]time.Time
@@ -24,8 +28,8 @@ type lastSeen struct {
 }
 
 func newLastSeen(st *State, log *slog.Logger) *lastSeen {
-	l := &lastSeen{path: st.Path(lastSeenFile), log: log, seen: map[string]time.Time{}}
-	if m, err := readLastSeen(l.path); err == nil {
+	l := &lastSeen{st: st, log: log, seen: map[string]time.Time{}}
+	if m, _, err := st.readLastSeen(); err == nil {
 		l.seen = m
 	}
 	return l
@@ -56,24 +60,50 @@ func (l *lastSeen) flush() {
 	m := maps.Clone(l.seen)
 	l.dirty = false
 	l.mu.Unlock()
-	b, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeFileAtomic(l.path, append(b, '\n'), 0o600); err != nil {
-		l.log.Warn("saving last-seen times", "err", err)
+	for attempt := 0; ; attempt++ {
+		err := l.merge(m)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, kv.ErrConflict) || attempt >= 10 {
+			l.log.Warn("saving last-seen times", "err", err)
+			return
+		}
 	}
 }
 
-func readLastSeen(path string) (map[string]time.Time, error) {
-	b, ok, err := readOptional(path)
+// merge writes m into lastseen.json, keeping later times found there.
+func (l *lastSeen) merge(m map[string]time.Time) error {
+	stored, ver, err := l.st.readLastSeen()
+	if err != nil {
+		return err
+	}
+	for id, t := range stored {
+		if t.After(m[id]) {
+			m[id] = t
+		}
+	}
+	b, _ := json.MarshalIndent(m, "", "  ")
+	_, err = l.st.put(lastSeenFile, append(b, '\n'), ver)
+	return err
+}
+
+// readLastSeen returns the saved times and the document's version.
+func (s *State) readLastSeen() (map[string]time.Time, kv.Version, error) {
+	b, ver, ok, err := s.get(lastSeenFile)
 	m := map[string]time.Time{}
 	if err != nil || !ok {
-		return m, err
+		return m, "", err
 	}
 	// A damaged file only loses "last seen" times: not worth refusing to start.
 	if err := json.Unmarshal(b, &m); err != nil {
-		return map[string]time.Time{}, nil
+		return map[string]time.Time{}, ver, nil
 	}
-	return m, nil
+	return m, ver, nil
 }
 
-// LastSeen returns the last-seen times saved by the running server.
-func (s *State) LastSeen() (map[string]time.Time, error) { return readLastSeen(s.Path(lastSeenFile)) }
+// LastSeen returns the last-seen times saved by the running server(s).
+func (s *State) LastSeen() (map[string]time.Time, error) {
+	m, _, err := s.readLastSeen()
+	return m, err
+}

@@ -70,7 +70,7 @@ func Restore(ctx context.Context, r io.Reader, dir string, o RestoreOptions, now
 		return nil, fmt.Errorf("restoring into %s: %w", dir, err)
 	}
 	ok = true
-	st.Dir = dir
+	st.Dir, st.kv = dir, openFiles(dir)
 	return st, nil
 }
 

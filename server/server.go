@@ -156,6 +156,11 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.UIIdleTimeout == 0 {
 		o.UIIdleTimeout = DefaultUIIdleTimeout
 	}
+	if st.S3() != nil {
+		// The state is wired (State.KV); distribution's s3 driver, GC and
+		// quota on the bucket are the next step of issue 12.
+		return nil, fmt.Errorf("serving images from %s: not available in this build (the device's state is there; the registry storage is not wired yet)", st.S3())
+	}
 	s := &Server{state: st, opts: o, log: o.Logger}
 
 	cert, err := s.renew()
@@ -319,6 +324,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	// failed) must end them too, before the deferred Wait below.
 	ctx, cancel := context.WithCancel(ctx)
 	s.startRepair(ctx) // before the first request: it leaves what this process writes alone
+	if s.state.loc != nil {
+		// Replicas: identities are polled, never read per request.
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.authn.Run(ctx, AuthPollInterval, func(err error) { s.log.Warn("checking identities for changes", "err", err) })
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.ServeTLS(s.conns, "", "") }()
 	if s.uiSrv != nil {
@@ -405,11 +418,15 @@ func (s *Server) renewLoop(ctx context.Context) {
 // close to expiry, under the data dir's lock (another process may be
 // initialising).
 func (s *Server) renew() (*tls.Certificate, error) {
-	unlock, err := lockFile(filepath.Join(s.state.Dir, initLock))
-	if err != nil {
-		return nil, err
+	if s.state.loc == nil {
+		// On a bucket there is no lock to take: the pair is written by
+		// compare-and-swap (serverpair.go).
+		unlock, err := lockFile(filepath.Join(s.state.Dir, initLock))
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	// Judge the certificate against device.json as it is now: `edgecrd init
 	// --ip …` may have changed the IPs (and reissued) while serve runs, and
 	// the copy loaded at start would undo that.
@@ -427,13 +444,16 @@ func (s *Server) renew() (*tls.Certificate, error) {
 	return cert, nil
 }
 
-// current is the state with device.json as it is now on disk: `edgecrd
-// init` may have changed the name or IPs since serve read it.
+// current is the state with device.json as it is now in the store:
+// `edgecrd init` may have changed the name or IPs since serve read it.
 func (s *Server) current() (*State, error) {
-	cur := &State{Dir: s.state.Dir, CA: s.state.CA}
-	b, err := os.ReadFile(cur.Path(deviceFile))
+	cur := &State{Dir: s.state.Dir, CA: s.state.CA, kv: s.state.KV(), loc: s.state.loc}
+	b, _, ok, err := cur.get(deviceFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading device state: %w", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("reading device state: %s missing", cur.where(deviceFile))
 	}
 	if err := cur.parseDevice(b); err != nil {
 		return nil, err

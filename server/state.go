@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -74,14 +75,17 @@ type InitOptions struct {
 // unlike .local, does not trigger mDNS lookups on clients.
 const DefaultDomain = "internal"
 
-// State is an initialised data dir.
+// State is an initialised device: its data dir on local disk, or its
+// bucket (S3). Everything it knows (device settings, CA, server
+// certificate, admin password, identities and tokens) is read and written
+// through KV, under the keys named like the data dir's files.
 type State struct {
-	Dir    string
+	Dir    string // the data dir; "" when the state is in a bucket
 	Device Device
 	CA     *CA
 
 	dryRun  bool     // Changes: record writes instead of making them
-	changed []string // files a dry run would have written
+	changed []string // keys a dry run would have written
 
 	kv  kv.Store       // the shared state (issue 12)
 	loc *kv.S3Location // the bucket; nil for a data dir on local disk
@@ -90,37 +94,97 @@ type State struct {
 // KV is the device's shared state: identities, tokens, device settings, the
 // CA, GC and quota state. Replicas on one bucket change it only through its
 // conditional writes.
-func (s *State) KV() kv.Store { return s.kv }
+func (s *State) KV() kv.Store {
+	if s.kv == nil && s.loc == nil {
+		s.kv = openFiles(s.Dir) // a State made as &State{Dir: dir}
+	}
+	return s.kv
+}
 
 // S3 is the bucket the device keeps its images and state in, nil for a data
 // dir on local disk (the single-node default).
 func (s *State) S3() *kv.S3Location { return s.loc }
 
-// write replaces the data dir file name atomically, or only records it in a
-// dry run.
-func (s *State) write(name string, data []byte, mode os.FileMode) error {
-	if s.dryRun {
-		s.changed = append(s.changed, name)
-		return nil
+// stateTimeout bounds one operation on the state (with retries) when the
+// caller gives no context: an object store that does not answer must not
+// hang an admin command or a join.
+const stateTimeout = 30 * time.Second
+
+func opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), stateTimeout)
+}
+
+// openFiles is the state store of a data dir: its own files, by name.
+func openFiles(dir string) *kv.Files {
+	return kv.OpenFiles(dir, kv.Reserved(storageDir), kv.Mode(stateFileMode))
+}
+
+// stateFileMode: certificates are public, everything else is a secret.
+func stateFileMode(key string) fs.FileMode {
+	if strings.HasSuffix(key, ".crt") {
+		return 0o644
 	}
-	return writeFileAtomic(s.Path(name), data, mode)
+	return 0o600
+}
+
+// localState is the state of the data dir dir (nothing read yet).
+func localState(dir string) *State { return &State{Dir: dir, kv: openFiles(dir)} }
+
+// where names a key for the operator: its file, or its object.
+func (s *State) where(key string) string {
+	if s.loc == nil {
+		return s.Path(key)
+	}
+	return s.loc.String() + " state key " + key
+}
+
+// get reads key; a missing key is (nil, "", false, nil).
+func (s *State) get(key string) ([]byte, kv.Version, bool, error) {
+	ctx, cancel := opCtx()
+	defer cancel()
+	b, v, err := s.KV().Get(ctx, key)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+		return nil, "", false, nil
+	case err != nil:
+		return nil, "", false, fmt.Errorf("reading %s: %w", s.where(key), err)
+	}
+	return b, v, true, nil
+}
+
+// put writes key if its version is still ifVer ("": create-only), or only
+// records the key in a dry run.
+func (s *State) put(key string, data []byte, ifVer kv.Version) (kv.Version, error) {
+	if s.dryRun {
+		s.changed = append(s.changed, key)
+		return ifVer, nil
+	}
+	ctx, cancel := opCtx()
+	defer cancel()
+	v, err := s.KV().Put(ctx, key, data, ifVer)
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", s.where(key), err)
+	}
+	return v, nil
 }
 
 // Path returns the path of a file in the data dir.
 func (s *State) Path(name string) string { return filepath.Join(s.Dir, name) }
 
-// CAFile is the path of the CA certificate.
-func (s *State) CAFile() string { return s.Path(caCertFile) }
+// CAFile is the path of the CA certificate; on a bucket, its object.
+func (s *State) CAFile() string { return s.where(caCertFile) }
 
 // StorageDir is the root of the registry's filesystem storage.
 func (s *State) StorageDir() string { return s.Path(storageDir) }
 
-// Identities is the identity store of the data dir.
-func (s *State) Identities() *IdentityStore { return NewIdentityStore(s.Dir) }
+// Identities is the identity store of the device.
+func (s *State) Identities() *IdentityStore {
+	return &IdentityStore{kv: s.KV(), where: s.where(identitiesFile)}
+}
 
 // AdminPassword returns the stored admin password ("" if it was removed).
 func (s *State) AdminPassword() (string, error) {
-	b, ok, err := readOptional(s.Path(adminFile))
+	b, _, ok, err := s.get(adminFile)
 	if err != nil || !ok {
 		return "", err
 	}
@@ -150,14 +214,15 @@ func validDNSName(s string) error {
 // Half-present state (some state files missing next to others) is an error
 // naming the missing files, and nothing is written.
 func Ensure(dir string, o InitOptions, now time.Time) (*State, error) {
-	return ensure(&State{Dir: dir}, o, now)
+	return ensure(localState(dir), o, now)
 }
 
 // Changes returns the data dir files Ensure(dir, o, now) would write (none
 // when the flags match what the data dir has), and writes nothing: what
 // `edgecrd init` checks while a serve owns the data dir.
 func Changes(dir string, o InitOptions, now time.Time) ([]string, error) {
-	s := &State{Dir: dir, dryRun: true}
+	s := localState(dir)
+	s.dryRun = true
 	if _, err := ensure(s, o, now); err != nil {
 		return nil, err
 	}
@@ -165,6 +230,9 @@ func Changes(dir string, o InitOptions, now time.Time) ([]string, error) {
 }
 
 func ensure(s *State, o InitOptions, now time.Time) (*State, error) {
+	if s.loc != nil {
+		return ensureShared(s, o, now)
+	}
 	dir := s.Dir
 	if s.dryRun {
 		if _, err := os.Stat(dir); err != nil {
@@ -190,16 +258,7 @@ func ensure(s *State, o InitOptions, now time.Time) (*State, error) {
 			return nil, err
 		}
 	}
-	if err := s.ensureDevice(o, now); err != nil {
-		return nil, err
-	}
-	if err := s.ensureCA(now); err != nil {
-		return nil, err
-	}
-	if _, err := s.ensureServerCert(now, serverLifetime); err != nil {
-		return nil, err
-	}
-	if err := s.ensureAdmin(now); err != nil {
+	if err := s.ensureAll(o, now); err != nil {
 		return nil, err
 	}
 	if s.dryRun {
@@ -216,15 +275,35 @@ func ensure(s *State, o InitOptions, now time.Time) (*State, error) {
 	return s, nil
 }
 
+// ensureAll creates or loads each piece of state in turn. Every step is
+// "create if absent (create-only), else load", so replicas initialising one
+// bucket at the same moment converge on what the first writer of each key
+// wrote.
+func (s *State) ensureAll(o InitOptions, now time.Time) error {
+	if err := s.ensureDevice(o, now); err != nil {
+		return err
+	}
+	if err := s.ensureCA(now); err != nil {
+		return err
+	}
+	if _, err := s.ensureServerCert(now, serverLifetime); err != nil {
+		return err
+	}
+	return s.ensureAdmin(now)
+}
+
 // Load opens an initialised data dir without changing anything.
 func Load(dir string) (*State, error) {
-	s := &State{Dir: dir}
-	b, ok, err := readOptional(s.Path(deviceFile))
+	return load(localState(dir))
+}
+
+func load(s *State) (*State, error) {
+	b, _, ok, err := s.get(deviceFile)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("loading data dir %s: %s missing (run edgecrd init)", dir, deviceFile)
+		return nil, fmt.Errorf("loading %s: %s missing (run edgecrd init)", s.describe(), deviceFile)
 	}
 	if err := s.parseDevice(b); err != nil {
 		return nil, err
@@ -233,13 +312,21 @@ func Load(dir string) (*State, error) {
 		return nil, err
 	}
 	if s.CA == nil {
-		return nil, fmt.Errorf("loading data dir %s: %s missing (run edgecrd init)", dir, caCertFile)
+		return nil, fmt.Errorf("loading %s: %s missing (run edgecrd init)", s.describe(), caCertFile)
 	}
 	return s, nil
 }
 
+// describe names where the state is, for the operator.
+func (s *State) describe() string {
+	if s.loc == nil {
+		return "data dir " + s.Dir
+	}
+	return "storage " + s.loc.String()
+}
+
 func (s *State) parseDevice(b []byte) error {
-	path := s.Path(deviceFile)
+	path := s.where(deviceFile)
 	if err := json.Unmarshal(b, &s.Device); err != nil {
 		return fmt.Errorf("reading %s: corrupt file: %w", path, err)
 	}
@@ -264,9 +351,20 @@ func (s *State) parseDevice(b []byte) error {
 	return nil
 }
 
+// ensureDevice creates device.json (create-only: of two replicas creating
+// it at once, the second loads the first's) or applies the flags to it
+// (a compare-and-swap, retried on a conflict).
 func (s *State) ensureDevice(o InitOptions, now time.Time) error {
-	path := s.Path(deviceFile)
-	b, exists, err := readOptional(path)
+	for attempt := 0; ; attempt++ {
+		err := s.ensureDeviceOnce(o, now)
+		if !errors.Is(err, kv.ErrConflict) || attempt >= 5 {
+			return err
+		}
+	}
+}
+
+func (s *State) ensureDeviceOnce(o InitOptions, now time.Time) error {
+	b, ver, exists, err := s.get(deviceFile)
 	if err != nil {
 		return err
 	}
@@ -319,7 +417,8 @@ func (s *State) ensureDevice(o InitOptions, now time.Time) error {
 		}
 	}
 	out, _ := json.MarshalIndent(s.Device, "", "  ")
-	return s.write(deviceFile, append(out, '\n'), 0o600)
+	_, err = s.put(deviceFile, append(out, '\n'), ver)
+	return err
 }
 
 func (s *State) newDevice(o InitOptions, now time.Time) error {
@@ -369,12 +468,15 @@ func sanitizeName(n string) string {
 	return out
 }
 
+// errCAHalf: one of ca.crt and ca.key exists without the other.
+var errCAHalf = errors.New("half of the device CA")
+
 func (s *State) loadCA() (*CA, error) {
-	certPEM, haveCert, err := readOptional(s.Path(caCertFile))
+	certPEM, _, haveCert, err := s.get(caCertFile)
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, haveKey, err := readOptional(s.Path(caKeyFile))
+	keyPEM, _, haveKey, err := s.get(caKeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -382,36 +484,51 @@ func (s *State) loadCA() (*CA, error) {
 	case !haveCert && !haveKey:
 		return nil, nil
 	case haveCert != haveKey:
-		return nil, fmt.Errorf("loading device CA in %s: only one of %s and %s exists; restore the other from a backup or move the data dir away", s.Dir, caCertFile, caKeyFile)
+		return nil, fmt.Errorf("loading device CA in %s: only one of %s and %s exists; restore the other from a backup or move the data dir away: %w", s.describe(), caCertFile, caKeyFile, errCAHalf)
 	}
 	ca, err := parseCA(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("loading device CA %s: %w", s.Path(caCertFile), err)
+		return nil, fmt.Errorf("loading device CA %s: %w", s.where(caCertFile), err)
 	}
 	return ca, nil
 }
 
+// caWait bounds how long a replica waits for the CA certificate another
+// replica is writing after its key (a first start of several at once).
+var caWait = 20 * time.Second
+
 func (s *State) ensureCA(now time.Time) error {
 	ca, err := s.loadCA()
+	if errors.Is(err, errCAHalf) && s.loc != nil {
+		ca, err = s.waitCA()
+	}
 	if err != nil {
 		return err
 	}
 	if ca == nil {
-		if _, ok, _ := readOptional(s.Path(serverCertFile)); ok {
-			return fmt.Errorf("loading device CA in %s: %s exists but the CA is gone; refusing to create a new CA", s.Dir, serverCertFile)
+		if _, _, ok, _ := s.get(serverCertFile); ok {
+			return fmt.Errorf("loading device CA in %s: %s exists but the CA is gone; refusing to create a new CA", s.describe(), serverCertFile)
 		}
 		certPEM, keyPEM, err := newCA(s.Device.Name, s.Device.Domain, s.Device.netIPs(), now)
 		if err != nil {
 			return err
 		}
-		if err := s.write(caKeyFile, keyPEM, 0o600); err != nil {
+		// The key is written create-only first: whoever creates it owns the
+		// CA; a replica that loses the race loads the winner's.
+		switch _, err := s.put(caKeyFile, keyPEM, ""); {
+		case errors.Is(err, kv.ErrConflict):
+			if ca, err = s.waitCA(); err != nil {
+				return err
+			}
+		case err != nil:
 			return err
-		}
-		if err := s.write(caCertFile, certPEM, 0o644); err != nil {
-			return err
-		}
-		if ca, err = parseCA(certPEM, keyPEM); err != nil {
-			return err
+		default:
+			if _, err := s.put(caCertFile, certPEM, ""); err != nil {
+				return err
+			}
+			if ca, err = parseCA(certPEM, keyPEM); err != nil {
+				return err
+			}
 		}
 	}
 	if ca, err = s.constrainCA(ca, now); err != nil {
@@ -421,52 +538,69 @@ func (s *State) ensureCA(now time.Time) error {
 	return nil
 }
 
-// LoadServerCert returns the serving certificate as it is on disk.
+// waitCA loads the CA another replica is creating: its key is there, its
+// certificate follows.
+func (s *State) waitCA() (*CA, error) {
+	deadline := time.Now().Add(caWait)
+	for {
+		ca, err := s.loadCA()
+		if err == nil && ca != nil {
+			return ca, nil
+		}
+		if err != nil && !errors.Is(err, errCAHalf) || time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("loading device CA in %s: it disappeared while another replica created it", s.describe())
+			}
+			return nil, fmt.Errorf("%w (waited %s for another replica to finish creating it; if none is, an initialisation was interrupted: remove %s from the bucket's state and start again)", err, caWait, caKeyFile)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// LoadServerCert returns the serving certificate as it is stored.
 func (s *State) LoadServerCert() (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(s.Path(serverCertFile))
+	p, err := s.readServerPair()
 	if err != nil {
-		return nil, fmt.Errorf("reading server certificate: %w", err)
+		return nil, err
 	}
-	keyPEM, err := os.ReadFile(s.Path(serverKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("reading server key: %w", err)
+	if p == nil {
+		return nil, fmt.Errorf("reading server certificate: %s missing", s.where(serverCertFile))
 	}
-	c, err := parseServerPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("loading server certificate %s: %w (it is derived state: remove %s and %s to have them reissued under the same CA)", s.Path(serverCertFile), err, serverCertFile, serverKeyFile)
-	}
-	return c, nil
+	return p.parse(s)
 }
 
 // ensureServerCert issues the serving certificate when it is missing, near
 // expiry or out of date, and returns the one in force.
 func (s *State) ensureServerCert(now time.Time, lifetime time.Duration) (*tls.Certificate, error) {
-	_, haveCert, err := readOptional(s.Path(serverCertFile))
+	for attempt := 0; ; attempt++ {
+		c, err := s.ensureServerCertOnce(now, lifetime)
+		if !errors.Is(err, kv.ErrConflict) || attempt >= 5 {
+			return c, err
+		}
+	}
+}
+
+func (s *State) ensureServerCertOnce(now time.Time, lifetime time.Duration) (*tls.Certificate, error) {
+	cur, err := s.readServerPair()
 	if err != nil {
 		return nil, err
 	}
-	_, haveKey, err := readOptional(s.Path(serverKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	if haveCert || haveKey {
-		cur, err := s.LoadServerCert()
+	if cur != nil {
+		c, err := cur.parse(s)
 		if err != nil {
 			return nil, err
 		}
-		redo, _ := needsReissue(cur.Leaf, s.CA, s.Device.Host, s.Device.netIPs(), now)
+		redo, _ := needsReissue(c.Leaf, s.CA, s.Device.Host, s.Device.netIPs(), now)
 		if !redo {
-			return cur, nil
+			return c, nil
 		}
 	}
 	certPEM, keyPEM, err := s.CA.issueServerCert(s.Device.Host, s.Device.netIPs(), lifetime, now)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.write(serverKeyFile, keyPEM, 0o600); err != nil {
-		return nil, err
-	}
-	if err := s.write(serverCertFile, certPEM, 0o644); err != nil {
+	next := &serverPair{certPEM: certPEM, keyPEM: keyPEM}
+	if err := s.writeServerPair(cur, next); err != nil {
 		return nil, err
 	}
 	return parseServerPair(certPEM, keyPEM)
@@ -478,7 +612,7 @@ func (s *State) ensureAdmin(now time.Time) error {
 		return err
 	}
 	store := s.Identities()
-	if _, ok, err := readOptional(store.Path()); err != nil {
+	if _, _, ok, err := s.get(identitiesFile); err != nil {
 		return err
 	} else if ok {
 		_, err := store.Read() // validate
@@ -488,7 +622,12 @@ func (s *State) ensureAdmin(now time.Time) error {
 		if pw, err = NewSecret(); err != nil {
 			return err
 		}
-		if err := s.write(adminFile, []byte(pw+"\n"), 0o600); err != nil {
+		if _, err := s.put(adminFile, []byte(pw+"\n"), ""); errors.Is(err, kv.ErrConflict) {
+			// Another replica initialising at the same moment: use its.
+			if pw, err = s.AdminPassword(); err != nil {
+				return err
+			}
+		} else if err != nil {
 			return err
 		}
 	}
@@ -497,9 +636,11 @@ func (s *State) ensureAdmin(now time.Time) error {
 		return nil
 	}
 	return store.Update(true, func(r *Records) error {
-		r.Identities = append(r.Identities, &Identity{
-			ID: AdminUser, Name: AdminUser, Role: RoleAdmin, SecretHash: HashSecret(pw), Created: now.UTC(),
-		})
+		if r.Find(AdminUser) == nil {
+			r.Identities = append(r.Identities, &Identity{
+				ID: AdminUser, Name: AdminUser, Role: RoleAdmin, SecretHash: HashSecret(pw), Created: now.UTC(),
+			})
+		}
 		return nil
 	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,9 @@ archive holds the CA key and the admin password: keep it as safe as the data dir
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output == "" {
 				return fmt.Errorf("missing -o FILE (or -o - for stdout)")
+			}
+			if loc, err := storageLocation(cmd); err != nil || loc != nil {
+				return errors.Join(err, errNoBucketBackup)
 			}
 			st, err := server.Load(dataDir(cmd))
 			if err != nil {
@@ -108,6 +112,9 @@ FILE - is stdin.`,
 				}
 				o.IPs = append(o.IPs, ip)
 			}
+			if loc, err := storageLocation(cmd); err != nil || loc != nil {
+				return errors.Join(err, errNoBucketBackup)
+			}
 			var in io.Reader = std.In
 			if args[0] != "-" {
 				f, err := os.Open(args[0])
@@ -123,7 +130,7 @@ FILE - is stdin.`,
 				return err
 			}
 			fmt.Fprintf(std.Out, "Restored %s into %s\n", st.Device.Host, dir)
-			printStart(std.Out, st, dir)
+			printStart(std.Out, st)
 			return nil
 		},
 	}

@@ -12,10 +12,10 @@ import (
 func TestCredentialsLine(t *testing.T) {
 	found := func(string) (string, error) { return "/usr/local/bin/edgecrd", nil }
 	missing := func(string) (string, error) { return "", exec.ErrNotFound }
-	if got := credentialsLine("./edgecrd-data", found); got != "Credentials:       edgecrd info --data-dir ./edgecrd-data\n" {
+	if got := credentialsLine("--data-dir ./edgecrd-data", found); got != "Credentials:       edgecrd info --data-dir ./edgecrd-data\n" {
 		t.Errorf("installed: %q", got)
 	}
-	got := credentialsLine("./edgecrd-data", missing)
+	got := credentialsLine("--data-dir ./edgecrd-data", missing)
 	for _, w := range []string{"edgecrd info --data-dir ./edgecrd-data\n", "edgecrd is not on PATH", "go run ./cmd/edgecrd info --data-dir ./edgecrd-data", "README.md says how to install"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("not installed: %q lacks %q", got, w)

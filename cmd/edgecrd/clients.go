@@ -5,7 +5,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/edgecr/edgecr/server"
 	"github.com/spf13/cobra"
 )
 
@@ -25,7 +24,7 @@ func newClientsLsCmd(io streams) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}
@@ -61,7 +60,7 @@ func newClientsRevokeCmd(io streams) *cobra.Command {
 		Short: "Revoke a client; the registry refuses it from its next request on",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}

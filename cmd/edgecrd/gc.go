@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,9 +37,14 @@ func newGCCmd(io streams) *cobra.Command {
 			if o.grace < minScheduledGrace && !o.dryRun {
 				fmt.Fprintf(io.Err, "warning: --grace %s is short: content a push running now is about to reference may be removed\n", o.grace)
 			}
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
+			}
+			if st.S3() != nil {
+				// The collector walks a data dir; on a bucket it needs the
+				// storage driver and a lease (issue 12, not in this build).
+				return errors.New("gc --storage: garbage collection on a bucket is not available in this build")
 			}
 			rep, err := st.CollectGarbage(cmd.Context(), server.GCOptions{
 				DryRun: o.dryRun, DeleteUntagged: o.deleteUntagged, Grace: o.grace, Trigger: "command",

@@ -37,7 +37,7 @@ func newInfoCmd(io streams) *cobra.Command {
 			if output != "" && output != "json" && output != "table" {
 				return fmt.Errorf("unknown output format %q (want table or json)", output)
 			}
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}
@@ -53,7 +53,9 @@ func newInfoCmd(io streams) *cobra.Command {
 				CAFile:        st.CAFile(),
 				CAFingerprint: st.CA.Fingerprint(),
 			}
-			info.StorageUsedBytes = server.DirSize(st.StorageDir())
+			if st.S3() == nil {
+				info.StorageUsedBytes = server.DirSize(st.StorageDir())
+			}
 			info.QuotaBytes = st.Device.QuotaBytes
 			last, err := st.LastGC()
 			if err != nil {

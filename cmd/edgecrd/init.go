@@ -25,6 +25,18 @@ func newInitCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			loc, err := storageLocation(cmd)
+			if err != nil {
+				return err
+			}
+			if loc != nil {
+				st, err := ensureShared(cmd, loc, o)
+				if err != nil {
+					return err
+				}
+				printStart(io.Out, st)
+				return nil
+			}
 			dir := dataDir(cmd)
 			lock, err := server.LockDataDir(dir, "init")
 			if errors.Is(err, server.ErrInUse) {
@@ -38,7 +50,7 @@ func newInitCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printStart(io.Out, st, dir)
+			printStart(io.Out, st)
 			return nil
 		},
 	}
@@ -61,27 +73,27 @@ func initWhileInUse(io streams, dir string, o server.InitOptions, inUse error) e
 	if err != nil {
 		return err
 	}
-	printStart(io.Out, st, dir)
+	printStart(io.Out, st)
 	return nil
 }
 
 // printStart tells the operator where the registry is and how to get in.
-func printStart(w interface{ Write([]byte) (int, error) }, st *server.State, dir string) {
+func printStart(w interface{ Write([]byte) (int, error) }, st *server.State) {
 	fmt.Fprintf(w, "Registry endpoint: %s\n", st.Device.Endpoint())
 	fmt.Fprintf(w, "IP addresses:      %v\n", st.Device.IPs)
 	fmt.Fprintf(w, "CA fingerprint:    %s\n", st.CA.Fingerprint())
 	fmt.Fprintf(w, "CA certificate:    %s\n", st.CAFile())
-	fmt.Fprint(w, credentialsLine(dir, exec.LookPath))
+	fmt.Fprint(w, credentialsLine(stateFlag(st), exec.LookPath))
 }
 
 // credentialsLine says how to read the admin credential. When edgecrd is
 // not on PATH (started with go run from a checkout), it says how to run
 // info anyway and where installing is explained.
-func credentialsLine(dir string, lookPath func(string) (string, error)) string {
-	line := fmt.Sprintf("Credentials:       edgecrd info --data-dir %s\n", dir)
+func credentialsLine(where string, lookPath func(string) (string, error)) string {
+	line := fmt.Sprintf("Credentials:       edgecrd info %s\n", where)
 	if _, err := lookPath("edgecrd"); err != nil {
-		line += fmt.Sprintf("                   (edgecrd is not on PATH: from the source, go run ./cmd/edgecrd info --data-dir %s;\n"+
-			"                   README.md says how to install edgecrd, edgecr and docker-credential-edgecr)\n", dir)
+		line += fmt.Sprintf("                   (edgecrd is not on PATH: from the source, go run ./cmd/edgecrd info %s;\n"+
+			"                   README.md says how to install edgecrd, edgecr and docker-credential-edgecr)\n", where)
 	}
 	return line
 }

@@ -25,7 +25,7 @@ func newKubeSecretCmd(io streams) *cobra.Command {
 			if err := server.ValidateKubeNames(namespace, name); err != nil {
 				return err
 			}
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}

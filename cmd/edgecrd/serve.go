@@ -91,14 +91,25 @@ func newServeCmd(io streams) *cobra.Command {
 				h = slog.NewTextHandler(io.Err, nil)
 			}
 			log := slog.New(h)
-			// One serve per data dir, held until the process exits: a second
-			// one stops here, before its flags could rewrite device.json.
-			lock, err := server.LockDataDir(dataDir(cmd), "serve")
+			loc, err := storageLocation(cmd)
 			if err != nil {
 				return err
 			}
-			defer lock.Unlock()
-			st, err := server.Ensure(dataDir(cmd), o, time.Now())
+			var st *server.State
+			if loc != nil {
+				// Replicas share the bucket: no lock, and nothing on local disk.
+				st, err = ensureShared(cmd, loc, o)
+			} else {
+				// One serve per data dir, held until the process exits: a
+				// second one stops here, before its flags could rewrite
+				// device.json.
+				lock, lerr := server.LockDataDir(dataDir(cmd), "serve")
+				if lerr != nil {
+					return lerr
+				}
+				defer lock.Unlock()
+				st, err = server.Ensure(dataDir(cmd), o, time.Now())
+			}
 			if err != nil {
 				return err
 			}
@@ -119,7 +130,7 @@ func newServeCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printStart(io.Out, st, dataDir(cmd))
+			printStart(io.Out, st)
 			if a, ok := srv.UIAddr().(*net.TCPAddr); ok {
 				host := a.IP.String()
 				if a.IP.IsUnspecified() { // every address: name one a browser can use

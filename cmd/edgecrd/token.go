@@ -58,7 +58,7 @@ join that follows checks the device against the CA pin inside the token.`,
 			if err != nil {
 				return err
 			}
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}
@@ -105,7 +105,7 @@ func newTokenLsCmd(io streams) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}
@@ -147,7 +147,7 @@ func newTokenRmCmd(io streams) *cobra.Command {
 		Short: "Remove a join token (clients that joined with it stay)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := server.Load(dataDir(cmd))
+			st, err := loadState(cmd)
 			if err != nil {
 				return err
 			}

@@ -43,24 +43,11 @@ func (s *S3) Check(ctx context.Context, deviceID string) error {
 	if deviceID == "" {
 		return errors.New("checking S3 state store: empty device id")
 	}
-	if _, err := s.c.Config.Credentials.GetWithContext(ctx); err != nil {
-		return fmt.Errorf("checking %s: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a shared credentials file (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE)", s.target)
-	}
-	timeout := s.cfg.CheckTimeout
-	if timeout == 0 {
-		timeout = DefaultCheckTimeout
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	// One request that says whether the endpoint answers, the bucket
-	// exists and the credentials may read it (its error body has a code,
-	// which HEAD's has not).
-	_, err := s.c.ListObjectsV2WithContext(cctx, &s3.ListObjectsV2Input{
-		Bucket: aws.String(s.cfg.Bucket), Prefix: aws.String(s.cfg.KeyPrefix), MaxKeys: aws.Int64(1),
-	})
+	cctx, cancel, timeout, err := s.access(ctx)
 	if err != nil {
-		return s.checkErr(ctx, cctx, timeout, err)
+		return err
 	}
+	defer cancel()
 	if _, err := s.Put(cctx, DeviceKey, []byte(deviceID), ""); err == nil {
 		return nil
 	} else if !errors.Is(err, ErrConflict) {
@@ -74,6 +61,50 @@ func (s *S3) Check(ctx context.Context, deviceID string) error {
 		return fmt.Errorf("checking %s prefix %q: it holds the state of device %q, not %q: %w", s.target, s.cfg.KeyPrefix, safe(string(have)), deviceID, ErrOtherDevice)
 	}
 	return nil
+}
+
+// Device makes Check's access checks and returns the device whose state
+// the store holds (the DeviceKey marker), "" when it holds none yet: how a
+// replica that has only the storage URL learns which device it serves.
+func (s *S3) Device(ctx context.Context) (string, error) {
+	cctx, cancel, timeout, err := s.access(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer cancel()
+	have, _, err := s.Get(cctx, DeviceKey)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", s.checkErr(ctx, cctx, timeout, err)
+	}
+	return string(have), nil
+}
+
+// access checks credentials, endpoint, bucket and permission, and returns
+// the context (bounded by the check timeout) the rest of a check runs in.
+func (s *S3) access(ctx context.Context) (context.Context, context.CancelFunc, time.Duration, error) {
+	if _, err := s.c.Config.Credentials.GetWithContext(ctx); err != nil {
+		return nil, nil, 0, fmt.Errorf("checking %s: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a shared credentials file (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE)", s.target)
+	}
+	timeout := s.cfg.CheckTimeout
+	if timeout == 0 {
+		timeout = DefaultCheckTimeout
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	// One request that says whether the endpoint answers, the bucket
+	// exists and the credentials may read it (its error body has a code,
+	// which HEAD's has not).
+	_, err := s.c.ListObjectsV2WithContext(cctx, &s3.ListObjectsV2Input{
+		Bucket: aws.String(s.cfg.Bucket), Prefix: aws.String(s.cfg.KeyPrefix), MaxKeys: aws.Int64(1),
+	})
+	if err != nil {
+		err = s.checkErr(ctx, cctx, timeout, err)
+		cancel()
+		return nil, nil, 0, err
+	}
+	return cctx, cancel, timeout, nil
 }
 
 func (s *S3) checkErr(ctx, cctx context.Context, timeout time.Duration, err error) error {
