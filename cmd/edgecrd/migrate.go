@@ -29,6 +29,9 @@ func newMigrateCmd(io streams) *cobra.Command {
 			"migrate is run again with the same flags: it skips what the bucket already holds and verifies.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if s, _ := cmd.Flags().GetString("storage"); s != "" {
+				return errors.New("migrate takes the bucket as --to (and the data dir as --data-dir), not --storage")
+			}
 			if o.to == "" {
 				return errors.New("--to is required: s3://BUCKET[/PREFIX]?endpoint=URL&region=R")
 			}

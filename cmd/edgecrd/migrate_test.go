@@ -45,6 +45,7 @@ func TestMigrateCommandBadInput(t *testing.T) {
 		wants string
 	}{
 		{"no --to", nil, []string{"migrate", "--data-dir", dir}, "--to is required"},
+		{"--storage instead of --to", nil, []string{"migrate", "--data-dir", dir, "--storage", to(bucket)}, "migrate takes the bucket as --to"},
 		{"typo in the scheme", nil, []string{"migrate", "--data-dir", dir, "--to", "s4://" + bucket + "?endpoint=" + m.Endpoint}, "did you mean s3"},
 		{"typo in a parameter", nil, []string{"migrate", "--data-dir", dir, "--to", "s3://" + bucket + "?endpont=" + m.Endpoint}, "did you mean endpoint"},
 		{"missing data dir", nil, []string{"migrate", "--data-dir", filepath.Join(empty, "nope"), "--to", to(bucket)}, "does not exist"},
