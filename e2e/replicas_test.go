@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/edgecr/edgecr/internal/ocitest"
 	"github.com/edgecr/edgecr/server/kv"
 	"github.com/edgecr/edgecr/server/kv/kvtest"
 )
@@ -45,7 +47,6 @@ var replicaIPs = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 type cluster struct {
 	t       *testing.T
 	minio   *kvtest.MinIO
-	bucket  string
 	storage string   // the --storage URL
 	env     []string // the process environment with MinIO's credentials
 	port    int
@@ -102,9 +103,15 @@ func freePortOnAll(t *testing.T, ips []string) int {
 func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
 	m := kvtest.StartMinIO(t) // skips without the pinned MinIO (fails in CI)
-	c := &cluster{t: t, minio: m, bucket: m.CreateBucket(t), extra: extra}
-	c.storage = "s3://" + c.bucket + "/site?endpoint=" + m.Endpoint
-	m.SetCredentials(t) // for this process's own look into the bucket, and the replicas'
+	m.SetCredentials(t)       // for this process's own look into the bucket, and the replicas'
+	return startClusterOn(t, m, "s3://"+m.CreateBucket(t)+"/site?endpoint="+m.Endpoint, n, extra...)
+}
+
+// startClusterOn starts n replicas on storage, a bucket of m (m's
+// credentials already in the environment).
+func startClusterOn(t *testing.T, m *kvtest.MinIO, storage string, n int, extra ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, minio: m, storage: storage, extra: extra}
 	c.env = os.Environ()
 	c.port = freePortOnAll(t, replicaIPs[:n])
 	c.nodes = make([]*replica, n)
@@ -613,4 +620,105 @@ func (c *cluster) loc() *kv.S3Location {
 		c.t.Fatal(err)
 	}
 	return loc
+}
+
+// Acceptance 7: a single-node device with images (an image, an index, a
+// referrer), a joined client and an unused token, stopped and moved into a
+// bucket with `edgecrd migrate`: three replicas on the bucket serve every
+// image (pulled digest-verified through each, as the admin and as the
+// client), and the token joins a new client through one of them whose
+// credential then works on the others.
+func TestReplicasAfterMigrate(t *testing.T) {
+	m := kvtest.StartMinIO(t)
+	m.SetCredentials(t)
+	storage := "s3://" + m.CreateBucket(t) + "/site?endpoint=" + m.Endpoint
+	d := startDevice(t, "", "--ui-listen", "off")
+	images := map[string]v1.Hash{}
+	images["acc7/app:v1"] = push(t, d.ref(t, "acc7/app:v1"), dockerImage(t), d.remote())
+	idx, _, _ := ociIndex(t)
+	images["acc7/app:multi"] = push(t, d.ref(t, "acc7/app:multi"), idx, d.remote())
+	subj, err := remote.Get(d.ref(t, "acc7/app:v1"), d.remote()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := ocitest.Artifact(subj.Descriptor, "application/vnd.example.sig", "application/octet-stream", []byte("signature"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, _ := sig.Digest()
+	if err := remote.Write(d.ref(t, "acc7/app@"+sd.String()), sig, d.remote()...); err != nil {
+		t.Fatal(err)
+	}
+	joined := joinAPI(t, "https://"+d.addr, d.transport(), d.token(t, "--role", "pull"), "before-migration")
+	unused := d.token(t, "--role", "push")
+	d.signal(syscall.SIGTERM)
+	<-d.exited
+
+	out, e, err := edgecrd(t, "migrate", "--data-dir", d.dataDir, "--to", storage)
+	if err != nil {
+		t.Fatalf("edgecrd migrate: %v\n%s%s", err, out, e)
+	}
+	t.Logf("edgecrd migrate:\n%s", out)
+	c := startClusterOn(t, m, storage, 3)
+	if c.info.Password != d.info.Password || c.info.CAFingerprint != d.info.CAFingerprint {
+		t.Fatal("the replicas serve another device (admin password or CA differ)")
+	}
+	client := c.opts(joined.Username, joined.Password)
+	for i := range c.nodes {
+		for _, opts := range [][]remote.Option{c.admin(), client} {
+			if err := c.pullVerified(i, "acc7/app:v1", images["acc7/app:v1"], opts...); err != nil {
+				t.Fatal(err)
+			}
+			got, err := remote.Index(c.ref(i, "acc7/app:multi"), opts...)
+			if err != nil {
+				t.Fatalf("the index through replica %d: %v", i+1, err)
+			}
+			if dg, _ := got.Digest(); dg != images["acc7/app:multi"] || validate.Index(got) != nil {
+				t.Fatalf("the index through replica %d: %s, want %s verified", i+1, dg, images["acc7/app:multi"])
+			}
+			refs, err := ocitest.ReferrerDigests(c.ref(i, "acc7/app:v1").Context(), images["acc7/app:v1"], opts...)
+			if err != nil || len(refs) != 1 || refs[0] != sd.String() {
+				t.Fatalf("referrers through replica %d: %v, %v; want %s", i+1, refs, err, sd)
+			}
+		}
+	}
+	nc := joinAPI(t, "https://"+c.nodes[1].addr, c.transport(), unused, "after-migration")
+	for i := range c.nodes {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := c.pullVerified(i, "acc7/app:v1", images["acc7/app:v1"], c.opts(nc.Username, nc.Password)...)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the client that joined with the single node's token: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// joined is a join API answer's credential.
+type joined struct{ Username, Password string }
+
+// joinAPI redeems token at the join API of base, as the agent would.
+func joinAPI(t *testing.T, base string, tr *http.Transport, token, clientName string) joined {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"token": token, "name": clientName})
+	hc := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Post(base+"/edgecr/v1/join", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("joining at %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	var j struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &j) != nil || j.Password == "" {
+		t.Fatalf("joining at %s: %s %s", base, resp.Status, b)
+	}
+	return joined{j.Username, j.Password}
 }

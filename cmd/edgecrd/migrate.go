@@ -40,7 +40,7 @@ func newMigrateCmd(io streams) *cobra.Command {
 				return fmt.Errorf("--to: %w", err)
 			}
 			dir := dataDir(cmd)
-			fmt.Fprintf(io.Out, "Migrating %s to %s\n", dir, loc)
+			fmt.Fprintf(io.Out, "Migrating %s to %s\n", dir, o.to)
 			rep, err := migrate.Run(cmd.Context(), migrate.Options{DataDir: dir, To: loc, Progress: io.Out})
 			if err != nil {
 				if rep != nil {
@@ -79,8 +79,16 @@ func printMigrated(io streams, dir, url string, loc *kv.S3Location, rep *migrate
 	if len(rep.Ignored) > 0 {
 		fmt.Fprintf(w, "Not state, not copied: %s\n", strings.Join(rep.Ignored, ", "))
 	}
-	fmt.Fprintf(w, "Device %s is in %s.\n\n", rep.Device, loc)
+	fmt.Fprintf(w, "Device %s is in bucket %s.\n\n", rep.Device, bucketName(loc))
 	fmt.Fprintln(w, "Next, on each node, with the same AWS credentials in its environment (or credentials file):")
 	fmt.Fprintf(w, "  edgecrd serve --storage '%s' --ip <this node's address>\n", url)
 	fmt.Fprintf(w, "The data dir %s was not changed: keep it (and do not serve it again) until the replicas serve.\n", dir)
+}
+
+// bucketName is BUCKET[/PREFIX].
+func bucketName(loc *kv.S3Location) string {
+	if loc.Prefix == "" {
+		return loc.Bucket
+	}
+	return loc.Bucket + "/" + loc.Prefix
 }
