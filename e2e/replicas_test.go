@@ -722,3 +722,58 @@ func joinAPI(t *testing.T, base string, tr *http.Transport, token, clientName st
 	}
 	return joined{j.Username, j.Password}
 }
+
+// helperCredential asks the client's credential helper for host's
+// credential, as Docker does.
+func (cl *client) helperCredential(host string) (user, secret string) {
+	cl.t.Helper()
+	cmd := exec.Command(bin.helper, "get")
+	cmd.Env = cl.env
+	cmd.Stdin = strings.NewReader(host)
+	out, err := cmd.Output()
+	if err != nil {
+		cl.t.Fatalf("docker-credential-edgecr get %s: %v\n%s", host, err, out)
+	}
+	var cr struct{ Username, Secret string }
+	if err := json.Unmarshal(out, &cr); err != nil || cr.Secret == "" {
+		cl.t.Fatalf("docker-credential-edgecr get %s: %v\n%s", host, err, out)
+	}
+	return cr.Username, cr.Secret
+}
+
+// Acceptance 2: a client joins through replica 1 (real `edgecr join`);
+// its credential works on 2 and 3; `edgecrd clients revoke --storage`
+// makes all three refuse it within 2 s.
+func TestReplicasRevocationEverywhere(t *testing.T) {
+	c := startCluster(t, 3)
+	want := push(t, c.ref(0, "acc2/app:v1"), dockerImage(t), c.admin())
+	cl := newClient(t)
+	if out, err := cl.edgecr("join", "https://"+c.nodes[0].addr, "--token", c.token("--role", "pull"), "--root", cl.root); err != nil {
+		t.Fatalf("join through replica 1: %v\n%s", err, out)
+	}
+	user, secret := cl.helperCredential(c.info.Endpoint)
+	for i := range c.nodes {
+		if err := c.pullVerified(i, "acc2/app:v1", want, c.opts(user, secret)...); err != nil {
+			t.Fatalf("the client joined through replica 1: %v", err)
+		}
+	}
+	if _, e, err := c.edgecrd("clients", "revoke", user); err != nil {
+		t.Fatalf("clients revoke --storage: %v\n%s", err, e)
+	}
+	revoked := time.Now()
+	refused := make([]time.Duration, len(c.nodes))
+	for i := range c.nodes {
+		for {
+			_, err := remote.Head(c.ref(i, "acc2/app:v1"), c.opts(user, secret)...)
+			if err != nil && strings.Contains(err.Error(), "401") {
+				refused[i] = time.Since(revoked)
+				break
+			}
+			if time.Since(revoked) > 2*time.Second {
+				t.Fatalf("replica %d still accepts the revoked client %s after the revocation (%v)", i+1, time.Since(revoked).Round(time.Millisecond), err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("revoked client refused by the three replicas after %v (bound 2 s)", refused)
+}
