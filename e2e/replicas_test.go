@@ -777,3 +777,113 @@ func TestReplicasRevocationEverywhere(t *testing.T) {
 	}
 	t.Logf("revoked client refused by the three replicas after %v (bound 2 s)", refused)
 }
+
+// failover is a transport that dials the replicas in order, the next one
+// when a dial fails: what Go clients do with a name that resolves to
+// several addresses (the hosts lines join writes for a device with
+// replicas).
+func (c *cluster) failover() *http.Transport {
+	tr := c.transport()
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var last error
+		for _, r := range c.nodes {
+			conn, err := d.DialContext(ctx, network, r.addr)
+			if err == nil {
+				return conn, nil
+			}
+			last = err
+		}
+		return nil, last
+	}
+	return tr
+}
+
+// Acceptance 4: SIGKILL a replica during a loop of pulls by a client that
+// fails over between replicas: the pulls go on through the others. SIGKILL
+// a replica during a push: that push fails or completes, no other image is
+// harmed, and the restarted replica serves everything again.
+func TestReplicasSIGKILL(t *testing.T) {
+	c := startCluster(t, 3)
+	images := map[string]v1.Hash{}
+	for i := range 3 {
+		ref := fmt.Sprintf("acc4/app:%d", i)
+		images[ref] = push(t, c.ref(0, ref), dockerImage(t), c.admin())
+	}
+	opts := []remote.Option{remote.WithAuth(&authn.Basic{Username: c.info.Username, Password: c.info.Password}), remote.WithTransport(c.failover())}
+	var ok, failed, okAfterKill int
+	var killedAt time.Time
+	stop := time.Now().Add(12 * time.Second)
+	k := 0
+	for time.Now().Before(stop) {
+		if killedAt.IsZero() && time.Until(stop) < 9*time.Second {
+			c.kill(0)
+			killedAt = time.Now()
+		}
+		ref := fmt.Sprintf("acc4/app:%d", k%3)
+		k++
+		if err := c.pullVerified(0, ref, images[ref], opts...); err != nil {
+			failed++
+			t.Logf("a pull failed at the kill: %v", err)
+			continue
+		}
+		ok++
+		if !killedAt.IsZero() {
+			okAfterKill++
+		}
+	}
+	t.Logf("pull loop: %d pulls verified (%d after replica 1 was killed), %d failed", ok, okAfterKill, failed)
+	if okAfterKill == 0 || failed > 1 {
+		t.Fatalf("%d pulls after the kill, %d failed; want the pulls to go on (at most the one in flight failing)", okAfterKill, failed)
+	}
+	c.start(0)
+
+	// A push through replica 2, killed in the middle of its upload.
+	big, err := random.Image(48<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushed := make(chan error, 1)
+	progress := make(chan v1.Update, 64)
+	go func() {
+		pushed <- remote.Write(c.ref(1, "acc4/big:1"), big, append(c.admin(), remote.WithProgress(progress))...)
+	}()
+	var sent int64
+	for u := range progress { // closed when Write returns
+		if u.Complete >= 4<<20 && sent == 0 {
+			sent = u.Complete
+			c.kill(1)
+		}
+	}
+	perr := <-pushed
+	if sent == 0 {
+		t.Fatalf("the push ended (%v) before 4 MiB were sent: the kill was not in its middle", perr)
+	}
+	t.Logf("replica 2 killed after %d bytes of the push were sent", sent)
+	t.Logf("the push through the killed replica: %v", perr)
+	for _, i := range []int{0, 2} {
+		for ref, want := range images {
+			if err := c.pullVerified(i, ref, want); err != nil {
+				t.Fatalf("after the kill during a push: %v", err)
+			}
+		}
+		if perr == nil {
+			bd, _ := big.Digest()
+			if err := c.pullVerified(i, "acc4/big:1", bd); err != nil {
+				t.Fatalf("the push completed before the kill, but: %v", err)
+			}
+		}
+	}
+	c.start(1)
+	for ref, want := range images {
+		if err := c.pullVerified(1, ref, want); err != nil {
+			t.Fatalf("the restarted replica 2: %v", err)
+		}
+	}
+	bd := push(t, c.ref(1, "acc4/big:1"), big, c.admin())
+	for i := range c.nodes {
+		if err := c.pullVerified(i, "acc4/big:1", bd); err != nil {
+			t.Fatalf("the push again through the restarted replica: %v", err)
+		}
+	}
+}
