@@ -28,6 +28,8 @@ type env struct {
 	sys    *agent.System
 	helper *agenttest.Helper
 
+	retry agent.RetryPolicy // of e.join; zero is the default
+
 	mu  sync.Mutex
 	out bytes.Buffer // every event, rendered
 }
@@ -81,7 +83,7 @@ func (e *env) output() string {
 
 func (e *env) join(token string) (*agent.JoinResult, error) {
 	e.t.Helper()
-	return e.sys.Join(context.Background(), agent.JoinOptions{URL: e.dev.URL, Token: token, Name: "laptop", Report: e.report})
+	return e.sys.Join(context.Background(), agent.JoinOptions{URL: e.dev.URL, Token: token, Name: "laptop", Report: e.report, Retry: e.retry})
 }
 
 func (e *env) mustJoin(token string) *agent.JoinResult {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"sync"
@@ -165,9 +166,25 @@ func parseManifestSize(raw []byte) (*manifestSize, error) {
 		return nil, err
 	}
 	ms := &manifestSize{total: int64(len(raw)), blobs: map[v1.Hash]int64{m.Config.Digest: m.Config.Size}}
-	ms.total += m.Config.Size
-	for _, l := range m.Layers {
-		ms.total += l.Size
+	// Sizes come from the registry: a negative one, or a sum past int64,
+	// would print a wrong total.
+	add := func(what string, n int64) error {
+		if n < 0 {
+			return fmt.Errorf("parsing manifest: %s has negative size %d", what, n)
+		}
+		if ms.total > math.MaxInt64-n {
+			return fmt.Errorf("parsing manifest: its sizes add up to more than %d bytes", int64(math.MaxInt64))
+		}
+		ms.total += n
+		return nil
+	}
+	if err := add("the config", m.Config.Size); err != nil {
+		return nil, err
+	}
+	for i, l := range m.Layers {
+		if err := add(fmt.Sprintf("layer %d", i), l.Size); err != nil {
+			return nil, err
+		}
 		ms.blobs[l.Digest] = l.Size
 	}
 	return ms, nil

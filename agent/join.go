@@ -41,6 +41,9 @@ type JoinOptions struct {
 	// credHelpers entry for the registry (and shadow its auths entry);
 	// without it the join refuses before writing anything.
 	ReplaceCredentials bool
+	// Retry bounds how long the join waits out a device that answers 429
+	// or 503, saying each time what it waits for; zero is DefaultRetry.
+	Retry RetryPolicy
 	// AfterStep runs after each step's state has been saved. An error from
 	// it stops the join as a crash would: nothing is rolled back. It is the
 	// test hook behind EDGECR_TEST_CRASH_AFTER.
@@ -264,10 +267,13 @@ func chooseIP(base *url.URL, advertised []string) (netip.Addr, error) {
 func (j *joinRun) bootstrap(ctx context.Context) error {
 	client := NewDeviceClient(j.base, j.tok.Pin)
 	defer client.Close()
+	note := func(msg string) { j.emit(StepBootstrap, "bootstrap", StatusWarning, msg) }
 
 	if e := j.e; e != nil && e.Done(StepBootstrap) {
 		if user, secret, found := j.storedCredential(e); found {
-			err := client.CheckCredential(ctx, user, secret)
+			err := withRetry(ctx, j.o.Retry, "checking the credential", note, func() error {
+				return client.CheckCredential(ctx, user, secret)
+			})
 			switch {
 			case err == nil:
 				j.already = true
@@ -288,7 +294,11 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 	// The handshake proves the pin before anything is sent; the CA the
 	// device serves must be the pinned one too, and one that vouches only
 	// for the device's own names.
-	caPEM, err := client.FetchCA(ctx)
+	var caPEM []byte
+	err := withRetry(ctx, j.o.Retry, "fetching the device CA", note, func() (err error) {
+		caPEM, err = client.FetchCA(ctx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -313,7 +323,13 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 	if j.trustNote, err = j.preflightTrust(ctx, j.e, caPEM); err != nil {
 		return err
 	}
-	resp, err := client.Join(ctx, j.tok, j.o.Name)
+	// A 429 or 503 spends no use of the token: the device answers them
+	// before it looks at it.
+	var resp *JoinResponse
+	err = withRetry(ctx, j.o.Retry, "joining", note, func() (err error) {
+		resp, err = client.Join(ctx, j.tok, j.o.Name)
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgecr/edgecr/agent"
 	"github.com/edgecr/edgecr/agent/agenttest"
@@ -203,6 +204,8 @@ func TestJoinTokenErrors(t *testing.T) {
 				d = agenttest.NewDevice(t, agenttest.DeviceOptions{Throttle: true})
 			}
 			e := newEnv(t, envOptions{dev: d})
+			// The throttling device asks for 6 s: more than this join waits.
+			e.retry = agent.RetryPolicy{Attempts: 3, MaxWait: 5 * time.Second}
 			before := e.snapshot()
 			token := tt.token(d)
 			_, err := e.join(token)
@@ -655,5 +658,30 @@ func TestJoinCancelledRollsBack(t *testing.T) {
 	e.requireSnapshot(before, "after a cancelled join")
 	if e.dev.Deletes() != 1 {
 		t.Errorf("the client was not revoked")
+	}
+}
+
+// A device that throttles the address for a moment (a neighbour behind
+// the same NAT guessed): join waits as Retry-After says, says what it is
+// waiting for, and finishes on its own.
+func TestJoinWaitsOutAThrottlingDevice(t *testing.T) {
+	e := newEnv(t, envOptions{device: agenttest.DeviceOptions{ThrottleFirst: 2}})
+	start := time.Now()
+	e.mustJoin(e.dev.Token(agenttest.TokenOptions{Uses: 1}))
+	if hits := e.dev.JoinHits(); hits != 3 {
+		t.Errorf("join requests: %d, want 3 (two throttled)", hits)
+	}
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("joined after %s: two Retry-After: 1 were not waited out", d)
+	}
+	out := e.output()
+	for _, want := range []string{
+		"! bootstrap: joining " + e.dev.URL,
+		"the device is throttling requests from this address: retry after 1s",
+		"joining again in 1", "(attempt 2 of 8)", "(attempt 3 of 8)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

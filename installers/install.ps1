@@ -153,11 +153,36 @@ $tmp = Join-Path ([IO.Path]::GetTempPath()) ("edgecr-" + [Guid]::NewGuid())
 New-Item -ItemType Directory -Path $tmp | Out-Null
 try {
     $web = New-Object Net.WebClient
+    # A device that answers 429 (throttling this address: many nodes
+    # installing at once behind one NAT) or 503 (busy) is waited out as its
+    # Retry-After says, plus up to a quarter (and a second) more so that
+    # nodes refused together do not all come back together: at most $tries
+    # attempts and $maxWait s of waiting in all.
+    $tries = 8
+    $maxWait = 180
+    $script:waited = 0
     function Fetch([string]$name) {
         $dst = Join-Path $tmp $name
-        try { $web.DownloadFile("$Url/dist/$name", $dst) }
-        catch { Fail "downloading $Url/dist/$name failed (wrong pin or device unreachable?): $($_.Exception.Message); nothing installed" }
-        return $dst
+        for ($try = 1; ; $try++) {
+            try { $web.DownloadFile("$Url/dist/$name", $dst); return $dst }
+            catch {
+                $msg = $_.Exception.Message
+                # PowerShell wraps the WebException in a MethodInvocationException.
+                $ex = $_.Exception
+                while ($ex -and -not ($ex -is [Net.WebException])) { $ex = $ex.InnerException }
+                $resp = if ($ex) { $ex.Response } else { $null }
+                $code = if ($resp -is [Net.HttpWebResponse]) { [int]$resp.StatusCode } else { 0 }
+                if ($code -ne 429 -and $code -ne 503) { Fail "downloading $Url/dist/$name failed (wrong pin or device unreachable?): $msg; nothing installed" }
+                $ra = 0
+                if (-not [int]::TryParse([string]$resp.Headers['Retry-After'], [ref]$ra) -or $ra -lt 1) { $ra = [int][Math]::Pow(2, [Math]::Min($try - 1, 5)) }
+                if ($try -ge $tries) { Fail "downloading $Url/dist/${name}: the device still answers HTTP $code after $tries attempts ($($script:waited)s of waiting); nothing installed" }
+                if ($script:waited + $ra -gt $maxWait) { Fail "downloading $Url/dist/${name}: the device answers HTTP $code and asks to wait ${ra}s more, beyond the ${maxWait}s this script waits in all; nothing installed" }
+                $pause = [Math]::Min($ra + (Get-Random -Minimum 0 -Maximum ([int][Math]::Floor($ra / 4) + 2)), $maxWait - $script:waited)
+                Write-Host "edgecr install: the device answered HTTP $code (busy, or throttling this address) for $name; retrying in ${pause}s (attempt $($try + 1) of $tries)"
+                Start-Sleep -Seconds $pause
+                $script:waited += $pause
+            }
+        }
     }
     $sums = Get-Content -LiteralPath (Fetch 'SHA256SUMS')
     $files = @{ "edgecr-windows-$arch.exe" = 'edgecr.exe'; "docker-credential-edgecr-windows-$arch.exe" = 'docker-credential-edgecr.exe' }

@@ -87,16 +87,48 @@ main() {
 	trap 'rm -rf "$TMP"' EXIT
 	trap 'exit 1' HUP INT TERM
 
+	# fetch downloads $URL/dist/$1 into $TMP/$1. A device that answers 429
+	# (throttling this address: many nodes installing at once behind one
+	# NAT) or 503 (busy) is waited out as its Retry-After says, plus up to
+	# a quarter (and a second) more so that nodes refused together do not all come back
+	# together: at most $TRIES attempts and $MAX_WAIT s of waiting in all.
+	TRIES=8
+	MAX_WAIT=180
+	waited=0
 	fetch() {
-		# -k: the device's CA is not trusted yet; --pinnedpubkey is what
-		# authenticates the device on this first contact.
-		if ! curl -fsSL --pinnedpubkey "$PIN" -k -o "$TMP/$1" "$URL/dist/$1"; then
-			# An HTTP error: show what the device said (e.g. that it was
-			# started without --dist-dir), over the same pinned connection.
-			why=$(curl -sS --pinnedpubkey "$PIN" -k "$URL/dist/$1" 2>/dev/null | head -c 300) || true
-			[ -z "$why" ] || echo "edgecr install: the device says: $why" >&2
-			die "downloading $URL/dist/$1 failed (see above); nothing installed"
-		fi
+		try=1
+		while :; do
+			# -k: the device's CA is not trusted yet; --pinnedpubkey is what
+			# authenticates the device on this first contact.
+			code=$(curl -sS --pinnedpubkey "$PIN" -k -D "$TMP/headers" -o "$TMP/$1" -w '%{http_code}' "$URL/dist/$1") || code=000
+			case "$code" in
+			2??) return 0 ;;
+			000) die "downloading $URL/dist/$1 failed (see above); nothing installed" ;;
+			429 | 503) ;;
+			*)
+				# An HTTP error: show what the device said (e.g. that it was
+				# started without --dist-dir).
+				why=$(head -c 300 "$TMP/$1" 2>/dev/null) || true
+				[ -z "$why" ] || echo "edgecr install: the device says: $why" >&2
+				die "downloading $URL/dist/$1 failed: HTTP $code; nothing installed"
+				;;
+			esac
+			ra=$(tr -d '\r' <"$TMP/headers" | awk 'tolower($1) == "retry-after:" { v = $2 } END { print v }')
+			case "$ra" in
+			'' | *[!0-9]*) ra=$((1 << (try < 5 ? try - 1 : 5))) ;; # none (or a date): 1, 2, 4 … 32 s
+			esac
+			[ "$try" -lt "$TRIES" ] ||
+				die "downloading $URL/dist/$1: the device still answers HTTP $code after $TRIES attempts (${waited}s of waiting); nothing installed"
+			[ $((waited + ra)) -le "$MAX_WAIT" ] ||
+				die "downloading $URL/dist/$1: the device answers HTTP $code and asks to wait ${ra}s more, beyond the ${MAX_WAIT}s this script waits in all; nothing installed"
+			rnd=$(od -An -N2 -tu2 /dev/urandom 2>/dev/null | tr -d ' ') || rnd=0
+			pause=$((ra + ${rnd:-0} % (ra / 4 + 2)))
+			[ $((waited + pause)) -le "$MAX_WAIT" ] || pause=$((MAX_WAIT - waited))
+			try=$((try + 1))
+			echo "edgecr install: the device answered HTTP $code (busy, or throttling this address) for $1; retrying in ${pause}s (attempt $try of $TRIES)" >&2
+			sleep "$pause"
+			waited=$((waited + pause))
+		done
 	}
 
 	AGENT=edgecr-$OS-$ARCH

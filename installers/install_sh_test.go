@@ -37,9 +37,11 @@ func runPlatform(t *testing.T, unameS, unameM, translated string) (urls, out str
 		stub(t, bin, "sysctl", "echo \"sysctl: unknown oid '$2'\" >&2; exit 1\n")
 	}
 	stub(t, bin, "curl", `out=; url=
-while [ $# -gt 0 ]; do case "$1" in -o) out=$2; shift 2;; --pinnedpubkey) shift 2;; -*) shift;; *) url=$1; shift;; esac; done
+w=
+while [ $# -gt 0 ]; do case "$1" in -o) out=$2; shift 2;; --pinnedpubkey|-D) shift 2;; -w) w=$2; shift 2;; -*) shift;; *) url=$1; shift;; esac; done
 echo "$url" >> `+log+`
 [ -n "$out" ] && : > "$out"
+[ "$w" = '%{http_code}' ] && printf 200
 exit 0
 `)
 	script, err := Scripts.ReadFile("install.sh")

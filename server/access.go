@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -155,9 +154,9 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 			refuseUnread(w, r, http.StatusInternalServerError, errcode.ErrorCodeUnknown.WithMessage("verifying credentials failed"))
 			return "", false
 		}
-		if allowed, wait, _ := a.limiter.take(addr, now); !allowed {
+		if allowed, wait := a.limiter.take(addr, now); !allowed {
 			a.metrics.authFailures.WithLabelValues("throttled").Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			w.Header().Set("Retry-After", retryAfter(wait))
 			refuseUnread(w, r, http.StatusTooManyRequests, errcode.ErrorCodeTooManyRequests.WithMessage("too many failed authentication attempts from "+addr+"; retry later"))
 			return "", false
 		}

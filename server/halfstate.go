@@ -64,6 +64,10 @@ func classify(where string, present, missing []string, interrupted bool) (fresh 
 	if len(missing) == 0 {
 		return false, nil
 	}
-	return false, fmt.Errorf("checking %s: %w: %s missing while %s exist; nothing was changed: restore the data dir from a backup (edgecrd restore), or move it away to start a new device (every client then joins again)",
-		where, ErrHalfPresent, strings.Join(missing, ", "), strings.Join(present, ", "))
+	remedy := "restore the data dir from a backup (edgecrd restore), or move it away to start a new device (every client then joins again)"
+	if strings.HasPrefix(where, "storage ") {
+		remedy = "restore the missing keys from the bucket's versions or a copy, or give another bucket or prefix to start a new device (every client then joins again)"
+	}
+	return false, fmt.Errorf("checking %s: %w: %s missing while %s exist; nothing was changed: %s",
+		where, ErrHalfPresent, strings.Join(missing, ", "), strings.Join(present, ", "), remedy)
 }

@@ -4,13 +4,17 @@ package server
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgecr/edgecr/e2e/testenv"
 	"github.com/edgecr/edgecr/installers"
@@ -124,4 +128,69 @@ func keys(m map[string]string) []string {
 		k = append(k, n)
 	}
 	return k
+}
+
+// Many nodes installing at once behind one address can find the device
+// busy: install.sh waits out a 429 as Retry-After says, says so, and
+// finishes on its own. The device here allows one request in flight per
+// address, and the test holds it for a while with a join whose body does
+// not come.
+func TestInstallScriptWaitsOutABusyDevice(t *testing.T) {
+	testenv.NeedCommand(t, "curl", "install.sh downloads with curl --pinnedpubkey")
+	for _, shell := range []string{"sh", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			testenv.NeedCommand(t, shell, "install.sh runs under "+shell)
+			agentName := "edgecr-" + runtime.GOOS + "-" + runtime.GOARCH
+			helperName := "docker-credential-edgecr-" + runtime.GOOS + "-" + runtime.GOARCH
+			dist := t.TempDir()
+			for n, c := range map[string]string{agentName: "#!/bin/sh\necho \"agent ran: $*\"\n", helperName: "#!/bin/sh\n"} {
+				if err := os.WriteFile(filepath.Join(dist, n), []byte(c), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			script := filepath.Join(t.TempDir(), "install.sh")
+			b, _ := installers.Scripts.ReadFile("install.sh")
+			if err := os.WriteFile(script, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ts := startServer(t, func(o *Options) { o.DistDir = dist; o.MaxInFlightPerAddr = 1 })
+			pin, _, err := ts.state.ServerKeyPin()
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			hold, err := tls.Dial("tcp", ts.addr, ts.transport().TLSClientConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hold.Close()
+			fmt.Fprintf(hold, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n", APIJoin, ts.addr)
+			for i := 0; ; i++ {
+				resp := ts.do("GET", "/install.sh", "", "", nil, nil)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusTooManyRequests {
+					break
+				}
+				if i == 50 {
+					t.Fatalf("GET /install.sh with a request held in flight: %d, want 429", resp.StatusCode)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			release := time.AfterFunc(2500*time.Millisecond, func() { hold.Close() })
+			defer release.Stop()
+
+			binDir := filepath.Join(t.TempDir(), "bin")
+			url := "https://" + ts.addr
+			start := time.Now()
+			out, err := exec.Command(shell, script, "--token", "tok", "--url", url, "--pin", pin, "--bin-dir", binDir).CombinedOutput()
+			t.Logf("install.sh under %s, %s:\n%s", shell, time.Since(start).Round(time.Millisecond), out)
+			if err != nil || !strings.Contains(string(out), "agent ran: join "+url+" --token tok") {
+				t.Fatalf("install.sh: %v, want it to finish and run the join", err)
+			}
+			if !strings.Contains(string(out), "the device answered HTTP 429 (busy, or throttling this address) for SHA256SUMS; retrying in ") ||
+				!strings.Contains(string(out), "(attempt 2 of 8)") {
+				t.Errorf("install.sh did not say what it waited for")
+			}
+		})
+	}
 }

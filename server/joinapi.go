@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,36 +73,64 @@ func (j *joinAPI) ca(w http.ResponseWriter, r *http.Request) {
 	w.Write(j.state.CA.PEM)
 }
 
-// attempt spends one failure allowance of addr up front (atomically, so
-// concurrent guesses cannot overshoot it) and answers 429 when there is
-// none; the caller refunds it when the attempt succeeds.
-func (j *joinAPI) attempt(w http.ResponseWriter, r *http.Request, addr string) (refund func(), ok bool) {
-	allowed, wait, refund := j.limiter.take(addr, j.now())
-	if !allowed {
-		// Read what the client sent before refusing: an HTTP/2 stream whose
-		// body was left unread kept graceful shutdown waiting.
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 16<<10))
-		j.metrics.authFailures.WithLabelValues("throttled").Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		apiError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "too many failed attempts from "+addr+"; retry later")
-		return nil, false
+// joinQueueWait bounds how long an attempt waits for the attempts of its
+// address in flight to settle (failureLimiter.begin) before it is told to
+// come back.
+const joinQueueWait = 30 * time.Second
+
+// attempt admits one unauthenticated attempt of addr (failureLimiter.begin)
+// and answers 429 when addr has spent its allowance on failures, or 503
+// when its attempts in flight did not settle in time; the caller settles
+// the ticket: failed only for a wrong, expired or used-up token or a
+// wrong credential.
+func (j *joinAPI) attempt(w http.ResponseWriter, r *http.Request, addr string) (*attemptTicket, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), joinQueueWait)
+	defer cancel()
+	t, err := j.limiter.begin(ctx, addr, j.now)
+	if err == nil {
+		return t, true
 	}
-	return refund, true
+	// Read what the client sent before refusing: an HTTP/2 stream whose
+	// body was left unread kept graceful shutdown waiting.
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 16<<10))
+	var th *errThrottled
+	switch {
+	case errors.As(err, &th):
+		j.metrics.authFailures.WithLabelValues("throttled").Inc()
+		w.Header().Set("Retry-After", retryAfter(th.wait))
+		apiError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "too many failed attempts from "+addr+"; retry later")
+	case r.Context().Err() != nil:
+		// The client went away while it waited: nobody to answer.
+	default:
+		w.Header().Set("Retry-After", "1")
+		apiError(w, http.StatusServiceUnavailable, "BUSY", fmt.Sprintf("the attempts in flight from %s did not finish within %s; retry", addr, joinQueueWait))
+	}
+	return nil, false
+}
+
+// retryAfter is a Retry-After value: whole seconds, rounded up, at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int((d+time.Second-1)/time.Second)))
 }
 
 func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 	addr := remoteHost(r)
-	refund, ok := j.attempt(w, r, addr)
-	if !ok {
-		return
-	}
+	// The body is read before the attempt holds any allowance: a client
+	// that sends it slowly holds nothing while it does.
 	var req JoinRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil {
 		apiError(w, http.StatusBadRequest, "BAD_REQUEST", "decoding join request: "+err.Error())
 		return
 	}
+	t, ok := j.attempt(w, r, addr)
+	if !ok {
+		return
+	}
+	failed := false
+	defer func() { t.settle(failed) }()
 	p, err := ParseToken(req.Token)
 	if err != nil {
+		failed = true
 		j.fail(w, addr, "token_malformed", http.StatusBadRequest, "BAD_REQUEST", err)
 		return
 	}
@@ -113,20 +142,23 @@ func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 	res, err := j.state.Redeem(p, name, j.now())
 	switch {
 	case errors.Is(err, ErrTokenExpired):
+		failed = true
 		j.fail(w, addr, "token_expired", http.StatusUnauthorized, "TOKEN_EXPIRED", err)
 		return
 	case errors.Is(err, ErrTokenUsedUp):
+		failed = true
 		j.fail(w, addr, "token_used_up", http.StatusUnauthorized, "TOKEN_USED_UP", err)
 		return
 	case errors.Is(err, ErrTokenInvalid):
+		failed = true
 		j.fail(w, addr, "token_invalid", http.StatusUnauthorized, "TOKEN_INVALID", err)
 		return
 	case err != nil:
+		// The device's fault, not the client's: no allowance spent.
 		j.log.Error("redeeming join token", "token", p.ID, "err", err)
 		apiError(w, http.StatusInternalServerError, "INTERNAL", "redeeming the join token failed on the device")
 		return
 	}
-	refund()
 	d := j.state.Device
 	j.log.Info("client joined", "client", res.ClientID, "name", name, "role", res.Role, "token", p.ID, "remote", addr)
 	w.Header().Set("Content-Type", "application/json")
@@ -145,22 +177,30 @@ func (j *joinAPI) fail(w http.ResponseWriter, addr, reason string, status int, c
 // leave revokes the calling client's own credential (edgecr leave).
 func (j *joinAPI) leave(w http.ResponseWriter, r *http.Request) {
 	addr := remoteHost(r)
-	refund, ok := j.attempt(w, r, addr)
+	t, ok := j.attempt(w, r, addr)
 	if !ok {
 		return
 	}
 	user, secret, ok := r.BasicAuth()
 	if !ok {
+		// The challenge round trip, not a failure.
+		t.settle(false)
 		w.Header().Set("WWW-Authenticate", challenge)
 		apiError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 		return
 	}
 	role, err := j.auth.Verify(user, secret)
-	if err != nil {
-		j.fail(w, addr, failureReason(err), http.StatusUnauthorized, "UNAUTHORIZED", fmt.Errorf("authentication failed: %w", err))
+	if reason := failureReason(err); err != nil && reason != "internal" {
+		t.settle(true)
+		j.fail(w, addr, reason, http.StatusUnauthorized, "UNAUTHORIZED", fmt.Errorf("authentication failed: %w", err))
 		return
 	}
-	refund()
+	t.settle(false)
+	if err != nil {
+		j.log.Error("verifying credentials", "err", err)
+		apiError(w, http.StatusInternalServerError, "INTERNAL", "verifying credentials failed on the device")
+		return
+	}
 	if role == RoleAdmin {
 		apiError(w, http.StatusForbidden, "DENIED", "the admin identity cannot revoke itself")
 		return

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
+	"path"
 	"strings"
 	"testing"
 )
@@ -26,6 +29,45 @@ func FuzzReferrerOf(f *testing.F) {
 		}
 		if desc.ArtifactType != "" && !mediaTypeRE.MatchString(desc.ArtifactType) && !strings.Contains(string(body), `"config"`) {
 			t.Fatalf("artifactType %q is not a media type", desc.ArtifactType)
+		}
+	})
+}
+
+// FuzzReferrersIndexEntry: an index entry on disk with any content (a
+// file someone edited, or damaged) is skipped or listed as what its name
+// says, never an error for the whole listing.
+func FuzzReferrersIndexEntry(f *testing.F) {
+	ctx := context.Background()
+	x := &referrersIndex{d: openDurableFS(f.TempDir())}
+	const repo = "fuzz/repo"
+	subject := digest("sha256:" + strings.Repeat("5", 64))
+	ref := digest("sha256:" + strings.Repeat("a", 64))
+	for p, b := range map[string][]byte{
+		referrersMarker(repo):                         {},
+		path.Join(revisionLinkDir(repo, ref), "link"): []byte(ref),
+	} {
+		if err := x.d.PutContent(ctx, p, b); err != nil {
+			f.Fatal(err)
+		}
+	}
+	good, _ := json.Marshal(ociDescriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: ref.String(), Size: 2, ArtifactType: "x/y"})
+	f.Add(good)
+	f.Add([]byte(`{"digest":"sha256:` + strings.Repeat("b", 64) + `"}`))
+	f.Add([]byte(`{"digest":"sha256:AA"}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, entry []byte) {
+		if err := x.d.PutContent(ctx, referrerEntryPath(repo, subject, ref), entry); err != nil {
+			t.Fatal(err)
+		}
+		got, err := x.list(ctx, repo, subject)
+		if err != nil {
+			t.Fatalf("listing with entry %q: %v", entry, err)
+		}
+		if len(got) > 1 || (len(got) == 1 && got[0].Digest != ref.String()) {
+			t.Fatalf("entry %q listed as %+v, want nothing or %s", entry, got, ref)
+		}
+		if string(entry) == string(good) && len(got) != 1 {
+			t.Fatalf("a valid entry was not listed: %+v", got)
 		}
 	})
 }

@@ -43,6 +43,11 @@ func openShared(ctx context.Context, loc *kv.S3Location) (*State, *kv.S3, string
 // which cannot change without a new CA.
 func deviceID(name, domain string) string { return caZone(name, domain) }
 
+// ID is the device's id in a bucket's kv.DeviceKey marker
+// ("<name>.<domain>"): what kv.S3.Check is given for it (a migration
+// into a bucket checks it the same way).
+func (d *Device) ID() string { return deviceID(d.Name, d.Domain) }
+
 // EnsureS3 is Ensure for a device whose state is in the bucket loc: the
 // first start creates it there (every write create-only, so replicas
 // starting at once agree on one device and one CA), later starts and other

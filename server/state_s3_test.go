@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -227,5 +228,24 @@ func TestSharedRevocationEverywhere(t *testing.T) {
 	}
 	if d := time.Since(t0); d > 50*time.Millisecond {
 		t.Errorf("two Verify calls took %s with MinIO down", d)
+	}
+}
+
+// TestSharedHalfPresent: once a bucket's device is initialised, a state key
+// missing next to the others is refused as in a data dir, and nothing is
+// recreated (a new identities.json would forget every client).
+func TestSharedHalfPresent(t *testing.T) {
+	_, loc := sharedBucket(t)
+	st := replicas(t, loc, 1)[0]
+	ctx := context.Background()
+	if err := st.KV().Delete(ctx, identitiesFile, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := EnsureS3(ctx, loc, testOptions("edge1"), time.Now())
+	if !errors.Is(err, ErrHalfPresent) || !strings.Contains(err.Error(), "identities.json missing") || !strings.Contains(err.Error(), "bucket") {
+		t.Fatalf("got %v", err)
+	}
+	if _, _, err := st.KV().Get(ctx, identitiesFile); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("identities.json recreated: %v", err)
 	}
 }

@@ -349,7 +349,7 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 				Error: "The device could not check the credentials; its log says why."}, d)
 			return
 		}
-		if ok, wait, _ := u.limiter.take(remoteHost(r), u.srv.opts.Now()); !ok {
+		if ok, wait := u.limiter.take(remoteHost(r), u.srv.opts.Now()); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 			u.showLogin(w, http.StatusTooManyRequests, view{Title: "Log in",
 				Error: fmt.Sprintf("Too many failed logins from your address. Try again in %s.", fmtDuration(wait.Round(time.Second)+time.Second))}, d)

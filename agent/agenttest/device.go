@@ -38,6 +38,9 @@ type DeviceOptions struct {
 	IPs          []string // advertised; default 127.0.0.1
 	// Throttle makes every join answer 429 TOO_MANY_REQUESTS.
 	Throttle bool
+	// ThrottleFirst makes the first that many joins answer 429 with
+	// Retry-After: 1 (a device throttling the address for a moment).
+	ThrottleFirst int
 	// AnswerCAPEM replaces the CA in join answers (a device that is not
 	// what it pins).
 	AnswerCAPEM []byte
@@ -300,6 +303,11 @@ func (d *Device) serveJoin(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.joinHits++
+	if d.joinHits <= d.opts.ThrottleFirst {
+		w.Header().Set("Retry-After", "1")
+		apiError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "too many failed attempts")
+		return
+	}
 	if d.opts.Throttle {
 		w.Header().Set("Retry-After", "6")
 		apiError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "too many join attempts")

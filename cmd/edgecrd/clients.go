@@ -57,7 +57,7 @@ func newClientsLsCmd(io streams) *cobra.Command {
 func newClientsRevokeCmd(io streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke ID",
-		Short: "Revoke a client; the registry refuses it from its next request on",
+		Short: "Revoke a client; the registry refuses it from its next request on (on --storage, every replica within 2 s)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := loadState(cmd)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"strings"
 	"testing"
@@ -40,6 +41,21 @@ func TestStorageAdminCommands(t *testing.T) {
 	code, out, errOut = edgecrd(t, "clients", "ls", "--storage", url)
 	if code != 0 || !strings.Contains(out, "kube:apps/") {
 		t.Fatalf("clients ls --storage: %d %s %s", code, out, errOut)
+	}
+	var cs []struct {
+		ID      string `json:"id"`
+		Revoked bool   `json:"revoked"`
+	}
+	_, out, _ = edgecrd(t, "clients", "ls", "--storage", url, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) != 1 {
+		t.Fatalf("clients ls -o json: %v\n%s", err, out)
+	}
+	if code, _, errOut := edgecrd(t, "clients", "revoke", "--storage", url, cs[0].ID); code != 0 {
+		t.Fatalf("clients revoke --storage: %s", errOut)
+	}
+	_, out, _ = edgecrd(t, "clients", "ls", "--storage", url, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) != 1 || !cs[0].Revoked {
+		t.Fatalf("after revoke: %v\n%s", err, out)
 	}
 	// A second init (another replica's) with only the URL is the same device.
 	code, out, errOut = edgecrd(t, "init", "--storage", url)

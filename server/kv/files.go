@@ -36,6 +36,7 @@ type Files struct {
 }
 
 type fileStamp struct {
+	path string
 	info fs.FileInfo
 	ver  Version
 }
@@ -151,23 +152,29 @@ func (f *Files) Get(ctx context.Context, key string) ([]byte, Version, error) {
 // version was last read from (same file, size and modification time),
 // else a read.
 func (f *Files) GetIfChanged(ctx context.Context, key string, ver Version) ([]byte, Version, bool, error) {
-	if err := f.check(key); err != nil {
-		return nil, "", false, err
+	// A key read before was checked then: the per-request path of the
+	// authenticator does a map lookup and a stat, nothing more.
+	f.statMu.Lock()
+	st, seen := f.stats[key]
+	f.statMu.Unlock()
+	p := st.path
+	if !seen {
+		if err := f.check(key); err != nil {
+			return nil, "", false, err
+		}
+		p = f.path(key)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, "", false, fmt.Errorf("reading %q: %w", key, err)
 	}
-	info, err := os.Stat(f.path(key))
+	info, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || err == nil && info.IsDir() {
-		return nil, "", false, fmt.Errorf("reading %s: %w", f.path(key), ErrNotFound)
+		return nil, "", false, fmt.Errorf("reading %s: %w", p, ErrNotFound)
 	}
 	if err != nil {
-		return nil, "", false, fmt.Errorf("reading %s: %w", f.path(key), err)
+		return nil, "", false, fmt.Errorf("reading %s: %w", p, err)
 	}
-	f.statMu.Lock()
-	st, ok := f.stats[key]
-	f.statMu.Unlock()
-	if ok && st.ver == ver && sameFile(st.info, info) {
+	if seen && st.ver == ver && sameFile(st.info, info) {
 		return nil, ver, false, nil
 	}
 	// The stat was taken before the read: if a writer replaces the file in
@@ -177,7 +184,7 @@ func (f *Files) GetIfChanged(ctx context.Context, key string, ver Version) ([]by
 		return nil, "", false, err
 	}
 	f.statMu.Lock()
-	f.stats[key] = fileStamp{info: info, ver: v}
+	f.stats[key] = fileStamp{path: p, info: info, ver: v}
 	f.statMu.Unlock()
 	if v == ver {
 		return nil, v, false, nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/edgecr/edgecr/server/kv"
@@ -159,4 +160,31 @@ func TestFilesGetIfChangedStat(t *testing.T) {
 	if err != nil || !changed || nv != v2 || string(val) != "two" {
 		t.Fatalf("after a write elsewhere: %q %v %v %v", val, nv, changed, err)
 	}
+}
+
+// FuzzFileKey: a key FileKey accepts names a file inside the store's root,
+// never the store's own files, and is a valid key.
+func FuzzFileKey(f *testing.F) {
+	for _, k := range []string{"device.json", "a/b", "..", "a/../b", ".lock", "con", "CON.txt", `a\b`, "/abs", "a//b", "ca.crt", "leases/gc"} {
+		f.Add(k)
+	}
+	root := filepath.FromSlash("/store/root")
+	f.Fuzz(func(t *testing.T, key string) {
+		if kv.FileKey(key) != nil {
+			return
+		}
+		if err := kv.ValidKey(key); err != nil {
+			t.Fatalf("FileKey accepted %q, ValidKey refuses it: %v", key, err)
+		}
+		p := filepath.Join(root, filepath.FromSlash(key))
+		rel, err := filepath.Rel(root, p)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") || filepath.ToSlash(rel) != key {
+			t.Fatalf("key %q maps to %s outside the root or to another name", key, p)
+		}
+		for _, seg := range strings.Split(key, "/") {
+			if strings.HasPrefix(seg, ".") || strings.ContainsAny(seg, `\:*?"<>|`) {
+				t.Fatalf("key %q has segment %q", key, seg)
+			}
+		}
+	})
 }
