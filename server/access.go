@@ -63,6 +63,11 @@ type accessControl struct {
 	// referrers serves the OCI referrers API (referrers.go), a route
 	// distribution's router does not know; nil: not served.
 	referrers http.Handler
+
+	// fetch is the pull-through hook (sync.go): called before a manifest
+	// pull, it brings the manifest from its upstream when the device lacks
+	// it; false means it wrote the refusal. nil: no pull-through.
+	fetch func(w http.ResponseWriter, r *http.Request, repo, ref string) bool
 }
 
 const challenge = `Basic realm="edgecr"`
@@ -110,6 +115,10 @@ func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("%s access to %s requires the %s role", strings.ToLower(r.Method), describe(info), need)))
 		return
 	}
+	if a.fetch != nil && info.route == v2.RouteNameManifest && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		!a.fetch(w, r, info.repo, match.Vars["reference"]) {
+		return
+	}
 	if info.route == v2.RouteNameManifest && r.Method == http.MethodPut && r.ContentLength > maxManifestSize {
 		writeErrorStatus(w, http.StatusRequestEntityTooLarge, errcode.ErrorCodeManifestInvalid.WithMessage(
 			fmt.Sprintf("manifest of %d bytes exceeds the %d byte limit", r.ContentLength, maxManifestSize)))
@@ -127,6 +136,10 @@ func describe(i *routeInfo) string {
 
 // authenticate returns the caller's role, or writes the refusal.
 func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, info *routeInfo) (Role, bool) {
+	if isInternal(r.Context()) { // the server's own request (sync.go); never one from the network
+		info.user = SyncUser
+		return RolePush, true
+	}
 	addr := remoteHost(r)
 	now := a.now()
 	h := r.Header.Get("Authorization")

@@ -135,7 +135,7 @@ func FuzzReadLastSeen(f *testing.F) {
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		m, err := readLastSeen(p)
+		m, _, err := (&State{Dir: dir}).readLastSeen()
 		if err != nil || m == nil {
 			t.Fatalf("readLastSeen: %v, %v", m, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
+	"github.com/edgecr/edgecr/server/mirror"
 )
 
 // Options configure a running server.
@@ -80,6 +81,13 @@ type Options struct {
 	// Version is what the UI shows as the running version.
 	Version string
 
+	// Sync, when set, is the sync configuration (server/mirror): serve runs
+	// its rules on their schedules and its pull-through prefixes fetch on
+	// demand. SyncRate is the default bandwidth per upstream in bytes per
+	// second (<= 0: none).
+	Sync     *mirror.Config
+	SyncRate int64
+
 	Now func() time.Time
 }
 
@@ -99,6 +107,7 @@ type Server struct {
 	seen  *lastSeen
 	usage *usage
 	gc    gcTracker
+	sync  *syncer // nil: no sync configuration
 
 	sessions *uploadSessions
 	conns    *connLimitListener // s.ln, bounding connections per source address
@@ -211,6 +220,12 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 
 		referrers: &referrersHandler{idx: refIdx, log: s.log},
 	}
+	if o.Sync != nil {
+		if s.sync, err = newSyncer(ctx, st, o.Sync, o.SyncRate, ac, guard, m, s.log); err != nil {
+			return nil, err
+		}
+		ac.fetch = s.sync.fetch
+	}
 	// The join API has its own allowance: bad join attempts must not lock
 	// an address out of the registry, nor registry failures out of joining.
 	api := &joinAPI{state: st, auth: authn, limiter: newFailureLimiter(o.FailureEvery, o.FailureBurst), metrics: m, log: s.log, now: o.Now}
@@ -239,6 +254,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		Protocols:         registryProtocols(),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		TLSConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -350,6 +366,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	if !s.opts.GCSchedule.Off() {
 		s.loops.Add(1)
 		go s.gcLoop(ctx)
+	}
+	if s.sync != nil {
+		s.loops.Add(1)
+		go func() { defer s.loops.Done(); s.sync.loop(ctx, s.opts.Now) }()
 	}
 	defer s.loops.Wait()
 	defer s.seen.flush()

@@ -109,6 +109,7 @@ func (u *ui) handler() http.Handler {
 	mux.HandleFunc("GET /images", u.authed(u.imagesPage))
 	mux.HandleFunc("GET /images/delete", u.authed(u.deleteTagConfirm))
 	mux.HandleFunc("POST /images/delete", u.authed(u.deleteTag))
+	mux.HandleFunc("GET /sync", u.authed(u.syncPage))
 	mux.HandleFunc("/", u.authed(u.notFound))
 
 	return u.headers(u.accessLog(mux))

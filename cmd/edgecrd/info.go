@@ -25,6 +25,16 @@ type infoJSON struct {
 	QuotaBytes           int64      `json:"quotaBytes"` // 0: no quota
 	LastGC               *time.Time `json:"lastGC"`     // when the last collection finished; null: never
 	LastGCReclaimedBytes int64      `json:"lastGCReclaimedBytes"`
+
+	Sync []server.RuleStatus `json:"sync,omitempty"` // the sync rules' last runs
+}
+
+// pad aligns a sync line's text with the other lines' values.
+func pad(rule string) string {
+	if n := 10 - len(rule); n > 0 {
+		return strings.Repeat(" ", n)
+	}
+	return " "
 }
 
 func newInfoCmd(io streams) *cobra.Command {
@@ -65,6 +75,9 @@ func newInfoCmd(io streams) *cobra.Command {
 				info.LastGC = &last.Finished
 				info.LastGCReclaimedBytes = last.ReclaimedBytes
 			}
+			if info.Sync, err = st.LastSync(); err != nil {
+				return err
+			}
 			if info.IPAddresses == nil {
 				info.IPAddresses = []string{}
 			}
@@ -90,6 +103,16 @@ func newInfoCmd(io streams) *cobra.Command {
 				fmt.Fprintf(io.Out, "Last GC:        %s, reclaimed %s\n", info.LastGC.Local().Format(time.RFC3339), server.FormatSize(info.LastGCReclaimedBytes))
 			} else {
 				fmt.Fprintf(io.Out, "Last GC:        never\n")
+			}
+			for _, r := range info.Sync {
+				fmt.Fprintf(io.Out, "Sync %s:%s last run %s: %d copied (%s), %d skipped, %d failed", r.Rule, pad(r.Rule), r.LastRun.Local().Format(time.RFC3339), r.Copied, server.FormatSize(r.Bytes), r.Skipped, r.Failed)
+				if !r.NextRun.IsZero() {
+					fmt.Fprintf(io.Out, "; next %s", r.NextRun.Local().Format(time.RFC3339))
+				}
+				if r.LastError != "" {
+					fmt.Fprintf(io.Out, "; error: %s", r.LastError)
+				}
+				fmt.Fprintln(io.Out)
 			}
 			return nil
 		},

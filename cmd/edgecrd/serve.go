@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgecr/edgecr/server"
+	"github.com/edgecr/edgecr/server/mirror"
 	"github.com/spf13/cobra"
 )
 
@@ -26,6 +27,21 @@ type serveFlags struct {
 	distDir          string
 	uiListen         string
 	uiIdle           time.Duration
+	syncConfig       string
+	syncRate         string
+}
+
+// syncOptions reads --sync-config and --sync-rate (nil: no sync).
+func (f *serveFlags) syncOptions() (*mirror.Config, int64, error) {
+	rate, err := mirror.ParseRate(f.syncRate)
+	if err != nil {
+		return nil, 0, fmt.Errorf("--sync-rate: %w", err)
+	}
+	if f.syncConfig == "" {
+		return nil, rate, nil
+	}
+	c, err := mirror.Load(f.syncConfig)
+	return c, rate, err
 }
 
 // parseQuota reads --quota: a size, or 0/off/none for no quota.
@@ -86,6 +102,10 @@ func newServeCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			syncCfg, syncRate, err := sf.syncOptions() // validated before anything starts
+			if err != nil {
+				return err
+			}
 			var h slog.Handler = slog.NewJSONHandler(io.Err, nil)
 			if sf.logFormat == "text" {
 				h = slog.NewTextHandler(io.Err, nil)
@@ -126,6 +146,7 @@ func newServeCmd(io streams) *cobra.Command {
 				UIListen: sf.uiListen, UIIdleTimeout: sf.uiIdle, Version: versionString(),
 				// The default address may be taken: then the registry still runs.
 				UIOptional: !cmd.Flags().Changed("ui-listen"),
+				Sync:       syncCfg, SyncRate: syncRate,
 			})
 			if err != nil {
 				return err
@@ -156,6 +177,8 @@ func newServeCmd(io streams) *cobra.Command {
 		"serve the agent binaries in this dir (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-<os>-<arch>[.exe]) at /dist/ for /install.sh and /install.ps1")
 	fl.StringVar(&sf.uiListen, "ui-listen", "127.0.0.1:8443",
 		"address of the web UI (HTTPS with the device CA; admin login); off: no UI. Loopback by default: reach it over an SSH tunnel, or give e.g. :8443")
+	fl.StringVar(&sf.syncConfig, "sync-config", "", "sync configuration (YAML): upstreams, rules run on their schedules, pull-through prefixes")
+	fl.StringVar(&sf.syncRate, "sync-rate", "off", "bandwidth per upstream for sync and pull-through, e.g. 2MiB/s; off: none")
 	fl.DurationVar(&sf.uiIdle, "ui-idle-timeout", server.DefaultUIIdleTimeout, "log a web UI session out after this long without a request")
 	return cmd
 }

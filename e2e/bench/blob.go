@@ -28,7 +28,7 @@ type cpuUse struct{ user, sys time.Duration }
 func (t transfer) String() string {
 	s := fmt.Sprintf("%.1f MB/s in %v (%s)", t.mbps(), t.elapsed.Round(time.Millisecond), t.conn)
 	if t.serverCPUOK {
-		s += fmt.Sprintf(", edgecrd CPU user %v sys %v", t.serverCPU.user, t.serverCPU.sys)
+		s += fmt.Sprintf(", server CPU user %v sys %v", t.serverCPU.user, t.serverCPU.sys)
 	}
 	return s
 }

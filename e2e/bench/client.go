@@ -47,6 +47,9 @@ type client struct {
 	target
 	hc    *http.Client
 	dials atomic.Int64
+	// imageTransport is for go-containerregistry: the same TLS and HTTP
+	// version, without the one-connection limit (it pushes 4 blobs at once).
+	imageTransport *http.Transport
 }
 
 func newClient(t target, p proto) *client {
@@ -71,6 +74,9 @@ func newClient(t target, p proto) *client {
 		ps.SetHTTP1(true)
 	}
 	tr.Protocols = &ps
+	c.imageTransport = tr.Clone()
+	c.imageTransport.MaxConnsPerHost = 0
+	c.imageTransport.MaxIdleConnsPerHost = 4
 	c.hc = &http.Client{
 		Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -80,7 +86,10 @@ func newClient(t target, p proto) *client {
 	return c
 }
 
-func (c *client) close() { c.hc.CloseIdleConnections() }
+func (c *client) close() {
+	c.hc.CloseIdleConnections()
+	c.imageTransport.CloseIdleConnections()
+}
 
 // do sends an authenticated request and checks the status; on a mismatch
 // the error carries the start of the body (the registry's error JSON).

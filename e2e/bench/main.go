@@ -6,6 +6,9 @@
 //
 //	go run ./e2e/bench [-edgecrd PATH] [-size 1GiB] [-n 500] [-runs 3] [-proto h2] [-o FILE]
 //	go run ./e2e/bench -gc [-edgecrd PATH] [-size 2GiB]
+//	go run ./e2e/bench -compare [-edgecrd PATH] [-zot PATH] [-size 512MiB] [-runs 3] [-n 200] [-o FILE]
+//
+// -compare runs edgecrd, distribution and zot side by side (compare.go).
 //
 // A target that is missed is reported as FAIL in the table; the exit status
 // is non-zero only when the benchmark could not run.
@@ -17,13 +20,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
 )
 
-func main() { benchutil.Main(run) }
+func main() {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(runChild(role, os.Args[1:]))
+	}
+	benchutil.Main(run)
+}
 
 // options are the command line.
 type options struct {
@@ -39,8 +48,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.size, "size", "1GiB", "blob size (B, KiB, MiB, GiB, KB, MB, GB)")
 	fs.IntVar(&o.n, "n", 500, "GET /v2/ requests per target")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each throughput measurement")
-	fs.StringVar(&o.proto, "proto", "h2", "HTTP version for every target: h2 (what Go's default transport and crane negotiate) or http/1.1")
+	fs.StringVar(&o.proto, "proto", "http/1.1", "HTTP version for every target: http/1.1 (all edgecrd offers) or h2 (against an edgecrd built with HTTP/2, -edgecrd PATH); -compare measures both unless given")
 	fs.StringVar(&o.out, "o", "", "also write the report into this markdown file (between bench markers; the rest is kept)")
+	compare := fs.Bool("compare", false, "instead: edgecrd, distribution and zot side by side with the TLS copy limit, HTTP/2 and HTTP/1.1 (compare.go); -size defaults to 512MiB, -n to 200")
+	zot := fs.String("zot", defaultZot(), "with -compare: the zot "+zotVersion+" binary (.ci/build-zot builds it)")
+	edgecrdB := fs.String("edgecrd-b", "", "with -compare: another edgecrd binary, measured alongside as \"edgecrd B\" (an A/B of a change)")
+	zotCommit := fs.Bool("zot-commit", false, "with -compare: also run zot with its fsync on (storage commit: true), as durable as edgecrd")
+	cost := fs.Int("cost", 5, "with -compare: bcrypt cost of distribution's and zot's htpasswd")
 	gc := fs.Bool("gc", false, "instead: time `edgecrd gc` on a store of -size (default 2GiB) and on many small blobs, half of each garbage (gc.go)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -50,6 +64,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *gc {
 		return runGC(ctx, fs, o, args, stdout, stderr)
+	}
+	if *compare {
+		return runCompareCmd(ctx, fs, o, *zot, *edgecrdB, *zotCommit, *cost, args, stdout, stderr)
 	}
 	cfg, err := o.config(fs.Args())
 	if err != nil {
@@ -113,4 +130,42 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("invalid -size %q: want a positive byte count such as 1GiB or 500MB", s)
 	}
 	return n * mult, nil
+}
+
+// runCompareCmd is -compare: its own defaults, its own report block.
+func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot, edgecrdB string, zotCommit bool, cost int, args []string, stdout, stderr io.Writer) int {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["size"] {
+		o.size = "512MiB"
+	}
+	if !set["n"] {
+		o.n = 200
+	}
+	cfg, err := o.config(fs.Args())
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	protos := []proto{protoH2, protoHTTP1}
+	if set["proto"] {
+		protos = []proto{cfg.proto}
+	}
+	res, err := runCompare(ctx, compareConfig{
+		edgecrd: cfg.edgecrd, edgecrdB: edgecrdB, zotCommit: zotCommit, zot: zot, size: cfg.size, runs: cfg.runs, n: cfg.n, cost: cost, protos: protos,
+	}, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	var b strings.Builder
+	reportCompare(&b, res, benchutil.CommandLine("bench", args))
+	io.WriteString(stdout, b.String())
+	if o.out != "" {
+		if err := benchutil.WriteBlock(o.out, "bench -compare", b.String()); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	}
+	return 0
 }
