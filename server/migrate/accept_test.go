@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -71,10 +73,11 @@ func TestMigratedStateLoads(t *testing.T) {
 }
 
 // replica is a server.New on the bucket, as `edgecrd serve --storage`.
-func replica(t *testing.T, st *server.State) string {
+func replica(t *testing.T, st *server.State, id string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, st, server.Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := server.New(ctx, st, server.Options{Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ReplicaIPs: []net.IP{net.ParseIP("127.0.0.1")}, ReplicaID: id})
 	if err != nil {
 		cancel()
 		t.Fatalf("serving the migrated bucket: %v", err)
@@ -109,7 +112,7 @@ func TestMigratedDeviceServes(t *testing.T) {
 		if st.CA.Fingerprint() != s.State.CA.Fingerprint() {
 			t.Fatal("the replica has another CA")
 		}
-		addrs = append(addrs, replica(t, st))
+		addrs = append(addrs, replica(t, st, fmt.Sprintf("r%d", len(addrs)+1)))
 	}
 	for _, addr := range addrs {
 		for _, who := range []struct{ user, pw string }{{"admin", s.AdminPW}, {s.Client.ClientID, s.Client.Secret}} {
