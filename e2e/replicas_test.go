@@ -17,7 +17,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -778,17 +781,17 @@ func TestReplicasRevocationEverywhere(t *testing.T) {
 	t.Logf("revoked client refused by the three replicas after %v (bound 2 s)", refused)
 }
 
-// failover is a transport that dials the replicas in order, the next one
-// when a dial fails: what Go clients do with a name that resolves to
-// several addresses (the hosts lines join writes for a device with
-// replicas).
-func (c *cluster) failover() *http.Transport {
+// failover is a transport that dials addrs (host:port) in order, the next
+// one when a dial fails: what Go clients (Docker, containerd, crane) do with
+// a name that resolves to several addresses, as the hosts lines join writes
+// for a device with replicas do.
+func (c *cluster) failover(addrs []string) *http.Transport {
 	tr := c.transport()
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var last error
-		for _, r := range c.nodes {
-			conn, err := d.DialContext(ctx, network, r.addr)
+		for _, a := range addrs {
+			conn, err := d.DialContext(ctx, network, a)
 			if err == nil {
 				return conn, nil
 			}
@@ -799,10 +802,31 @@ func (c *cluster) failover() *http.Transport {
 	return tr
 }
 
-// Acceptance 4: SIGKILL a replica during a loop of pulls by a client that
-// fails over between replicas: the pulls go on through the others. SIGKILL
-// a replica during a push: that push fails or completes, no other image is
-// harmed, and the restarted replica serves everything again.
+// hostsAddrs are the addresses the client's hosts file maps host to, in
+// the file's order (the order the resolver returns them in).
+func (cl *client) hostsAddrs(host string) []string {
+	cl.t.Helper()
+	b, err := os.ReadFile(filepath.Join(cl.root, "etc/hosts"))
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		if len(f) > 1 && slices.Contains(f[1:], host) {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
+
+// Acceptance 4: SIGKILL a replica during a loop of pulls by a client
+// joined to all three (a sandboxed `edgecr join`: its hosts block maps the
+// registry host to every replica, and its credential helper gives the
+// credential): the pulls go on through the others. SIGKILL a replica
+// during a push: that push fails or completes, no other image is harmed,
+// and the restarted replica serves everything again.
 func TestReplicasSIGKILL(t *testing.T) {
 	c := startCluster(t, 3)
 	images := map[string]v1.Hash{}
@@ -810,7 +834,20 @@ func TestReplicasSIGKILL(t *testing.T) {
 		ref := fmt.Sprintf("acc4/app:%d", i)
 		images[ref] = push(t, c.ref(0, ref), dockerImage(t), c.admin())
 	}
-	opts := []remote.Option{remote.WithAuth(&authn.Basic{Username: c.info.Username, Password: c.info.Password}), remote.WithTransport(c.failover())}
+	cl := newClient(t)
+	if out, err := cl.edgecr("join", "https://"+c.nodes[0].addr, "--token", c.token("--role", "pull"), "--root", cl.root); err != nil {
+		t.Fatalf("join through replica 1: %v\n%s", err, out)
+	}
+	var addrs []string
+	for _, ip := range cl.hostsAddrs(c.host) {
+		addrs = append(addrs, net.JoinHostPort(ip, strconv.Itoa(c.port)))
+	}
+	if len(addrs) != len(c.nodes) {
+		t.Fatalf("the joined client's hosts file maps %s to %v; want the %d replicas", c.host, addrs, len(c.nodes))
+	}
+	t.Logf("the joined client reaches %s at %v", c.host, addrs)
+	user, secret := cl.helperCredential(c.info.Endpoint)
+	opts := []remote.Option{remote.WithAuth(&authn.Basic{Username: user, Password: secret}), remote.WithTransport(c.failover(addrs))}
 	var ok, failed, okAfterKill int
 	var killedAt time.Time
 	stop := time.Now().Add(12 * time.Second)

@@ -362,6 +362,9 @@ func (u *sharedUse) waitDoom(ctx context.Context, k string) error {
 
 // poll reads gc/lease (a 304 while it is unchanged).
 func (u *sharedUse) poll(ctx context.Context) error {
+	// What the answer says held when the request was sent, no later: a
+	// late answer must not make "no collector" look younger than it is.
+	asked := u.now()
 	u.leaseMu.Lock()
 	ver := u.leaseVer
 	u.leaseMu.Unlock()
@@ -390,7 +393,7 @@ func (u *sharedUse) poll(ctx context.Context) error {
 		u.lease = nil
 		u.leaseVer = nv
 	}
-	u.polled = u.now()
+	u.polled = asked
 	return nil
 }
 

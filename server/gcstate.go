@@ -19,7 +19,7 @@ const (
 // for the first), and records the outcome in gc.json unless it was a dry
 // run.
 func (s *State) CollectGarbage(ctx context.Context, o GCOptions) (*GCReport, error) {
-	if loc := s.S3(); loc != nil {
+	if loc := s.S3(); loc != nil && !s.imagesInDir {
 		return CollectGarbageS3(ctx, loc, s.KV(), o) // under gc/lease (gcshared.go)
 	}
 	unlock, err := lockFile(s.Path(gcLock))

@@ -177,6 +177,13 @@ func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 		failed = true
 		j.fail(w, addr, "token_invalid", http.StatusUnauthorized, "TOKEN_INVALID", err)
 		return
+	case err != nil && j.state.S3() != nil && storeFailure(r.Context(), err):
+		// The bucket does not answer: a 503 the agent waits out
+		// (Retry-After), not an error it gives up on.
+		j.log.Error("redeeming join token: the object store is unavailable", "token", p.ID, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
+		apiError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "the device's object store does not answer; retry later")
+		return
 	case err != nil:
 		// The device's fault, not the client's: no allowance spent.
 		j.log.Error("redeeming join token", "token", p.ID, "err", err)

@@ -142,6 +142,10 @@ type replicaSet struct {
 	log   *slog.Logger
 	now   func() time.Time
 
+	// io makes register, heartbeat and deregister one at a time; they
+	// hold mu only around the fields, never across a store call, so that
+	// a join asking for the live addresses never waits for the store.
+	io     sync.Mutex
 	mu     sync.Mutex
 	self   Replica
 	ver    kv.Version // of our own key; "" when not registered
@@ -178,6 +182,8 @@ func (rs *replicaSet) key() string { return replicaPrefix + rs.self.ID }
 // record of another machine is ErrReplicaInUse: two nodes configured with
 // one address.
 func (rs *replicaSet) register(ctx context.Context) error {
+	rs.io.Lock()
+	defer rs.io.Unlock()
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	for range 5 {
@@ -215,16 +221,25 @@ func (rs *replicaSet) register(ctx context.Context) error {
 // otherwise another serve took the id over and we stop heartbeating,
 // saying so (we keep serving; clients still reach us by address).
 func (rs *replicaSet) heartbeat(ctx context.Context) error {
+	rs.io.Lock()
+	defer rs.io.Unlock()
 	rs.mu.Lock()
-	defer rs.mu.Unlock()
 	if rs.lost {
+		rs.mu.Unlock()
 		return nil
 	}
 	rs.self.Heartbeat = rs.now().UTC()
 	val, _ := json.Marshal(rs.self)
-	nv, err := rs.store.Put(ctx, rs.key(), val, rs.ver)
+	instance, ver := rs.self.Instance, rs.ver
+	rs.mu.Unlock()
+	setVer := func(v kv.Version) {
+		rs.mu.Lock()
+		rs.ver = v
+		rs.mu.Unlock()
+	}
+	nv, err := rs.store.Put(ctx, rs.key(), val, ver)
 	if err == nil {
-		rs.ver = nv
+		setVer(nv)
 		return nil
 	}
 	if !errors.Is(err, kv.ErrConflict) {
@@ -237,20 +252,24 @@ func (rs *replicaSet) heartbeat(ctx context.Context) error {
 		ver = "" // deleted by someone who thought us dead: register again
 	case gerr != nil:
 		return fmt.Errorf("renewing replica %s's heartbeat: %w", rs.self.ID, gerr)
-	case json.Unmarshal(cur, &old) == nil && old.Instance != rs.self.Instance:
+	case json.Unmarshal(cur, &old) == nil && old.Instance != instance:
+		rs.mu.Lock()
 		rs.lost = true
+		rs.mu.Unlock()
 		return fmt.Errorf("replica %s was registered by another serve (on %s, started %s): this one no longer heartbeats; give each replica its own --ip or --replica-id",
 			rs.self.ID, old.Hostname, old.Started.Format(time.RFC3339))
 	}
 	if nv, err = rs.store.Put(ctx, rs.key(), val, ver); err != nil {
 		return fmt.Errorf("renewing replica %s's heartbeat: %w", rs.self.ID, err)
 	}
-	rs.ver = nv
+	setVer(nv)
 	return nil
 }
 
 // deregister removes our record (a clean shutdown), if it is still ours.
 func (rs *replicaSet) deregister(ctx context.Context) error {
+	rs.io.Lock()
+	defer rs.io.Unlock()
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.ver == "" || rs.lost {
