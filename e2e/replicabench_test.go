@@ -47,15 +47,17 @@ func BenchmarkReplicaPullers(b *testing.B) {
 	// costs once (state loaded, connections to MinIO) is not the steady
 	// state the table is about.
 	for i := range c.nodes {
-		if err := c.pullVerified(i, "bench/pullers:v1", want); err != nil {
+		if _, err := pullAll(c, i, want); err != nil {
 			b.Fatal(err)
 		}
 	}
-	pids := make([]int, len(c.nodes)+1)
+	// The replicas, MinIO, and this process (the pullers: TLS, digests).
+	pids := make([]int, len(c.nodes)+2)
 	for i, r := range c.nodes {
 		pids[i] = r.cmd.Process.Pid
 	}
 	pids[len(c.nodes)] = c.minio.Pid()
+	pids[len(c.nodes)+1] = os.Getpid()
 
 	load0 := loadAvg()
 	var results []pullersResult
@@ -76,8 +78,8 @@ func BenchmarkReplicaPullers(b *testing.B) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "\n%d pullers, image %d MiB in 4 layers (%d bytes with manifest and config), %d rounds per row, medians; load average %s before, %s after\n",
 		pullerCount, *pullersMiB, size, *pullersRounds, load0, load1)
-	fmt.Fprintf(&out, "| replicas | aggregate | replica 1 CPU/GiB | replica 2 CPU/GiB | replica 3 CPU/GiB | all replicas CPU/GiB | MinIO CPU/GiB |\n")
-	fmt.Fprintf(&out, "|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&out, "| replicas | aggregate | replica 1 CPU/GiB | replica 2 CPU/GiB | replica 3 CPU/GiB | all replicas CPU/GiB | MinIO CPU/GiB | pullers CPU/GiB |\n")
+	fmt.Fprintf(&out, "|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		fmt.Fprintf(&out, "| %d | %.1f MB/s |", r.n, r.mbps)
 		for i := range c.nodes {
@@ -87,7 +89,7 @@ func BenchmarkReplicaPullers(b *testing.B) {
 				fmt.Fprintf(&out, " – (idle: %.2f s/round) |", r.replica[i])
 			}
 		}
-		fmt.Fprintf(&out, " %.2f s | %.2f s |\n", r.replicas, r.minio)
+		fmt.Fprintf(&out, " %.2f s | %.2f s | %.2f s |\n", r.replicas, r.minio, r.pullers)
 		b.ReportMetric(r.mbps, fmt.Sprintf("MB/s-%dreplicas", r.n))
 	}
 	fmt.Print(out.String())
@@ -97,19 +99,21 @@ func BenchmarkReplicaPullers(b *testing.B) {
 // time each process used, and the wall time.
 type pullersRound struct {
 	bytes []int64         // per replica
-	cpu   []time.Duration // per replica, then MinIO
+	cpu   []time.Duration // per replica, then MinIO, then the pullers
 	wall  time.Duration
 }
 
 // pullersResult is the medians of one replica count's rounds: aggregate
 // MB/s, CPU seconds per GiB served by each active replica (CPU seconds
-// per round for an idle one), by all replicas together and by MinIO.
+// per round for an idle one), by all replicas together, by MinIO and by
+// the pullers.
 type pullersResult struct {
 	n        int
 	mbps     float64
 	replica  []float64
 	replicas float64
 	minio    float64
+	pullers  float64
 }
 
 func summarise(n int, rounds []pullersRound) pullersResult {
@@ -151,6 +155,7 @@ func summarise(n int, rounds []pullersRound) pullersResult {
 		return s.Seconds() / (total(rd) / gib)
 	})
 	r.minio = med(func(rd pullersRound) float64 { return rd.cpu[nodes].Seconds() / (total(rd) / gib) })
+	r.pullers = med(func(rd pullersRound) float64 { return rd.cpu[nodes+1].Seconds() / (total(rd) / gib) })
 	return r
 }
 
