@@ -48,7 +48,7 @@ var replicaIPs = []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 // from one bucket, each `edgecrd serve --storage ...` on an address of
 // its own and the same port.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	minio   *kvtest.MinIO
 	storage string   // the --storage URL
 	env     []string // the process environment with MinIO's credentials
@@ -74,7 +74,7 @@ type replica struct {
 }
 
 // freePortOnAll is a port nothing listens on at any of ips.
-func freePortOnAll(t *testing.T, ips []string) int {
+func freePortOnAll(t testing.TB, ips []string) int {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", ips[0]+":0")
@@ -103,7 +103,7 @@ func freePortOnAll(t *testing.T, ips []string) int {
 // startCluster starts MinIO with a fresh bucket and n replicas (n <= 3)
 // on it, the first initialising the device, and waits until each serves.
 // extra are more serve flags for every replica.
-func startCluster(t *testing.T, n int, extra ...string) *cluster {
+func startCluster(t testing.TB, n int, extra ...string) *cluster {
 	t.Helper()
 	m := kvtest.StartMinIO(t) // skips without the pinned MinIO (fails in CI)
 	m.SetCredentials(t)       // for this process's own look into the bucket, and the replicas'
@@ -112,7 +112,7 @@ func startCluster(t *testing.T, n int, extra ...string) *cluster {
 
 // startClusterOn starts n replicas on storage, a bucket of m (m's
 // credentials already in the environment).
-func startClusterOn(t *testing.T, m *kvtest.MinIO, storage string, n int, extra ...string) *cluster {
+func startClusterOn(t testing.TB, m *kvtest.MinIO, storage string, n int, extra ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, minio: m, storage: storage, extra: extra}
 	c.env = os.Environ()
