@@ -56,14 +56,14 @@ func (s *State) RevokeClient(id string, now time.Time) error {
 
 // Tokens lists the join tokens (without secrets, which are not stored).
 func (s *State) Tokens() ([]*Token, error) {
-	recs, err := s.Identities().Read()
+	tks, err := s.Identities().ReadTokens()
 	if err != nil {
 		return nil, err
 	}
-	if recs.Tokens == nil {
+	if tks == nil {
 		return []*Token{}, nil
 	}
-	return recs.Tokens, nil
+	return tks, nil
 }
 
 // ClientQuery selects a page of clients for a person: Name matches a part

@@ -301,3 +301,50 @@ func BenchmarkFleetVerify(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFleetClientsList is what `edgecrd clients ls --name node-99
+// --limit 50` and the Clients page do among 10,000 clients: read every
+// identity shard (16 at a time) and last-seen, filter, order by last seen,
+// and `edgecrd token ls` with 100 tokens.
+//
+//	go test ./server -run '^$' -bench FleetClientsList -benchtime 20x
+func BenchmarkFleetClientsList(b *testing.B) {
+	for _, backend := range []string{"dir", "s3"} {
+		b.Run(backend, func(b *testing.B) {
+			var st *State
+			var err error
+			if backend == "dir" {
+				st, err = Ensure(b.TempDir(), testOptions("bench"), time.Now())
+			} else {
+				st, err = benchBucket(b)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			seedIdentities(b, st, 10000)
+			for range 100 {
+				if _, _, err := st.CreateToken(TokenOptions{TTL: time.Hour, Uses: 1, Role: RolePull}, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run("clients", func(b *testing.B) {
+				for range b.N {
+					all, err := st.Clients()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if page, n := SelectClients(all, ClientQuery{Name: "node-99", Limit: 50}); len(page) != 50 || n != 111 {
+						b.Fatalf("%d rows of %d", len(page), n)
+					}
+				}
+			})
+			b.Run("tokens", func(b *testing.B) {
+				for range b.N {
+					if tks, err := st.Tokens(); err != nil || len(tks) != 100 {
+						b.Fatalf("%d tokens, %v", len(tks), err)
+					}
+				}
+			})
+		})
+	}
+}

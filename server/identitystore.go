@@ -285,11 +285,24 @@ func (s *IdentityStore) readShard(ctx context.Context, n int) ([]*Identity, kv.V
 
 // readParallel is how many keys Read fetches at once: on a bucket a GET is
 // a round trip, and 256 of them one after the other would take a second.
-const readParallel = 16
+const readParallel = 64
 
 // Read returns every identity (sorted by creation) and token. A data dir
 // from before the split is read as it is (Read changes nothing).
 func (s *IdentityStore) Read() (*Records, error) {
+	return s.read(true, true)
+}
+
+// ReadTokens returns the tokens only (sorted by creation).
+func (s *IdentityStore) ReadTokens() ([]*Token, error) {
+	r, err := s.read(false, true)
+	if err != nil {
+		return nil, err
+	}
+	return r.Tokens, nil
+}
+
+func (s *IdentityStore) read(identities, tokens bool) (*Records, error) {
 	ctx, cancel := opCtx()
 	defer cancel()
 	old, _, err := s.layout(ctx)
@@ -317,6 +330,9 @@ func (s *IdentityStore) Read() (*Records, error) {
 		}()
 	}
 	for n := range shardCount {
+		if !identities {
+			break
+		}
 		work <- func() error {
 			ids, _, err := s.readShard(ctx, n)
 			mu.Lock()
@@ -325,7 +341,10 @@ func (s *IdentityStore) Read() (*Records, error) {
 			return err
 		}
 	}
-	keys, err := s.listKeys(ctx, tokenDir)
+	var keys []string
+	if tokens {
+		keys, err = s.listKeys(ctx, tokenDir)
+	}
 	if err != nil {
 		close(work)
 		wg.Wait()
