@@ -47,8 +47,11 @@ type Authenticator struct {
 	mu     sync.Mutex  // serialises reloads of changes.json
 	chVer  kv.Version  // under mu
 	chSeq  int64       // under mu
-	shards [shardCount]atomic.Pointer[authShard]
-	shMu   [shardCount]sync.Mutex // serialise a shard's reloads
+	// seenVer is chVer once the shards it announces are loaded, for the
+	// lock-free check.
+	seenVer atomic.Pointer[kv.Version]
+	shards  [shardCount]atomic.Pointer[authShard]
+	shMu    [shardCount]sync.Mutex // serialise a shard's reloads
 
 	lastMiss atomic.Int64 // unix nanos of the last reload for an unknown credential
 }
@@ -97,10 +100,15 @@ func NewAuthenticator(store *IdentityStore) (*Authenticator, error) {
 func (a *Authenticator) loadAll(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, err := a.readChanges(ctx); err != nil {
+	_, ver, seq, err := a.readChanges(ctx)
+	if err != nil {
 		return err
 	}
-	return a.reloadShards(ctx, allShards())
+	if err := a.reloadShards(ctx, allShards()); err != nil {
+		return err
+	}
+	a.commit(ver, seq)
+	return nil
 }
 
 func (a *Authenticator) reloadShards(ctx context.Context, shards []int) error {
@@ -123,21 +131,22 @@ func (a *Authenticator) reloadShards(ctx context.Context, shards []int) error {
 }
 
 // readChanges reads changes.json if it changed (under mu) and returns the
-// shards changed since the last read.
-func (a *Authenticator) readChanges(ctx context.Context) ([]int, error) {
+// shards changed since the last read and what to commit (a.commit) once
+// they are loaded: a failed load is retried at the next look.
+func (a *Authenticator) readChanges(ctx context.Context) ([]int, kv.Version, int64, error) {
 	b, nv, changed, err := a.store.kv.GetIfChanged(ctx, changesKey, a.chVer)
 	if errors.Is(err, kv.ErrNotFound) {
-		return nil, nil // nothing was ever revoked
+		return nil, a.chVer, a.chSeq, nil // nothing was ever revoked
 	}
 	if err != nil {
-		return nil, fmt.Errorf("checking identities %s: %w", a.store.keyWhere(changesKey), err)
+		return nil, "", 0, fmt.Errorf("checking identities %s: %w", a.store.keyWhere(changesKey), err)
 	}
 	if !changed {
-		return nil, nil
+		return nil, a.chVer, a.chSeq, nil
 	}
 	c, err := parseChanges(a.store.keyWhere(changesKey), b)
 	if err != nil {
-		return nil, err
+		return nil, "", 0, err
 	}
 	var out []int
 	for h, seq := range c.Shards {
@@ -148,8 +157,13 @@ func (a *Authenticator) readChanges(ctx context.Context) ([]int, error) {
 	if c.Seq < a.chSeq {
 		out = allShards() // the key was rewritten (a restore): look at everything
 	}
-	a.chVer, a.chSeq = nv, c.Seq
-	return out, nil
+	return out, nv, c.Seq, nil
+}
+
+// commit records (under mu) that the changes up to ver are loaded.
+func (a *Authenticator) commit(ver kv.Version, seq int64) {
+	a.chVer, a.chSeq = ver, seq
+	a.seenVer.Store(&ver)
 }
 
 // reloadShard reads shard n if it changed since the copy.
@@ -190,13 +204,25 @@ func (a *Authenticator) reloadShard(ctx context.Context, n int) error {
 
 // refresh applies the changes announced since the last look.
 func (a *Authenticator) refresh(ctx context.Context) error {
+	// The common case, nothing changed, takes no lock: requests on a data
+	// dir do not queue behind each other for their stat.
+	if v := a.seenVer.Load(); v != nil {
+		_, _, changed, err := a.store.kv.GetIfChanged(ctx, changesKey, *v)
+		if err == nil && !changed || errors.Is(err, kv.ErrNotFound) && *v == "" {
+			return nil
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	shards, err := a.readChanges(ctx)
+	shards, ver, seq, err := a.readChanges(ctx)
 	if err != nil {
 		return err
 	}
-	return a.reloadShards(ctx, shards)
+	if err := a.reloadShards(ctx, shards); err != nil {
+		return err
+	}
+	a.commit(ver, seq)
+	return nil
 }
 
 // Run keeps the in-memory copy fresh by checking the store every interval
