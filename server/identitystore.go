@@ -105,20 +105,29 @@ func (s *IdentityStore) layout(ctx context.Context) (*Records, kv.Version, error
 	if err != nil {
 		return nil, "", fmt.Errorf("reading identities %s: %w", s.where, err)
 	}
+	r, err := parseLayout(s.where, b)
+	if err != nil {
+		return nil, "", err
+	}
+	return r, ver, nil
+}
+
+// parseLayout reads identities.json: the old document, or nil for the
+// marker.
+func parseLayout(where string, b []byte) (*Records, error) {
 	var head struct {
 		Format int `json:"format"`
 	}
 	if err := json.Unmarshal(b, &head); err != nil {
-		return nil, "", fmt.Errorf("reading identities %s: corrupt file: %w", s.where, err)
+		return nil, fmt.Errorf("reading identities %s: corrupt file: %w", where, err)
 	}
 	switch head.Format {
 	case 0:
-		r, err := parseRecords(s.where, b)
-		return r, ver, err
+		return parseRecords(where, b)
 	case identitiesFormat:
-		return nil, ver, nil
+		return nil, nil
 	}
-	return nil, "", fmt.Errorf("reading identities %s: format %d is newer than this edgecrd understands (%d): upgrade it", s.where, head.Format, identitiesFormat)
+	return nil, fmt.Errorf("reading identities %s: format %d is not one this edgecrd understands (%d; a newer edgecrd wrote it?): upgrade it", where, head.Format, identitiesFormat)
 }
 
 // ensureLayout converts identities.json from before the split, if it is

@@ -99,3 +99,33 @@ func mustVer(t *testing.T, st *State) kv.Version {
 	}
 	return ver
 }
+
+// The identity layout's files an operator may edit: a shard, a token, the
+// change counter, the marker. Errors, never panics; what a shard or token
+// parser accepts survives its encoder.
+func FuzzParseIdentityKeys(f *testing.F) {
+	store := &IdentityStore{where: "identities.json"}
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	id := "c-0000000000000001"
+	f.Add(encodeShard([]*Identity{{ID: id, Name: "n", Kind: "client", Role: RolePull, SecretHash: HashSecret("s"), Created: now}}))
+	f.Add(encodeToken(&Token{ID: "00000000000000aa", SecretHash: HashSecret("t"), Role: RolePull, Created: now, Expires: now, Uses: 2, Used: 1}))
+	f.Add([]byte(`{"seq":3,"shards":{"0a":3,"zz":1}}`))
+	f.Add(markerBytes)
+	f.Add([]byte(`{"format":"2"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := shardOf(id)
+		if ids, err := store.parseShard(n, b); err == nil {
+			again, err := store.parseShard(n, encodeShard(ids))
+			if err != nil || len(again) != len(ids) {
+				t.Fatalf("shard %q: re-encoded %d → %d, %v", b, len(ids), len(again), err)
+			}
+		}
+		if tk, err := store.parseToken(tokenKey("00000000000000aa"), b); err == nil {
+			if _, err := store.parseToken(tokenKey(tk.ID), encodeToken(tk)); err != nil {
+				t.Fatalf("token %q: re-encoded: %v", b, err)
+			}
+		}
+		_, _ = parseChanges("changes.json", b)
+		_, _ = parseLayout("identities.json", b)
+	})
+}
