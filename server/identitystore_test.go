@@ -129,3 +129,47 @@ func FuzzParseIdentityKeys(f *testing.F) {
 		_, _ = parseLayout("identities.json", b)
 	})
 }
+
+// A bucket from the previous release (identities.json holding everything)
+// is converted by the first replica that starts on it, and its clients
+// and token keep working.
+func TestIdentitiesConversionOnBucket(t *testing.T) {
+	_, loc := sharedBucket(t)
+	st, err := EnsureS3(context.Background(), loc, testOptions("conv"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := st.AdminPassword()
+	now := time.Now().UTC()
+	old := &Records{
+		Identities: []*Identity{
+			{ID: AdminUser, Name: AdminUser, Role: RoleAdmin, SecretHash: HashSecret(pw), Created: now},
+			{ID: "c-0000000000000001", Name: "kept", Kind: "client", Role: RolePush, SecretHash: HashSecret("s1"), Created: now},
+		},
+		Tokens: []*Token{{ID: "00000000000000aa", SecretHash: HashSecret("t"), Role: RolePull, Created: now, Expires: now.Add(time.Hour), Uses: 5, Used: 3}},
+	}
+	ctx := context.Background()
+	for _, k := range []string{shardKey(shardOf(AdminUser)), changesKey} {
+		if err := st.KV().Delete(ctx, k, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := json.MarshalIndent(old, "", "  ")
+	if _, err := st.put(identitiesFile, append(b, '\n'), mustVer(t, st)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAuthenticator(st.Identities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role, err := a.Verify("c-0000000000000001", "s1"); err != nil || role != RolePush {
+		t.Errorf("the old client: %v, %v", role, err)
+	}
+	if m, _, _, _ := st.get(identitiesFile); string(m) != string(markerBytes) {
+		t.Fatalf("identities.json after the first start:\n%s", m)
+	}
+	tks, err := st.Tokens()
+	if err != nil || len(tks) != 1 || tks[0].Used != 3 {
+		t.Fatalf("tokens after conversion: %+v, %v", tks, err)
+	}
+}
