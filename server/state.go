@@ -627,6 +627,15 @@ func (s *State) ensureAdmin(now time.Time) error {
 	if _, _, ok, err := s.get(identitiesFile); err != nil {
 		return err
 	} else if ok {
+		if !s.dryRun {
+			// A data dir or bucket from before the identity shards is
+			// converted here, at the first start of this release.
+			ctx, cancel := opCtx()
+			defer cancel()
+			if err := store.ensureLayout(ctx); err != nil {
+				return err
+			}
+		}
 		_, err := store.Read() // validate
 		return err
 	}

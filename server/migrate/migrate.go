@@ -305,19 +305,36 @@ func (p *progress) printLocked(what string) {
 	p.last = time.Now()
 }
 
-// stateKeys are the data dir's state files: its regular files at the top,
-// except lock, temp and marker files (names starting with "."). Ignored
-// are the other entries (registry/ is the images).
+// stateKeys are the data dir's state files: its regular files at the top
+// and one level down (identities/XX.json, tokens/<id>.json), except lock,
+// temp and marker files (names starting with "."). Ignored are the other
+// entries (registry/ is the images).
 func stateKeys(dir string) (keys, ignored []string, err error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading data dir %s: %w", dir, err)
 	}
+	var nested []string
 	for _, e := range ents {
 		n := e.Name()
 		switch {
 		case strings.HasPrefix(n, "."):
 		case n == "registry" && e.IsDir():
+		case e.IsDir() && kv.ValidKey(n) == nil:
+			sub, err := os.ReadDir(filepath.Join(dir, n))
+			if err != nil {
+				return nil, nil, fmt.Errorf("reading data dir %s: %w", dir, err)
+			}
+			for _, f := range sub {
+				k := n + "/" + f.Name()
+				switch {
+				case strings.HasPrefix(f.Name(), "."):
+				case !f.Type().IsRegular() || kv.ValidKey(k) != nil:
+					ignored = append(ignored, k)
+				default:
+					nested = append(nested, k)
+				}
+			}
 		case !e.Type().IsRegular():
 			ignored = append(ignored, n)
 		case kv.ValidKey(n) != nil:
@@ -326,9 +343,11 @@ func stateKeys(dir string) (keys, ignored []string, err error) {
 			keys = append(keys, n)
 		}
 	}
-	// device.json goes last: a bucket that has it has all the rest, so a
-	// replica started on a half-migrated bucket does not take it for a
-	// complete device.
+	// The nested keys go first (identities.json names them: the shards
+	// must be there before it), device.json last: a bucket that has it has
+	// all the rest, so a replica started on a half-migrated bucket does
+	// not take it for a complete device.
+	slices.Sort(nested)
 	slices.SortStableFunc(keys, func(a, b string) int {
 		switch {
 		case a == b:
@@ -340,7 +359,7 @@ func stateKeys(dir string) (keys, ignored []string, err error) {
 		}
 		return strings.Compare(a, b)
 	})
-	return keys, ignored, nil
+	return append(nested, keys...), ignored, nil
 }
 
 // copyState writes every state file into the store, create-only.
@@ -354,6 +373,16 @@ func copyState(ctx context.Context, dir string, store kv.Store, replace bool, o 
 		val, err := os.ReadFile(filepath.Join(dir, k))
 		if err != nil {
 			return fmt.Errorf("migrating state: reading %s: %w", k, err)
+		}
+		if rep.Again && !replace {
+			// A finished migration's bucket lacking a key the data dir
+			// has: the data dir moved on since (a token, a client). Its
+			// replicas own the state now; nothing is added behind them.
+			if _, _, err := store.Get(ctx, k); errors.Is(err, kv.ErrNotFound) {
+				return fmt.Errorf("migrating state: the data dir has %s, which the bucket does not (the migration finished before, and the data dir changed since): %w", k, ErrConflict)
+			} else if err != nil {
+				return fmt.Errorf("migrating state: reading %s back: %w", k, err)
+			}
 		}
 		_, err = store.Put(ctx, k, val, "")
 		if err == nil {

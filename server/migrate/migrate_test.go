@@ -137,8 +137,8 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = migrate.Run(ctxT(t), migrate.Options{DataDir: s.Dir, To: loc})
-	if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), "identities.json") {
-		t.Fatalf("migrate after the data dir changed: %v; want a conflict naming identities.json", err)
+	if !errors.Is(err, migrate.ErrConflict) || !strings.Contains(err.Error(), "tokens/") {
+		t.Fatalf("migrate after the data dir changed: %v; want a conflict naming the new token's key", err)
 	}
 }
 
