@@ -101,6 +101,9 @@ type Server struct {
 	ln    net.Listener
 	http  *http.Server
 	uiLn  net.Listener // nil: no UI
+
+	mirrorSrv *http.Server // nil: no mirror listener (mirrorlisten.go)
+	mirrorLn  net.Listener
 	uiSrv *http.Server
 	authn *Authenticator
 	dist  *dist
@@ -299,6 +302,13 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 			s.uiLn = uln
 		}
 	}
+	if err := s.listenMirror(); err != nil {
+		ln.Close()
+		if s.uiLn != nil {
+			s.uiLn.Close()
+		}
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -359,6 +369,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 		s.log.Info("web UI listening", "addr", s.uiLn.Addr().String())
 	}
+	if s.mirrorSrv != nil {
+		go func() {
+			if err := s.mirrorSrv.ServeTLS(s.mirrorLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("mirror listener stopped", "err", err)
+			}
+		}()
+		s.log.Info("mirror listening", "addr", s.mirrorLn.Addr().String())
+	}
 	go s.renewLoop(ctx)
 	go s.flushLoop(ctx)
 	go s.storageLoop(ctx)
@@ -380,6 +398,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		if s.uiSrv != nil {
 			s.uiSrv.Close()
 		}
+		if s.mirrorSrv != nil {
+			s.mirrorSrv.Close()
+		}
 		return fmt.Errorf("serving registry: %w", err)
 	case <-ctx.Done():
 	}
@@ -390,6 +411,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		// Let a revoke or a tag deletion in progress finish.
 		if err := s.uiSrv.Shutdown(sctx); err != nil {
 			s.log.Warn("shutting down the web UI", "err", err)
+		}
+	}
+	if s.mirrorSrv != nil {
+		if err := s.mirrorSrv.Shutdown(sctx); err != nil {
+			s.log.Warn("shutting down the mirror listener", "err", err)
 		}
 	}
 	if err := s.http.Shutdown(sctx); err != nil {
