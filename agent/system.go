@@ -82,6 +82,10 @@ type System struct {
 	// podman machine (macOS, Windows), whose VMs take the host's trust only
 	// at start or not at all; nil under --root.
 	DetectDesktopVMs func() []trust.DesktopVM
+
+	// SignalDockerd sends dockerd SIGHUP, its live reload of daemon.json,
+	// and returns its pid; nil: no daemon to reload.
+	SignalDockerd func() (pid int, err error)
 }
 
 // SystemConfig is what NewSystem needs from the edge (cmd/edgecr).
@@ -160,6 +164,7 @@ func NewSystem(c SystemConfig) *System {
 	if IsLiveRoot(root) {
 		s.DetectDesktopVMs = func() []trust.DesktopVM { return trust.DetectDesktopVMs(c.GOOS, u.Home, userEnv, exists) }
 		s.Resolver = net.DefaultResolver
+		s.SignalDockerd = liveDockerdSignal(c.GOOS)
 	} else {
 		s.Resolver = &HostsResolver{File: hostsfile.NewFile(s.HostsPath)}
 	}

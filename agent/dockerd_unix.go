@@ -1,0 +1,46 @@
+//go:build unix
+
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// signalDockerd sends SIGHUP to the dockerd whose pid pidFile holds, after
+// checking that the process is a dockerd (a stale pid file must not make
+// join signal another process).
+func signalDockerd(pidFile, procDir string) (int, error) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, fmt.Errorf("reading dockerd's pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("reading dockerd's pid file %s: %q is not a pid", pidFile, strings.TrimSpace(string(b)))
+	}
+	comm, err := os.ReadFile(filepath.Join(procDir, strconv.Itoa(pid), "comm"))
+	if err != nil {
+		return 0, fmt.Errorf("checking process %d of %s: %w", pid, pidFile, err)
+	}
+	if c := strings.TrimSpace(string(comm)); c != "dockerd" {
+		return 0, fmt.Errorf("process %d of %s is %q, not dockerd", pid, pidFile, c)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return 0, fmt.Errorf("sending dockerd (pid %d) SIGHUP: %w", pid, err)
+	}
+	return pid, nil
+}
+
+// liveDockerdSignal reloads the machine's dockerd (Linux: Docker Desktop
+// on macOS runs its daemon in a VM, which join --mirror does not reach).
+func liveDockerdSignal(goos string) func() (int, error) {
+	if goos != "linux" {
+		return nil
+	}
+	return func() (int, error) { return signalDockerd(dockerPIDFile, "/proc") }
+}

@@ -1,0 +1,389 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/edgecr/edgecr/trust"
+)
+
+// DefaultMirrorPort is the port of the device's mirror listener (the
+// sync configuration's mirror.listen) join points runtimes at unless
+// --mirror-port says another.
+const DefaultMirrorPort = 31002
+
+// MirrorRecord is what `join --mirror` changed: every file, with its bytes
+// from before, so that leave puts each back exactly.
+type MirrorRecord struct {
+	Registries []string `json:"registries"`
+	// URL is the device's mirror, https://host:port.
+	URL   string        `json:"url"`
+	Files []*MirrorFile `json:"files"`
+}
+
+// The kinds of file join --mirror changes.
+const (
+	mirrorDockerDaemon    = "docker-daemon"    // daemon.json registry-mirrors
+	mirrorContainerdHosts = "containerd-hosts" // certs.d/<registry>/hosts.toml
+	mirrorOwned           = "owned"            // a file of edgecr's (a CA copy, a drop-in)
+)
+
+// MirrorFile is one file join --mirror changed. Before and Mode are
+// recorded before the write; Wrote is the sha256 of what join wrote, so
+// that leave can tell whether the user changed the file since.
+type MirrorFile struct {
+	Path        string      `json:"path"`
+	Kind        string      `json:"kind"`
+	Registry    string      `json:"registry,omitempty"`
+	Existed     bool        `json:"existed"`
+	Before      []byte      `json:"before,omitempty"`
+	Mode        fs.FileMode `json:"mode,omitempty"`
+	Wrote       string      `json:"wrote,omitempty"`
+	CreatedDirs []string    `json:"createdDirs,omitempty"`
+}
+
+// Mirror paths as the target machine sees them.
+const (
+	dockerDaemonJSON   = "/etc/docker/daemon.json"
+	podmanRegistriesD  = "/etc/containers/registries.conf.d"
+	dockerPIDFile      = "/var/run/docker.pid"
+	containerdCAFileNm = "edgecr-mirror-ca.crt"
+)
+
+// ErrMirrorName: a --mirror value that is not a registry host.
+var ErrMirrorName = errors.New("not a registry host")
+
+// CheckMirrorName refuses a --mirror value that is not a registry host
+// name (docker.io, quay.io, registry.example.com:5000).
+func CheckMirrorName(r string) error {
+	if r == "" || strings.ContainsAny(r, "/\\ \t\n\"'[]") || strings.HasPrefix(r, ".") || strings.HasPrefix(r, "-") {
+		return fmt.Errorf("--mirror %q: %w (e.g. docker.io)", r, ErrMirrorName)
+	}
+	return nil
+}
+
+// mirror makes the device the mirror of o.Mirrors for the runtimes found:
+// Docker (docker.io only: registry-mirrors, applied with a live reload),
+// containerd (certs.d/<registry>/hosts.toml) and podman (a
+// registries.conf.d drop-in). Each file's bytes are recorded before it is
+// written; a rerun adds what is missing and changes nothing else.
+func (j *joinRun) mirror(ctx context.Context) error {
+	if len(j.o.Mirrors) == 0 {
+		return nil
+	}
+	e := j.e
+	port := j.o.MirrorPort
+	if port == 0 {
+		port = DefaultMirrorPort
+	}
+	hostPort := net.JoinHostPort(e.Host, strconv.Itoa(port))
+	url := "https://" + hostPort
+	if e.Mirror == nil {
+		e.Mirror = &MirrorRecord{URL: url}
+	} else if e.Mirror.URL != url {
+		return fmt.Errorf("this client already mirrors through %s: run `edgecr leave` first to use %s", e.Mirror.URL, url)
+	}
+	found := j.DetectRuntimes()
+	reloadDocker := false
+	for _, reg := range j.o.Mirrors {
+		if !slices.Contains(e.Mirror.Registries, reg) {
+			e.Mirror.Registries = append(e.Mirror.Registries, reg)
+		}
+		if slices.Contains(found, trust.Docker) && j.GOOS == "linux" {
+			if reg != "docker.io" {
+				j.emit("mirror", "docker", StatusWarning, fmt.Sprintf("Docker takes mirrors for docker.io only: %s is mirrored for the other runtimes", reg))
+			} else {
+				ca := path.Join(j.RuntimePaths.Docker, hostPort, "ca.crt")
+				if _, err := j.mirrorEdit(ctx, reg, ca, mirrorOwned, func([]byte) ([]byte, error) { return []byte(e.CAPEM), nil }); err != nil {
+					return err
+				}
+				changed, err := j.mirrorEdit(ctx, reg, dockerDaemonJSON, mirrorDockerDaemon, func(b []byte) ([]byte, error) { return dockerAddMirror(b, url) })
+				if err != nil {
+					return err
+				}
+				reloadDocker = reloadDocker || changed
+			}
+		}
+		if slices.Contains(found, trust.Containerd) && j.RuntimePaths.Containerd != "" {
+			dir := path.Join(j.RuntimePaths.Containerd, reg)
+			ca := path.Join(dir, containerdCAFileNm)
+			if _, err := j.mirrorEdit(ctx, reg, ca, mirrorOwned, func([]byte) ([]byte, error) { return []byte(e.CAPEM), nil }); err != nil {
+				return err
+			}
+			if _, err := j.mirrorEdit(ctx, reg, path.Join(dir, "hosts.toml"), mirrorContainerdHosts, func(b []byte) ([]byte, error) {
+				return containerdAddMirror(b, reg, url, ca)
+			}); err != nil {
+				return err
+			}
+		}
+		if slices.Contains(found, trust.Containers) && j.RuntimePaths.Containers != "" {
+			ca := path.Join(j.RuntimePaths.Containers, hostPort, "ca.crt")
+			if _, err := j.mirrorEdit(ctx, reg, ca, mirrorOwned, func([]byte) ([]byte, error) { return []byte(e.CAPEM), nil }); err != nil {
+				return err
+			}
+			dropIn := path.Join(podmanRegistriesD, "50-edgecr-mirror-"+strings.ReplaceAll(reg, ":", "_")+".conf")
+			if _, err := j.mirrorEdit(ctx, reg, dropIn, mirrorOwned, func([]byte) ([]byte, error) { return podmanDropIn(reg, hostPort), nil }); err != nil {
+				return err
+			}
+		}
+		if slices.Contains(found, trust.K3s) {
+			j.emit("mirror", "k3s", StatusWarning, "k3s's registries.yaml mirrors are not configured by this version: add mirrors."+strconv.Quote(reg)+".endpoint: ["+url+"] by hand")
+		}
+	}
+	if reloadDocker {
+		if err := j.reloadDocker("join"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mirrorEdit writes edit(current) to p (a path as the target sees it),
+// recording its bytes from before in the state first; changed is false
+// when the file already said it.
+func (j *joinRun) mirrorEdit(ctx context.Context, reg, p, kind string, edit func([]byte) ([]byte, error)) (changed bool, err error) {
+	full := Rooted(j.GOOS, j.Root, p)
+	cur, mode, existed, err := readMirrorFile(full)
+	if err != nil {
+		return false, err
+	}
+	want, err := edit(cur)
+	if err != nil {
+		return false, fmt.Errorf("editing %s: %w", full, err)
+	}
+	rec := j.e.Mirror.file(full)
+	if existed && bytes.Equal(cur, want) {
+		if rec == nil {
+			j.emit("mirror", kind, StatusUnchanged, "unchanged: "+full+" already says it")
+		}
+		return false, nil
+	}
+	if rec == nil {
+		rec = &MirrorFile{Path: full, Kind: kind, Registry: reg, Existed: existed, Before: cur, Mode: mode}
+		rec.CreatedDirs = missingDirs(filepath.Dir(full))
+		j.e.Mirror.Files = append(j.e.Mirror.Files, rec)
+	}
+	rec.Wrote = sum(want)
+	if err := j.save(); err != nil { // the record first: a crash leaves leave knowing
+		return false, err
+	}
+	if _, err := mkdirAllRecord(filepath.Dir(full), 0o755); err != nil {
+		return false, fmt.Errorf("creating the directory of %s: %w", full, err)
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	if err := writeFileAtomic(full, want, mode); err != nil {
+		return false, fmt.Errorf("writing %s: %w", full, err)
+	}
+	j.emit("mirror", kind, StatusChanged, "wrote "+full)
+	return true, nil
+}
+
+func (r *MirrorRecord) file(p string) *MirrorFile {
+	for _, f := range r.Files {
+		if f.Path == p {
+			return f
+		}
+	}
+	return nil
+}
+
+func readMirrorFile(p string) (content []byte, mode fs.FileMode, existed bool, err error) {
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("reading %s: %w", p, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, false, fmt.Errorf("reading %s: not a regular file (%s)", p, fi.Mode().Type())
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return b, fi.Mode().Perm(), true, nil
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// reloadDocker makes dockerd read daemon.json again (SIGHUP: its live
+// reload, which takes registry-mirrors; never a restart). Under --root
+// there is no daemon of that machine to signal.
+func (s *System) reloadDockerd() (pid int, err error) {
+	if !IsLiveRoot(s.Root) || s.SignalDockerd == nil {
+		return 0, nil
+	}
+	return s.SignalDockerd()
+}
+
+func (j *joinRun) reloadDocker(step string) error {
+	pid, err := j.reloadDockerd()
+	if err != nil {
+		return fmt.Errorf("reloading dockerd for its registry-mirrors: %w", err)
+	}
+	if pid != 0 {
+		j.emit(step, "docker", StatusChanged, fmt.Sprintf("reloaded dockerd (pid %d, SIGHUP: no restart)", pid))
+	}
+	return nil
+}
+
+// undoMirror puts back every file join --mirror changed: the bytes and
+// mode from before (or no file) when the file still holds what join
+// wrote; when the user changed it since, only edgecr's entry comes out
+// and the rest of their change stays (an owned file they changed is left
+// in place, with a warning).
+func (s *System) undoMirror(e *Entry, rep *reporter, step string, done Status) error {
+	r := e.Mirror
+	if r == nil {
+		return nil
+	}
+	reload := false
+	var errs []error
+	for i := len(r.Files) - 1; i >= 0; i-- {
+		f := r.Files[i]
+		changed, err := undoMirrorFile(f, r.URL, rep, step)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if changed {
+			rep.emit(step, f.Kind, done, "restored "+f.Path)
+			reload = reload || f.Kind == mirrorDockerDaemon
+		}
+		r.Files = slices.Delete(r.Files, i, i+1)
+	}
+	if reload {
+		pid, err := s.reloadDockerd()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reloading dockerd after restoring daemon.json: %w", err))
+		} else if pid != 0 {
+			rep.emit(step, "docker", done, fmt.Sprintf("reloaded dockerd (pid %d, SIGHUP: no restart)", pid))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	e.Mirror = nil
+	return nil
+}
+
+func undoMirrorFile(f *MirrorFile, url string, rep *reporter, step string) (changed bool, err error) {
+	cur, mode, existed, err := readMirrorFile(f.Path)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case !existed && !f.Existed:
+		removeEmptyDirs(f.CreatedDirs)
+		return false, nil
+	case existed && sum(cur) == f.Wrote, !existed:
+		// As join left it (or removed by someone since): what was there before.
+		if !f.Existed {
+			if err := os.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return false, fmt.Errorf("removing %s: %w", f.Path, err)
+			}
+			removeEmptyDirs(f.CreatedDirs)
+			return existed, nil
+		}
+		if err := writeFileAtomic(f.Path, f.Before, f.Mode); err != nil {
+			return false, fmt.Errorf("restoring %s: %w", f.Path, err)
+		}
+		if err := os.Chmod(f.Path, f.Mode); err != nil {
+			return false, fmt.Errorf("restoring the mode of %s: %w", f.Path, err)
+		}
+		return true, nil
+	}
+	// Changed since join: take out edgecr's entry only.
+	var out []byte
+	switch f.Kind {
+	case mirrorDockerDaemon:
+		out, changed, err = dockerRemoveMirror(cur, url)
+	case mirrorContainerdHosts:
+		out, changed, err = containerdRemoveMirror(cur)
+	default:
+		rep.emit(step, f.Kind, StatusWarning, "left in place: "+f.Path+" was changed after join")
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("removing edgecr's mirror from %s: %w", f.Path, err)
+	}
+	if !changed {
+		return false, nil
+	}
+	if !f.Existed && len(bytes.TrimSpace(out)) == 0 || (f.Kind == mirrorDockerDaemon && !f.Existed && string(bytes.TrimSpace(out)) == "{}") {
+		if err := os.Remove(f.Path); err != nil {
+			return false, fmt.Errorf("removing %s: %w", f.Path, err)
+		}
+		removeEmptyDirs(f.CreatedDirs)
+		return true, nil
+	}
+	if err := writeFileAtomic(f.Path, out, mode); err != nil {
+		return false, fmt.Errorf("writing %s: %w", f.Path, err)
+	}
+	rep.emit(step, f.Kind, StatusWarning, f.Path+" was changed after join: removed edgecr's mirror entry only, the rest of the change is kept")
+	return true, nil
+}
+
+// MirrorStatus is one mirror entry `edgecr status` shows.
+type MirrorStatus struct {
+	Registry string `json:"registry"`
+	Path     string `json:"path"`
+	Kind     string `json:"kind"`
+	InForce  bool   `json:"inForce"`
+	Detail   string `json:"detail"`
+}
+
+// mirrorStatus says, for each configuration file of a mirror record,
+// whether it still holds edgecr's entry.
+func mirrorStatus(r *MirrorRecord) []MirrorStatus {
+	if r == nil {
+		return nil
+	}
+	var out []MirrorStatus
+	for _, f := range r.Files {
+		if f.Kind == mirrorOwned && !strings.HasSuffix(f.Path, ".conf") {
+			continue // a CA copy
+		}
+		cur, _, existed, err := readMirrorFile(f.Path)
+		st := MirrorStatus{Registry: f.Registry, Path: f.Path, Kind: f.Kind}
+		switch {
+		case err != nil:
+			st.Detail = err.Error()
+		case !existed:
+			st.Detail = "the file is gone"
+		case f.Kind == mirrorDockerDaemon:
+			st.InForce = dockerHasMirror(cur, r.URL)
+		case f.Kind == mirrorContainerdHosts:
+			st.InForce = containerdHasMirror(cur, r.URL)
+		default:
+			st.InForce = sum(cur) == f.Wrote
+		}
+		if st.Detail == "" {
+			if st.InForce {
+				st.Detail = "lists " + r.URL
+			} else {
+				st.Detail = "does not list " + r.URL
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
