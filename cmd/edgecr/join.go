@@ -127,11 +127,11 @@ func (o *JoinOptions) complete() error {
 	}
 	for _, m := range o.Mirrors {
 		if err := agent.CheckMirrorName(m); err != nil {
-			return usageError(err.Error())
+			return usageError("%v", err)
 		}
 	}
 	if o.MirrorPort < 1 || o.MirrorPort > 65535 {
-		return usageError(fmt.Sprintf("--mirror-port %d is not a port", o.MirrorPort))
+		return usageError("--mirror-port %d is not a port", o.MirrorPort)
 	}
 	if o.Name == "" {
 		if h, err := o.Factory.Hostname(); err == nil {
