@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -169,21 +170,19 @@ func containerdAddMirror(content []byte, registry, url, caFile string) ([]byte, 
 	return []byte(b.String()), nil
 }
 
+// hostsTOMLBlockRE is a block of edgecr's exactly as join writes it; a
+// block someone edited is theirs, and stays.
+var hostsTOMLBlockRE = regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(hostsTOMLBegin) + `\n\[host\."[^"\n]*"\]\n  capabilities = \["pull", "resolve"\]\n  ca = "[^"\n]*"\n` + regexp.QuoteMeta(hostsTOMLEnd) + `\n`)
+
 // containerdRemoveMirror removes edgecr's block (and the blank line join
-// put after it); changed is false when there was none. An unterminated
-// block is an error: the file was edited by hand and which lines are
-// edgecr's is not clear.
+// put beside it); changed is false when there was none.
 func containerdRemoveMirror(content []byte) (out []byte, changed bool, err error) {
 	s := string(content)
-	i := strings.Index(s, hostsTOMLBegin+"\n")
-	if i < 0 || (i > 0 && s[i-1] != '\n') {
+	loc := hostsTOMLBlockRE.FindStringIndex(s)
+	if loc == nil {
 		return content, false, nil
 	}
-	j := strings.Index(s[i:], "\n"+hostsTOMLEnd+"\n")
-	if j < 0 {
-		return nil, false, fmt.Errorf("the hosts.toml has %q without %q", hostsTOMLBegin, hostsTOMLEnd)
-	}
-	end := i + j + len("\n"+hostsTOMLEnd+"\n")
+	i, end := loc[0], loc[1]
 	switch {
 	case end < len(s) && s[end] == '\n':
 		end++ // the blank line join put after a block that precedes tables
