@@ -42,5 +42,11 @@ func liveDockerdSignal(goos string) func() (int, error) {
 	if goos != "linux" {
 		return nil
 	}
-	return func() (int, error) { return signalDockerd(dockerPIDFile, "/proc") }
+	return func() (int, error) {
+		pidFile := "/run/docker.pid"
+		if _, err := os.Stat(pidFile); err != nil {
+			pidFile = dockerPIDFile
+		}
+		return signalDockerd(pidFile, "/proc")
+	}
 }

@@ -104,13 +104,13 @@ type Server struct {
 
 	mirrorSrv *http.Server // nil: no mirror listener (mirrorlisten.go)
 	mirrorLn  net.Listener
-	uiSrv *http.Server
-	authn *Authenticator
-	dist  *dist
-	seen  *lastSeen
-	usage *usage
-	gc    gcTracker
-	sync  *syncer // nil: no sync configuration
+	uiSrv     *http.Server
+	authn     *Authenticator
+	dist      *dist
+	seen      *lastSeen
+	usage     *usage
+	gc        gcTracker
+	sync      *syncer // nil: no sync configuration
 
 	sessions *uploadSessions
 	conns    *connLimitListener // s.ln, bounding connections per source address
