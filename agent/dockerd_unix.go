@@ -3,7 +3,12 @@
 package agent
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,5 +53,34 @@ func liveDockerdSignal(goos string) func() (int, error) {
 			pidFile = dockerPIDFile
 		}
 		return signalDockerd(pidFile, "/proc")
+	}
+}
+
+// liveDockerdMirrors asks the machine's dockerd (GET /info on its socket)
+// which registry mirrors it uses now.
+func liveDockerdMirrors(goos string) func(ctx context.Context) ([]string, error) {
+	if goos != "linux" {
+		return nil
+	}
+	return func(ctx context.Context) ([]string, error) {
+		c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", "/var/run/docker.sock")
+		}}}
+		defer c.CloseIdleConnections()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/info", nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("asking dockerd for its registry mirrors: %w", err)
+		}
+		defer resp.Body.Close()
+		var info struct{ RegistryConfig struct{ Mirrors []string } }
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&info); err != nil {
+			return nil, fmt.Errorf("reading dockerd's /info: %w", err)
+		}
+		return info.RegistryConfig.Mirrors, nil
 	}
 }

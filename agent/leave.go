@@ -119,7 +119,7 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 	}
 
 	var errs []error
-	if err := s.undoMirror(e, rep, step, done); err != nil {
+	if err := s.undoMirror(ctx, e, rep, step, done); err != nil {
 		errs = append(errs, err)
 	}
 	if r := e.DockerConfig; r != nil {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/edgecr/edgecr/trust"
 )
@@ -52,6 +53,8 @@ type MirrorFile struct {
 	Mode        fs.FileMode `json:"mode,omitempty"`
 	Wrote       string      `json:"wrote,omitempty"`
 	CreatedDirs []string    `json:"createdDirs,omitempty"`
+
+	unloaded bool // leave reloaded dockerd without the mirror already
 }
 
 // Mirror paths as the target machine sees them.
@@ -239,10 +242,27 @@ func (j *joinRun) reloadDocker(step string) error {
 	if err != nil {
 		return fmt.Errorf("reloading dockerd for its registry-mirrors: %w", err)
 	}
-	if pid != 0 {
-		j.emit(step, "docker", StatusChanged, fmt.Sprintf("reloaded dockerd (pid %d, SIGHUP: no restart)", pid))
+	if pid == 0 {
+		return nil
 	}
-	return nil
+	j.emit(step, "docker", StatusChanged, fmt.Sprintf("reloaded dockerd (pid %d, SIGHUP: no restart)", pid))
+	if j.DockerdMirrors == nil {
+		return nil
+	}
+	// The reload is asynchronous: say when it took, or that it did not.
+	url := j.e.Mirror.URL
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		ms, err := j.DockerdMirrors(context.Background())
+		if err == nil && slices.ContainsFunc(ms, func(m string) bool { return strings.TrimSuffix(m, "/") == url }) {
+			j.emit(step, "docker", StatusChanged, "dockerd uses the mirror "+url)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			j.emit(step, "docker", StatusWarning, fmt.Sprintf("dockerd does not list the mirror %s 15 s after the reload (%v): see dockerd's log", url, err))
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // undoMirror puts back every file join --mirror changed: the bytes and
@@ -250,13 +270,16 @@ func (j *joinRun) reloadDocker(step string) error {
 // wrote; when the user changed it since, only edgecr's entry comes out
 // and the rest of their change stays (an owned file they changed is left
 // in place, with a warning).
-func (s *System) undoMirror(e *Entry, rep *reporter, step string, done Status) error {
+func (s *System) undoMirror(ctx context.Context, e *Entry, rep *reporter, step string, done Status) error {
 	r := e.Mirror
 	if r == nil {
 		return nil
 	}
 	reload := false
 	var errs []error
+	if err := s.unloadDockerMirror(ctx, r, rep, step, done); err != nil {
+		return err
+	}
 	for i := len(r.Files) - 1; i >= 0; i-- {
 		f := r.Files[i]
 		changed, err := undoMirrorFile(f, r.URL, rep, step)
@@ -266,7 +289,7 @@ func (s *System) undoMirror(e *Entry, rep *reporter, step string, done Status) e
 		}
 		if changed {
 			rep.emit(step, f.Kind, done, "restored "+f.Path)
-			reload = reload || f.Kind == mirrorDockerDaemon
+			reload = reload || (f.Kind == mirrorDockerDaemon && !f.unloaded)
 		}
 		r.Files = slices.Delete(r.Files, i, i+1)
 	}
@@ -283,6 +306,76 @@ func (s *System) undoMirror(e *Entry, rep *reporter, step string, done Status) e
 	}
 	e.Mirror = nil
 	return nil
+}
+
+// unloadDockerMirror is the first half of taking the mirror out of a
+// running dockerd: its live reload changes only what daemon.json sets, so
+// putting back a daemon.json without registry-mirrors would leave the
+// mirror in force until the next restart. daemon.json first says the
+// mirrors without ours (an empty list, if need be), dockerd reloads it,
+// and once dockerd no longer lists ours the caller puts the bytes from
+// before back (dockerd keeps what it loaded).
+func (s *System) unloadDockerMirror(ctx context.Context, r *MirrorRecord, rep *reporter, step string, done Status) error {
+	if !IsLiveRoot(s.Root) || s.SignalDockerd == nil {
+		return nil
+	}
+	var f *MirrorFile
+	for _, g := range r.Files {
+		if g.Kind == mirrorDockerDaemon {
+			f = g
+		}
+	}
+	if f == nil {
+		return nil
+	}
+	cur, mode, existed, err := readMirrorFile(f.Path)
+	if err != nil || !existed || !dockerHasMirror(cur, r.URL) {
+		return err
+	}
+	tmp, err := dockerDropMirrorExplicit(cur, r.URL)
+	if err != nil {
+		return fmt.Errorf("removing edgecr's mirror from %s: %w", f.Path, err)
+	}
+	if err := writeFileAtomic(f.Path, tmp, mode); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Path, err)
+	}
+	if sum(cur) == f.Wrote {
+		f.Wrote = sum(tmp) // still as join left it, for what follows
+	}
+	pid, err := s.reloadDockerd()
+	if err != nil {
+		return fmt.Errorf("reloading dockerd without the mirror: %w", err)
+	}
+	f.unloaded = true
+	rep.emit(step, "docker", done, fmt.Sprintf("reloaded dockerd (pid %d, SIGHUP: no restart) without the mirror %s", pid, r.URL))
+	// Wait for the reload to take before daemon.json loses the key.
+	if s.DockerdMirrors == nil {
+		return sleepCtx(ctx, 2*time.Second)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		ms, err := s.DockerdMirrors(ctx)
+		if err == nil && !slices.ContainsFunc(ms, func(m string) bool { return strings.TrimSuffix(m, "/") == r.URL }) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			rep.emit(step, "docker", StatusWarning, fmt.Sprintf("dockerd still lists the mirror %s 15 s after the reload (%v): a restart of dockerd drops it", r.URL, err))
+			return nil
+		}
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func undoMirrorFile(f *MirrorFile, url string, rep *reporter, step string) (changed bool, err error) {

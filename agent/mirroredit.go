@@ -93,6 +93,32 @@ func daemonMirrors(m map[string]json.RawMessage) ([]string, error) {
 	return s, nil
 }
 
+// dockerDropMirrorExplicit takes url out of registry-mirrors but keeps the
+// key, [] when no mirror is left: dockerd's live reload changes only the
+// options a file sets, so a daemon.json without the key would leave the
+// mirror in force until a restart.
+func dockerDropMirrorExplicit(content []byte, url string) ([]byte, error) {
+	m, err := parseDaemonJSON(content)
+	if err != nil {
+		return nil, err
+	}
+	mirrors, err := daemonMirrors(m)
+	if err != nil {
+		return nil, err
+	}
+	mirrors = slices.DeleteFunc(mirrors, func(s string) bool { return s == url })
+	b, err := json.Marshal(append([]string{}, mirrors...))
+	if err != nil {
+		return nil, err
+	}
+	m[daemonMirrorsKey] = b
+	out, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding Docker's daemon.json: %w", err)
+	}
+	return append(out, '\n'), nil
+}
+
 func encodeDaemonJSON(m map[string]json.RawMessage, mirrors []string) ([]byte, error) {
 	if len(mirrors) == 0 {
 		delete(m, daemonMirrorsKey)

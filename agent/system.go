@@ -86,6 +86,9 @@ type System struct {
 	// SignalDockerd sends dockerd SIGHUP, its live reload of daemon.json,
 	// and returns its pid; nil: no daemon to reload.
 	SignalDockerd func() (pid int, err error)
+	// DockerdMirrors are the registry mirrors dockerd uses now; nil: not
+	// asked (leave then waits a fixed time for a reload to take).
+	DockerdMirrors func(ctx context.Context) ([]string, error)
 }
 
 // SystemConfig is what NewSystem needs from the edge (cmd/edgecr).
@@ -165,6 +168,7 @@ func NewSystem(c SystemConfig) *System {
 		s.DetectDesktopVMs = func() []trust.DesktopVM { return trust.DetectDesktopVMs(c.GOOS, u.Home, userEnv, exists) }
 		s.Resolver = net.DefaultResolver
 		s.SignalDockerd = liveDockerdSignal(c.GOOS)
+		s.DockerdMirrors = liveDockerdMirrors(c.GOOS)
 	} else {
 		s.Resolver = &HostsResolver{File: hostsfile.NewFile(s.HostsPath)}
 	}
