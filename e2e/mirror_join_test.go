@@ -51,6 +51,7 @@ func TestMirrorJoinRealMachine(t *testing.T) {
 	if d := original.Diff(); len(d) > 0 {
 		t.Logf("update-ca-certificates --fresh changed on this machine (restored at the end):\n%s", indent(strings.Join(d, "\n")))
 	}
+	javaBefore := javaTrust(t)
 	runtimeDirs := []string{daemonJSON, "/etc/containerd", "/etc/containers", "/etc/rancher"}
 	runtimesBefore := treeListing(t, runtimeDirs...)
 	// daemon.json and the containerd hosts directory are not in the
@@ -158,8 +159,21 @@ func TestMirrorJoinRealMachine(t *testing.T) {
 	} else {
 		restoreRuntimes.run(t.Logf) // nothing to restore
 	}
-	if d := base.Diff(); len(d) > 0 {
-		t.Errorf("join + leave left the system different:\n%s", indent(strings.Join(d, "\n")))
+	// The Java keystore ca-certificates-java rebuilds carries fresh
+	// creation dates: its entries must be the same, not its bytes.
+	javaAfter := javaTrust(t)
+	if d := diffTrees(javaBefore, javaAfter); len(d) > 0 {
+		t.Errorf("the Java keystore's entries differ after leave:\n%s", indent(strings.Join(d, "\n")))
+	}
+	var bad []string
+	for _, d := range base.Diff() {
+		if strings.HasPrefix(d, javaKeystore+": ") && strings.Contains(d, "content changed") && javaBefore != nil {
+			continue
+		}
+		bad = append(bad, d)
+	}
+	if len(bad) > 0 {
+		t.Errorf("join + leave left the system different:\n%s", indent(strings.Join(bad, "\n")))
 	}
 	if now := localDockerd(t); now != daemon {
 		t.Fatalf("the Docker daemon restarted: was %v, now %v", daemon, now)
