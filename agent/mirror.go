@@ -169,7 +169,7 @@ func (j *joinRun) mirrorEdit(ctx context.Context, reg, p, kind string, edit func
 	rec := j.e.Mirror.file(full)
 	if existed && bytes.Equal(cur, want) {
 		if rec == nil {
-			j.emit("mirror", kind, StatusUnchanged, "unchanged: "+full+" already says it")
+			j.emit("mirror", "mirror", StatusUnchanged, "unchanged: "+full+" already says it")
 		}
 		return false, nil
 	}
@@ -191,7 +191,7 @@ func (j *joinRun) mirrorEdit(ctx context.Context, reg, p, kind string, edit func
 	if err := writeFileAtomic(full, want, mode); err != nil {
 		return false, fmt.Errorf("writing %s: %w", full, err)
 	}
-	j.emit("mirror", kind, StatusChanged, "wrote "+full)
+	j.emit("mirror", "mirror", StatusChanged, "wrote "+full)
 	return true, nil
 }
 
