@@ -38,6 +38,7 @@ type MirrorRecord struct {
 const (
 	mirrorDockerDaemon    = "docker-daemon"    // daemon.json registry-mirrors
 	mirrorContainerdHosts = "containerd-hosts" // certs.d/<registry>/hosts.toml
+	mirrorK3s             = "k3s-registries"   // registries.yaml mirrors and configs.<mirror>.tls
 	mirrorOwned           = "owned"            // a file of edgecr's (a CA copy, a drop-in)
 )
 
@@ -53,6 +54,8 @@ type MirrorFile struct {
 	Mode        fs.FileMode `json:"mode,omitempty"`
 	Wrote       string      `json:"wrote,omitempty"`
 	CreatedDirs []string    `json:"createdDirs,omitempty"`
+	// CAFile is the CA path a k3s registries.yaml names for the mirror.
+	CAFile string `json:"caFile,omitempty"`
 
 	unloaded bool // leave reloaded dockerd without the mirror already
 }
@@ -141,8 +144,28 @@ func (j *joinRun) mirror(ctx context.Context) error {
 				return err
 			}
 		}
-		if slices.Contains(found, trust.K3s) {
-			j.emit("mirror", "k3s", StatusWarning, "k3s's registries.yaml mirrors are not configured by this version: add mirrors."+strconv.Quote(reg)+".endpoint: ["+url+"] by hand")
+		if slices.Contains(found, trust.K3s) && j.RuntimePaths.K3sConfig != "" {
+			ca := path.Join(j.RuntimePaths.K3sCADir, "mirror-"+strings.ReplaceAll(hostPort, ":", "_")+".crt")
+			if _, err := j.mirrorEdit(ctx, reg, ca, mirrorOwned, func([]byte) ([]byte, error) { return []byte(e.CAPEM), nil }); err != nil {
+				return err
+			}
+			changed, err := j.mirrorEdit(ctx, reg, j.RuntimePaths.K3sConfig, mirrorK3s, func(b []byte) ([]byte, error) {
+				out, err := k3sAddMirror(b, reg, url)
+				if err != nil {
+					return nil, err
+				}
+				out, _, err = trust.MergeK3sRegistries(out, hostPort, ca)
+				return out, err
+			})
+			if err != nil {
+				return err
+			}
+			if f := e.Mirror.file(Rooted(j.GOOS, j.Root, j.RuntimePaths.K3sConfig)); f != nil {
+				f.CAFile = ca
+			}
+			if changed {
+				j.emit("mirror", "k3s", StatusWarning, trust.K3sRestartMessage)
+			}
 		}
 	}
 	if reloadDocker {
@@ -282,7 +305,7 @@ func (s *System) undoMirror(ctx context.Context, e *Entry, rep *reporter, step s
 	}
 	for i := len(r.Files) - 1; i >= 0; i-- {
 		f := r.Files[i]
-		changed, err := undoMirrorFile(f, r.URL, rep, step)
+		changed, err := undoMirrorFile(f, r, rep, step)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -378,7 +401,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func undoMirrorFile(f *MirrorFile, url string, rep *reporter, step string) (changed bool, err error) {
+func undoMirrorFile(f *MirrorFile, r *MirrorRecord, rep *reporter, step string) (changed bool, err error) {
+	url := r.URL
+	if f.Kind == mirrorK3s && !strings.HasPrefix(url, "https://") {
+		return false, fmt.Errorf("the state's mirror URL %q is not https://host:port", url)
+	}
 	cur, mode, existed, err := readMirrorFile(f.Path)
 	if err != nil {
 		return false, err
@@ -411,6 +438,19 @@ func undoMirrorFile(f *MirrorFile, url string, rep *reporter, step string) (chan
 		out, changed, err = dockerRemoveMirror(cur, url)
 	case mirrorContainerdHosts:
 		out, changed, err = containerdRemoveMirror(cur)
+	case mirrorK3s:
+		var c2 bool
+		out = cur
+		for _, reg := range r.Registries { // one registries.yaml for them all
+			if err == nil {
+				out, c2, err = k3sRemoveMirror(out, reg, url)
+				changed = changed || c2
+			}
+		}
+		if err == nil && f.CAFile != "" {
+			out, c2, err = trust.RemoveK3sRegistries(out, strings.TrimPrefix(url, "https://"), f.CAFile)
+			changed = changed || c2
+		}
 	default:
 		rep.emit(step, f.Kind, StatusWarning, "left in place: "+f.Path+" was changed after join")
 		return false, nil
@@ -466,6 +506,8 @@ func mirrorStatus(r *MirrorRecord) []MirrorStatus {
 			st.InForce = dockerHasMirror(cur, r.URL)
 		case f.Kind == mirrorContainerdHosts:
 			st.InForce = containerdHasMirror(cur, r.URL)
+		case f.Kind == mirrorK3s:
+			st.InForce = !slices.ContainsFunc(r.Registries, func(reg string) bool { return !k3sHasMirror(cur, reg, r.URL) })
 		default:
 			st.InForce = sum(cur) == f.Wrote
 		}

@@ -28,7 +28,11 @@ func (e *env) joinMirror(token string, mirrors ...string) *agent.JoinResult {
 // a second join changes nothing; status shows each entry in force; leave
 // puts every byte and mode back.
 func TestJoinMirrorThenLeave(t *testing.T) {
-	e := newEnv(t, envOptions{root: agenttest.RootOptions{Runtimes: []string{"etc/docker", "etc/containerd", "etc/containers"}}})
+	e := newEnv(t, envOptions{root: agenttest.RootOptions{Runtimes: []string{"etc/docker", "etc/containerd", "etc/containers", "etc/rancher/k3s"}}})
+	k3sOrig := "# the site's own\nmirrors:\n  docker.io:\n    endpoint:\n      - https://cache.lan\n"
+	if err := os.WriteFile(filepath.Join(e.root, "etc/rancher/k3s/registries.yaml"), []byte(k3sOrig), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	daemon := filepath.Join(e.root, "etc/docker/daemon.json")
 	orig := "{\"data-root\": \"/var/lib/docker\", \"mtu\": 1400}"
 	if err := os.WriteFile(daemon, []byte(orig), 0o600); err != nil {
@@ -63,6 +67,10 @@ func TestJoinMirrorThenLeave(t *testing.T) {
 			t.Errorf("%s podman drop-in:\n%s", reg, p)
 		}
 	}
+	k3s := e.read("etc/rancher/k3s/registries.yaml")
+	if !strings.Contains(k3s, "https://cache.lan") || strings.Count(k3s, url) != 2 || !strings.Contains(k3s, "ca_file: \"/etc/rancher/k3s/edgecr/mirror-ecr.box.internal_31002.crt\"") {
+		t.Errorf("k3s registries.yaml after join:\n%s", k3s)
+	}
 	if got := e.read("etc/containerd/certs.d/docker.io/edgecr-mirror-ca.crt"); got != e.state().Registries[0].CAPEM {
 		t.Error("containerd's mirror CA is not the device CA")
 	}
@@ -92,8 +100,8 @@ func TestJoinMirrorThenLeave(t *testing.T) {
 			}
 		}
 	}
-	if n != 5 { // docker daemon.json, 2 hosts.toml, 2 drop-ins
-		t.Errorf("status shows %d mirror entries, want 5: %+v", n, sts[0].Checks)
+	if n != 6 { // docker daemon.json, 2 hosts.toml, 2 drop-ins, registries.yaml
+		t.Errorf("status shows %d mirror entries, want 6: %+v", n, sts[0].Checks)
 	}
 
 	e.leave()

@@ -167,3 +167,61 @@ func FuzzContainerdMirror(f *testing.F) {
 		}
 	})
 }
+
+func TestK3sAddRemoveMirror(t *testing.T) {
+	orig := "configs:\n  other.lan:5000:\n    tls:\n      insecure_skip_verify: true\nmirrors:\n  docker.io:\n    endpoint:\n      - https://cache.lan\n"
+	out, err := k3sAddMirror([]byte(orig), "docker.io", testMirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k3sHasMirror(out, "docker.io", testMirror) || !strings.Contains(string(out), "insecure_skip_verify: true") ||
+		strings.Index(string(out), testMirror) > strings.Index(string(out), "https://cache.lan") {
+		t.Errorf("after add (ours first, the rest kept):\n%s", out)
+	}
+	again, err := k3sAddMirror(out, "docker.io", testMirror)
+	if err != nil || !bytes.Equal(again, out) {
+		t.Errorf("second add changed the file: %v\n%s", err, again)
+	}
+	back, changed, err := k3sRemoveMirror(out, "docker.io", testMirror)
+	if err != nil || !changed || string(back) != orig {
+		t.Errorf("remove: %v %v\n%s\nwant\n%s", changed, err, back, orig)
+	}
+	fresh, err := k3sAddMirror(nil, "quay.io", testMirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gone, _, _ := k3sRemoveMirror(fresh, "quay.io", testMirror); len(gone) != 0 {
+		t.Errorf("remove from a file join created left %q", gone)
+	}
+	for _, bad := range []string{"[]", "mirrors: 3", "mirrors:\n  docker.io:\n    endpoint: x\n", "a: 1\na: 2\n"} {
+		if _, err := k3sAddMirror([]byte(bad), "docker.io", testMirror); err == nil {
+			t.Errorf("k3sAddMirror(%q): no error", bad)
+		}
+	}
+}
+
+func FuzzK3sMirror(f *testing.F) {
+	f.Add([]byte("mirrors:\n  docker.io:\n    endpoint: [\"https://a\"]\n"))
+	f.Add([]byte(""))
+	f.Add([]byte("configs: {}\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := k3sAddMirror(in, "docker.io", testMirror)
+		if err != nil {
+			return
+		}
+		if !k3sHasMirror(out, "docker.io", testMirror) {
+			t.Fatalf("added, but not listed:\n%s", out)
+		}
+		again, err := k3sAddMirror(out, "docker.io", testMirror)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("not idempotent: %v", err)
+		}
+		back, _, err := k3sRemoveMirror(out, "docker.io", testMirror)
+		if err != nil {
+			t.Fatalf("removing what was added: %v", err)
+		}
+		if k3sHasMirror(back, "docker.io", testMirror) {
+			t.Fatalf("still listed after remove:\n%s", back)
+		}
+	})
+}
