@@ -135,7 +135,9 @@ func TestMirrorJoinRealMachine(t *testing.T) {
 		t.Fatalf("ctr image pull --hosts-dir /etc/containerd/certs.d docker.io/library/%s: %v\n%s", name, err, cout)
 	}
 	got := mirrorLines(dev, name)[before:]
-	if !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, `"route":"manifest"`) && strings.Contains(l, `"status":200`) }) {
+	if !slices.ContainsFunc(got, func(l string) bool {
+		return strings.Contains(l, `"route":"manifest"`) && strings.Contains(l, `"status":200`)
+	}) {
 		t.Fatalf("ctr pull: the device's request log shows no mirror manifest request for library/%s:\n%s", name, strings.Join(got, "\n"))
 	}
 	t.Logf("containerd pulled through the mirror: %d requests in the device's log, e.g. %s", len(got), got[0])
