@@ -42,15 +42,18 @@ const (
 	mirrorOwned           = "owned"            // a file of edgecr's (a CA copy, a drop-in)
 )
 
-// MirrorFile is one file join --mirror changed. Before and Mode are
-// recorded before the write; Wrote is the sha256 of what join wrote, so
-// that leave can tell whether the user changed the file since.
+// MirrorFile is one file join --mirror changed. Its bytes from before are
+// copied to Backup (mode 0600 beside the state file, which anyone may
+// read, while registries.yaml may hold passwords) and Mode is recorded
+// before the write; Wrote is the sha256 of what join wrote, so that leave
+// can tell whether the user changed the file since.
 type MirrorFile struct {
 	Path        string      `json:"path"`
 	Kind        string      `json:"kind"`
 	Registry    string      `json:"registry,omitempty"`
 	Existed     bool        `json:"existed"`
-	Before      []byte      `json:"before,omitempty"`
+	Backup      string      `json:"backup,omitempty"`
+	BeforeSum   string      `json:"beforeSHA256,omitempty"`
 	Mode        fs.FileMode `json:"mode,omitempty"`
 	Wrote       string      `json:"wrote,omitempty"`
 	CreatedDirs []string    `json:"createdDirs,omitempty"`
@@ -67,6 +70,10 @@ const (
 	dockerPIDFile      = "/var/run/docker.pid"
 	containerdCAFileNm = "edgecr-mirror-ca.crt"
 )
+
+// mirrorBackupDir holds, beside the state file, the bytes from before of
+// each file join --mirror changed.
+const mirrorBackupDir = "mirror-backups"
 
 // ErrMirrorName: a --mirror value that is not a registry host.
 var ErrMirrorName = errors.New("not a registry host")
@@ -197,8 +204,19 @@ func (j *joinRun) mirrorEdit(ctx context.Context, reg, p, kind string, edit func
 		return false, nil
 	}
 	if rec == nil {
-		rec = &MirrorFile{Path: full, Kind: kind, Registry: reg, Existed: existed, Before: cur, Mode: mode}
+		rec = &MirrorFile{Path: full, Kind: kind, Registry: reg, Existed: existed, Mode: mode}
 		rec.CreatedDirs = missingDirs(filepath.Dir(full))
+		if existed {
+			dir := filepath.Join(filepath.Dir(j.State.Path()), mirrorBackupDir)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return false, fmt.Errorf("creating %s: %w", dir, err)
+			}
+			rec.Backup = filepath.Join(dir, sum([]byte(full))[:32])
+			rec.BeforeSum = sum(cur)
+			if err := writeFileAtomic(rec.Backup, cur, 0o600); err != nil {
+				return false, fmt.Errorf("keeping a copy of %s: %w", full, err)
+			}
+		}
 		j.e.Mirror.Files = append(j.e.Mirror.Files, rec)
 	}
 	rec.Wrote = sum(want)
@@ -314,6 +332,7 @@ func (s *System) undoMirror(ctx context.Context, e *Entry, rep *reporter, step s
 			rep.emit(step, f.Kind, done, "restored "+f.Path)
 			reload = reload || (f.Kind == mirrorDockerDaemon && !f.unloaded)
 		}
+		removeBackup(f)
 		r.Files = slices.Delete(r.Files, i, i+1)
 	}
 	if reload {
@@ -328,7 +347,16 @@ func (s *System) undoMirror(ctx context.Context, e *Entry, rep *reporter, step s
 		return errors.Join(errs...)
 	}
 	e.Mirror = nil
+	_ = os.Remove(filepath.Join(filepath.Dir(s.State.Path()), mirrorBackupDir)) // once empty
 	return nil
+}
+
+// removeBackup deletes a file's copy from before join, once it is no
+// longer needed.
+func removeBackup(f *MirrorFile) {
+	if f.Backup != "" {
+		_ = os.Remove(f.Backup)
+	}
 }
 
 // unloadDockerMirror is the first half of taking the mirror out of a
@@ -423,12 +451,20 @@ func undoMirrorFile(f *MirrorFile, r *MirrorRecord, rep *reporter, step string) 
 			removeEmptyDirs(f.CreatedDirs)
 			return existed, nil
 		}
-		if err := writeFileAtomic(f.Path, f.Before, f.Mode); err != nil {
+		before, err := os.ReadFile(f.Backup)
+		if err != nil {
+			return false, fmt.Errorf("reading the copy of %s from before join: %w", f.Path, err)
+		}
+		if sum(before) != f.BeforeSum {
+			return false, fmt.Errorf("the copy %s of %s from before join is not what join copied (sha256 %s, want %s)", f.Backup, f.Path, sum(before), f.BeforeSum)
+		}
+		if err := writeFileAtomic(f.Path, before, f.Mode); err != nil {
 			return false, fmt.Errorf("restoring %s: %w", f.Path, err)
 		}
 		if err := os.Chmod(f.Path, f.Mode); err != nil {
 			return false, fmt.Errorf("restoring the mode of %s: %w", f.Path, err)
 		}
+		removeBackup(f)
 		return true, nil
 	}
 	// Changed since join: take out edgecr's entry only.

@@ -78,6 +78,21 @@ func TestJoinMirrorThenLeave(t *testing.T) {
 		t.Errorf("no word that Docker does not mirror quay.io:\n%s", e.output())
 	}
 
+	// The bytes from before are not in the state file, which anyone may
+	// read: registries.yaml may hold passwords.
+	if st := e.read("var/lib/edgecr/state.json"); strings.Contains(st, "cache.lan") || strings.Contains(st, "data-root") {
+		t.Error("the state file holds a runtime file's content from before join")
+	}
+	backups, _ := filepath.Glob(filepath.Join(e.root, "var/lib/edgecr/mirror-backups/*"))
+	if len(backups) != 2 {
+		t.Errorf("%d copies from before join, want 2 (daemon.json, registries.yaml)", len(backups))
+	}
+	for _, b := range backups {
+		if fi, err := os.Stat(b); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("copy %s: %v, want mode 0600", b, err)
+		}
+	}
+
 	afterJoin := e.snapshot()
 	e.joinMirror(token, "docker.io", "quay.io")
 	again := e.snapshot()
