@@ -154,3 +154,24 @@ func TestLeaveMirrorKeepsUserChanges(t *testing.T) {
 		t.Errorf("leave does not say it kept the user's change:\n%s", e.output())
 	}
 }
+
+// TestPlanJoinMirror: --dry-run says what --mirror would change, and
+// changes nothing.
+func TestPlanJoinMirror(t *testing.T) {
+	e := newEnv(t, envOptions{root: agenttest.RootOptions{Runtimes: []string{"etc/docker", "etc/containerd"}}})
+	before := e.snapshot()
+	res, err := e.sys.PlanJoin(context.Background(), agent.JoinOptions{URL: e.dev.URL, Token: e.dev.Token(agenttest.TokenOptions{}), Mirrors: []string{"docker.io"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range res.Steps {
+		if s.Step == "mirror" {
+			got = append(got, s.Detail)
+		}
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "registry-mirrors") || !strings.Contains(got[1], "docker.io/hosts.toml") {
+		t.Errorf("plan's mirror steps: %q", got)
+	}
+	e.requireSnapshot(before, "join --dry-run --mirror")
+}
