@@ -13,7 +13,10 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgecr/edgecr/trust"
@@ -26,6 +29,9 @@ type Check struct {
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
 	Fix    string `json:"fix,omitempty"`
+	// Warning names what is wrong but not broken: replicas of a device
+	// with several that do not answer while another does.
+	Warning string `json:"warning,omitempty"`
 }
 
 // The hops status and join's verification check, by Check.Name.
@@ -61,7 +67,8 @@ func (s *System) hostsPathOf(e *Entry) string {
 	return s.HostsPath
 }
 
-// checkHosts: the first line mapping the host is edgecr's, with the IP.
+// checkHosts: the first line mapping the host is edgecr's, with the IP;
+// for a device with replicas, edgecr's lines hold every address, in order.
 func (s *System) checkHosts(ctx context.Context, e *Entry) Check {
 	path := s.hostsPathOf(e)
 	entries, err := s.Hosts(path).Lookup(ctx, e.Host)
@@ -79,7 +86,20 @@ func (s *System) checkHosts(ctx context.Context, e *Entry) Check {
 	if first.Addr.String() != e.IP {
 		return broken(CheckHosts, fmt.Sprintf("%s maps %s to %s, want %s", path, e.Host, first.Addr, e.IP), rejoinFix(e))
 	}
-	return ok(CheckHosts, fmt.Sprintf("%s %s in %s", e.IP, e.Host, path))
+	want := e.Addresses()
+	if len(want) == 1 {
+		return ok(CheckHosts, fmt.Sprintf("%s %s in %s", e.IP, e.Host, path))
+	}
+	var got []string
+	for _, en := range entries {
+		if en.Owned {
+			got = append(got, en.Addr.String())
+		}
+	}
+	if !slices.Equal(got, want) {
+		return broken(CheckHosts, fmt.Sprintf("%s maps %s to %s, want %s", path, e.Host, strings.Join(got, ", "), strings.Join(want, ", ")), rejoinFix(e))
+	}
+	return ok(CheckHosts, fmt.Sprintf("%s %s in %s", strings.Join(want, ", "), e.Host, path))
 }
 
 // checkResolve: the resolver answers the IP for the host.
@@ -94,13 +114,17 @@ func (s *System) checkResolve(ctx context.Context, e *Entry) Check {
 	if err != nil {
 		return broken(CheckResolve, fmt.Sprintf("resolving %s: %v", e.Host, err), fix)
 	}
-	want, _ := netip.ParseAddr(e.IP)
-	for _, a := range addrs {
-		if a.Unmap() == want.Unmap() {
-			return ok(CheckResolve, fmt.Sprintf("%s resolves to %s", e.Host, e.IP))
+	var missing []string
+	for _, w := range e.Addresses() {
+		want, _ := netip.ParseAddr(w)
+		if !slices.ContainsFunc(addrs, func(a netip.Addr) bool { return a.Unmap() == want.Unmap() }) {
+			missing = append(missing, w)
 		}
 	}
-	return broken(CheckResolve, fmt.Sprintf("%s resolves to %v, not %s", e.Host, addrs, e.IP), fix)
+	if len(missing) == 0 {
+		return ok(CheckResolve, fmt.Sprintf("%s resolves to %s", e.Host, strings.Join(e.Addresses(), ", ")))
+	}
+	return broken(CheckResolve, fmt.Sprintf("%s resolves to %v, not %s", e.Host, addrs, strings.Join(missing, ", ")), fix)
 }
 
 // checkTrustStore: the CA is in the OS trust store.
@@ -181,10 +205,11 @@ func (s *System) roots(e *Entry) (*x509.CertPool, string, error) {
 }
 
 // registryTransport connects to the registry by its name, as Docker does,
-// with TLS verified against roots; the TCP connection goes to the entry's
-// IP, so that a check does not depend on the resolver (checked apart).
-func registryTransport(e *Entry, roots *x509.CertPool) *http.Transport {
-	addr := net.JoinHostPort(e.IP, strconv.Itoa(e.Port))
+// with TLS verified against roots; the TCP connection goes to ip (one of
+// the entry's addresses), so that a check does not depend on the resolver
+// (checked apart).
+func registryTransport(e *Entry, ip string, roots *x509.CertPool) *http.Transport {
+	addr := net.JoinHostPort(ip, strconv.Itoa(e.Port))
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	return &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -195,8 +220,58 @@ func registryTransport(e *Entry, roots *x509.CertPool) *http.Transport {
 	}
 }
 
-// checkTLS: a handshake with the registry by name verifies.
+// eachAddress runs check against every address of e, in parallel. With one
+// address it is that check. With several (replicas) the hop works while
+// one address passes: the result is the first passing check, naming the
+// addresses that pass, with a warning naming the others and why; when
+// none passes, the first failure, naming every address's.
+func eachAddress(e *Entry, check func(ip string) Check) Check {
+	addrs := e.Addresses()
+	if len(addrs) == 1 {
+		return check(addrs[0])
+	}
+	res := make([]Check, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = check(a)
+		}()
+	}
+	wg.Wait()
+	var good, bad []string
+	first := -1
+	for i, c := range res {
+		if c.OK {
+			good = append(good, addrs[i])
+			if first < 0 {
+				first = i
+			}
+		} else {
+			bad = append(bad, addrs[i]+": "+c.Detail)
+		}
+	}
+	if first < 0 {
+		out := res[0]
+		out.Detail = fmt.Sprintf("no replica answers (%s)", strings.Join(bad, "; "))
+		return out
+	}
+	out := res[first]
+	out.Detail += fmt.Sprintf(" (at %s: %d of %d replicas)", strings.Join(good, ", "), len(good), len(addrs))
+	if len(bad) > 0 {
+		out.Warning = "replicas that do not answer: " + strings.Join(bad, "; ")
+	}
+	return out
+}
+
+// checkTLS: a handshake with the registry by name verifies, at each of
+// its addresses.
 func (s *System) checkTLS(ctx context.Context, e *Entry) Check {
+	return eachAddress(e, func(ip string) Check { return s.checkTLSAt(ctx, e, ip) })
+}
+
+func (s *System) checkTLSAt(ctx context.Context, e *Entry, ip string) Check {
 	roots, what, err := s.roots(e)
 	if err != nil {
 		return broken(CheckTLS, err.Error(), rejoinFix(e))
@@ -207,7 +282,7 @@ func (s *System) checkTLS(ctx context.Context, e *Entry) Check {
 		NetDialer: &net.Dialer{Timeout: 5 * time.Second},
 		Config:    &tls.Config{RootCAs: roots, ServerName: e.Host, MinVersion: tls.VersionTLS12},
 	}
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(e.IP, strconv.Itoa(e.Port)))
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(e.Port)))
 	if err != nil {
 		var unknown x509.UnknownAuthorityError
 		var host x509.HostnameError
@@ -217,7 +292,7 @@ func (s *System) checkTLS(ctx context.Context, e *Entry) Check {
 		case errors.As(err, &host):
 			return broken(CheckTLS, fmt.Sprintf("TLS to %s: %v", e.Registry, err), "the device's certificate does not name "+e.Host+": check the device's registry host (edgecrd info)")
 		default:
-			return broken(CheckTLS, fmt.Sprintf("TLS to %s at %s: %v", e.Registry, e.IP, err), "check that the device is up and reachable at "+e.IP)
+			return broken(CheckTLS, fmt.Sprintf("TLS to %s at %s: %v", e.Registry, ip, err), "check that the device is up and reachable at "+ip)
 		}
 	}
 	conn.Close()
@@ -275,16 +350,21 @@ func (s *System) checkHelper(ctx context.Context, e *Entry) (found, got Check, u
 	return found, ok(CheckHelperGet, fmt.Sprintf("%s returns the credential of %s", HelperCommand, u)), u, p
 }
 
-// checkRegistry: GET /v2/ with the credential answers 200.
+// checkRegistry: GET /v2/ with the credential answers 200, at each of the
+// registry's addresses.
 func (s *System) checkRegistry(ctx context.Context, e *Entry, user string, secret Secret) Check {
 	if user == "" || secret == "" {
 		return broken(CheckRegistry, "no credential to check", rejoinFix(e))
 	}
+	return eachAddress(e, func(ip string) Check { return s.checkRegistryAt(ctx, e, ip, user, secret) })
+}
+
+func (s *System) checkRegistryAt(ctx context.Context, e *Entry, ip, user string, secret Secret) Check {
 	roots, _, err := s.roots(e)
 	if err != nil {
 		return broken(CheckRegistry, err.Error(), rejoinFix(e))
 	}
-	tr := registryTransport(e, roots)
+	tr := registryTransport(e, ip, roots)
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -295,7 +375,7 @@ func (s *System) checkRegistry(ctx context.Context, e *Entry, user string, secre
 	req.Header.Set("Authorization", basicAuth(user, secret))
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return broken(CheckRegistry, fmt.Sprintf("GET https://%s/v2/: %v", e.Registry, unwrapURLError(err)), "check that the device is up and reachable at "+e.IP)
+		return broken(CheckRegistry, fmt.Sprintf("GET https://%s/v2/: %v", e.Registry, unwrapURLError(err)), "check that the device is up and reachable at "+ip)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 	resp.Body.Close()

@@ -26,6 +26,7 @@ const DefaultPort = 31001
 // The device API paths (outside /v2/, on the registry listener).
 const (
 	pathCA         = "/edgecr/v1/ca"
+	pathReplicas   = "/edgecr/v1/replicas"
 	pathJoin       = "/edgecr/v1/join"
 	pathClientSelf = "/edgecr/v1/clients/self"
 	pathV2         = "/v2/"
@@ -81,11 +82,14 @@ type JoinResponse struct {
 	RegistryHost string   `json:"registryHost"`
 	Port         int      `json:"port"`
 	IPs          []string `json:"ips"`
-	CAPEM        string   `json:"caPEM"`
-	ClientID     string   `json:"clientID"`
-	Username     string   `json:"username"`
-	Password     Secret   `json:"password"`
-	Role         string   `json:"role"`
+	// Replicas are the addresses of every live replica of a device on a
+	// bucket (issue 12); absent for a single node.
+	Replicas []string `json:"replicas,omitempty"`
+	CAPEM    string   `json:"caPEM"`
+	ClientID string   `json:"clientID"`
+	Username string   `json:"username"`
+	Password Secret   `json:"password"`
+	Role     string   `json:"role"`
 }
 
 // APIError is an error answer of the device API:
@@ -281,6 +285,30 @@ func (c *DeviceClient) Join(ctx context.Context, tok Token, name string) (*JoinR
 	}
 	jr.CAPEM = string(canonical)
 	return &jr, nil
+}
+
+// Replicas asks the device for its live replicas' addresses (GET
+// /edgecr/v1/replicas). found is false for a device without replicas (a
+// single node, or an edgecrd before issue 12: 404).
+func (c *DeviceClient) Replicas(ctx context.Context) (addrs []string, found bool, err error) {
+	resp, data, err := c.do(ctx, http.MethodGet, pathReplicas, nil, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("asking %s for its replicas: %w", c.base, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return nil, false, nil
+	default:
+		return nil, false, fmt.Errorf("asking %s for its replicas: %w", c.base, c.apiError("replicas", resp, data, ""))
+	}
+	var doc struct {
+		Replicas []string `json:"replicas"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, false, fmt.Errorf("asking %s for its replicas: decoding the answer: %w", c.base, err)
+	}
+	return doc.Replicas, true, nil
 }
 
 // Revoke asks the device to revoke the client whose credential this is

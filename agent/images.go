@@ -371,8 +371,10 @@ func (s *System) deviceTransport(e *Entry) (http.RoundTripper, error) {
 		} else {
 			s.Log.Debug("resolving the registry host failed; using the IP join recorded", "host", host, "err", err)
 		}
-		if e.IP != "" && !slices.Contains(ips, e.IP) {
-			ips = append(ips, e.IP)
+		for _, a := range e.Addresses() {
+			if a != "" && !slices.Contains(ips, a) {
+				ips = append(ips, a)
+			}
 		}
 		var errs []error
 		for _, ip := range ips {

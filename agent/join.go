@@ -62,6 +62,7 @@ type JoinResult struct {
 	Host          string   `json:"host"`
 	Port          int      `json:"port"`
 	IP            string   `json:"ip"`
+	Addrs         []string `json:"addrs,omitempty"` // every replica's, IP first; absent for one address
 	DeviceURL     string   `json:"deviceURL"`
 	CAFingerprint string   `json:"caFingerprint"`
 	ClientID      string   `json:"clientID"`
@@ -241,7 +242,7 @@ func (j *joinRun) result() *JoinResult {
 		Warnings:      j.warnings,
 	}
 	if e := j.e; e != nil {
-		r.Registry, r.Host, r.Port, r.IP = e.Registry, e.Host, e.Port, e.IP
+		r.Registry, r.Host, r.Port, r.IP, r.Addrs = e.Registry, e.Host, e.Port, e.IP, e.Addrs
 		r.CAFingerprint = "sha256:" + e.Pin
 		r.ClientID, r.Username, r.Role = e.ClientID, e.Username, e.Role
 	}
@@ -272,6 +273,26 @@ func chooseIP(base *url.URL, advertised []string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("choosing the device's address: the join URL names no IP and the device advertises none: join by IP (https://<device IP>:%d)", DefaultPort)
 }
 
+// replicaAddrs is every address the hosts entry maps the registry to: first,
+// then each replica address the device named (valid, distinct), or nil
+// when that is first alone (a single node: the entry stays as it was).
+func replicaAddrs(first netip.Addr, replicas []string) []string {
+	out := []string{first.String()}
+	for _, s := range replicas {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" || a.IsUnspecified() {
+			continue
+		}
+		if a = a.Unmap(); !slices.Contains(out, a.String()) {
+			out = append(out, a.String())
+		}
+	}
+	if len(out) == 1 {
+		return nil
+	}
+	return out
+}
+
 // bootstrap: pinned TLS, then the join request (or, when this device's
 // client credential still works, nothing at all).
 func (j *joinRun) bootstrap(ctx context.Context) error {
@@ -289,6 +310,14 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 				j.already = true
 				if ip, err := chooseIP(j.base, []string{e.IP}); err == nil {
 					e.IP = ip.String()
+				}
+				// The replica set may have changed since: take the
+				// device's current one (a device without replicas keeps
+				// what was recorded).
+				if addrs, found, err := client.Replicas(ctx); err != nil {
+					j.emit(StepBootstrap, "replicas", StatusWarning, fmt.Sprintf("keeping the recorded addresses: %v", err))
+				} else if found {
+					e.Addrs = replicaAddrs(netip.MustParseAddr(e.IP), addrs)
 				}
 				e.DeviceURL = j.base.String()
 				j.emit(StepBootstrap, "bootstrap", StatusUnchanged, fmt.Sprintf("already joined as %s: %s accepts its credential (token not spent)", e.ClientID, e.Registry))
@@ -376,6 +405,7 @@ func (j *joinRun) bootstrap(ctx context.Context) error {
 		j.e = e
 	}
 	e.Host, e.Port, e.IP = resp.RegistryHost, resp.Port, ip.String()
+	e.Addrs = replicaAddrs(ip, resp.Replicas)
 	e.DeviceURL, e.Pin, e.CAPEM = j.base.String(), j.tok.Pin, resp.CAPEM
 	e.ClientID, e.Username, e.Role, e.Name = resp.ClientID, resp.Username, resp.Role, j.o.Name
 	e.PendingSecret = resp.Password.reveal()
@@ -458,13 +488,21 @@ func (j *joinRun) refuseHostsConflict(ctx context.Context, host string) error {
 	return nil
 }
 
-// hosts: <ip> <host> in edgecr's block of the hosts file.
+// hosts: <ip> <host> in edgecr's block of the hosts file, one line per
+// replica address for a device with several.
 func (j *joinRun) hosts(ctx context.Context) error {
 	e := j.e
 	path := j.HostsPath
-	ip := netip.MustParseAddr(e.IP)
+	var ips []netip.Addr
+	for _, a := range e.Addresses() {
+		ips = append(ips, netip.MustParseAddr(a))
+	}
+	shown := strings.Join(e.Addresses(), ", ")
 	prior := e.Hosts
 	e.Hosts = &HostsRecord{Path: path, Host: e.Host, IP: e.IP, Added: prior != nil && prior.Added}
+	if len(ips) > 1 {
+		e.Hosts.IPs = e.Addresses()
+	}
 	if err := j.save(); err != nil { // recorded before the change, so a crash cannot orphan it
 		return err
 	}
@@ -472,19 +510,19 @@ func (j *joinRun) hosts(ctx context.Context) error {
 	// Refuse a user's line before taking the file's lock, so that a refusal
 	// leaves no trace at all; Add checks again under the lock.
 	if content, err := hf.Read(ctx); err == nil {
-		if _, err := hostsfile.Add(content, ip, e.Host); errors.Is(err, hostsfile.ErrHostOwnedByUser) {
-			return fmt.Errorf("adding %s %s to %s: %w", ip, e.Host, path, err)
+		if _, err := hostsfile.AddAll(content, ips, e.Host); errors.Is(err, hostsfile.ErrHostOwnedByUser) {
+			return fmt.Errorf("adding %s %s to %s: %w", shown, e.Host, path, err)
 		}
 	}
-	changed, err := hf.Add(ctx, ip, e.Host)
+	changed, err := hf.AddAll(ctx, ips, e.Host)
 	if err != nil {
-		return fmt.Errorf("adding %s %s to %s: %w", ip, e.Host, path, err)
+		return fmt.Errorf("adding %s %s to %s: %w", shown, e.Host, path, err)
 	}
 	e.Hosts.Added = e.Hosts.Added || changed
 	if changed {
-		j.emit(StepHosts, "hosts", StatusChanged, fmt.Sprintf("added %s %s to %s", ip, e.Host, path))
+		j.emit(StepHosts, "hosts", StatusChanged, fmt.Sprintf("added %s %s to %s", shown, e.Host, path))
 	} else {
-		j.emit(StepHosts, "hosts", StatusUnchanged, fmt.Sprintf("unchanged: %s already maps %s to %s", path, e.Host, ip))
+		j.emit(StepHosts, "hosts", StatusUnchanged, fmt.Sprintf("unchanged: %s already maps %s to %s", path, e.Host, shown))
 	}
 	return nil
 }
@@ -775,6 +813,9 @@ func (j *joinRun) verify(ctx context.Context) error {
 			return errors.New(msg)
 		}
 		j.emit(StepVerify, "verify", StatusUnchanged, c.Detail)
+		if c.Warning != "" {
+			j.emit(StepVerify, "replicas", StatusWarning, c.Warning)
+		}
 	}
 	return nil
 }

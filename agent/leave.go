@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -210,7 +212,11 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 		} else {
 			e.Hosts = nil
 			if changed {
-				rep.emit(step, "hosts", done, fmt.Sprintf("removed %s %s from %s", r.IP, r.Host, r.Path))
+				shown := r.IP
+				if len(r.IPs) > 1 {
+					shown = strings.Join(r.IPs, ", ")
+				}
+				rep.emit(step, "hosts", done, fmt.Sprintf("removed %s %s from %s", shown, r.Host, r.Path))
 			} else {
 				unchanged("hosts", fmt.Sprintf("unchanged: %s has no edgecr entry for %s", r.Path, r.Host))
 			}
@@ -257,12 +263,20 @@ func (s *System) revoke(ctx context.Context, e *Entry, user string, secret Secre
 		rep.emit(step, "device", StatusWarning, fmt.Sprintf("%v: %s", err, adminFix))
 		return false
 	}
-	client := NewDeviceClient(base, e.Pin)
-	defer client.Close()
-	_ = client.AcceptReissuedCA([]byte(e.CAPEM)) // a device whose CA was re-issued under the same key
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	err = client.Revoke(ctx, user, secret)
+	// A device with replicas: when the one joined through does not answer,
+	// any other can revoke (they share the state).
+	for _, u := range revokeURLs(base, e) {
+		client := NewDeviceClient(u, e.Pin)
+		_ = client.AcceptReissuedCA([]byte(e.CAPEM)) // a device whose CA was re-issued under the same key
+		err = client.Revoke(ctx, user, secret)
+		client.Close()
+		var apiErr *APIError
+		if err == nil || errors.As(err, &apiErr) || ctx.Err() != nil {
+			break
+		}
+	}
 	switch {
 	case err == nil:
 		rep.emit(step, "device", StatusChanged, fmt.Sprintf("revoked %s on %s", e.ClientID, e.DeviceURL))
@@ -274,6 +288,18 @@ func (s *System) revoke(ctx context.Context, e *Entry, user string, secret Secre
 		rep.emit(step, "device", StatusWarning, fmt.Sprintf("could not revoke %s: %v; %s", e.ClientID, unwrapURLError(err), adminFix))
 		return false
 	}
+}
+
+// revokeURLs is base, then the same port at each other replica address of e.
+func revokeURLs(base *url.URL, e *Entry) []*url.URL {
+	out := []*url.URL{base}
+	for _, a := range e.Addresses() {
+		if a == "" || a == base.Hostname() {
+			continue
+		}
+		out = append(out, &url.URL{Scheme: base.Scheme, Host: net.JoinHostPort(a, base.Port())})
+	}
+	return out
 }
 
 // removeEmptyDirs removes dirs (outermost first), innermost first, each

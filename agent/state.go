@@ -50,10 +50,13 @@ type State struct {
 // each join step changed, so that leave undoes exactly that and a rerun
 // after a crash picks up where the last run stopped.
 type Entry struct {
-	Registry  string    `json:"registry"` // host:port, the key
-	Host      string    `json:"host"`
-	Port      int       `json:"port"`
-	IP        string    `json:"ip"`
+	Registry string `json:"registry"` // host:port, the key
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	IP       string `json:"ip"`
+	// Addrs are every replica's address of a device with several (issue
+	// 12), IP first; empty for a device with one address.
+	Addrs     []string  `json:"addrs,omitempty"`
 	DeviceURL string    `json:"deviceURL"`
 	Pin       string    `json:"pin"` // sha256 of the CA's DER, hex
 	CAPEM     string    `json:"caPEM"`
@@ -84,10 +87,12 @@ type Entry struct {
 
 // HostsRecord is the hosts entry the hosts step made.
 type HostsRecord struct {
-	Path  string `json:"path"`
-	Host  string `json:"host"`
-	IP    string `json:"ip"`
-	Added bool   `json:"added"` // a join changed the file (rather than finding the entry)
+	Path string `json:"path"`
+	Host string `json:"host"`
+	IP   string `json:"ip"`
+	// IPs are every address the block maps the host to, when more than IP.
+	IPs   []string `json:"ips,omitempty"`
+	Added bool     `json:"added"` // a join changed the file (rather than finding the entry)
 }
 
 // TrustRecord is the OS trust store entry the trust step made.
@@ -118,6 +123,15 @@ type DockerRecord struct {
 	// (credhelper.Applied); if not, nothing of it was written but,
 	// perhaps, the directories in Change.CreatedDirs.
 	Pending bool `json:"pending,omitempty"`
+}
+
+// Addresses are the addresses the registry host maps to: every replica's,
+// or the one IP.
+func (e *Entry) Addresses() []string {
+	if len(e.Addrs) > 1 {
+		return e.Addrs
+	}
+	return []string{e.IP}
 }
 
 // Done reports whether the step completed.

@@ -16,7 +16,7 @@ import (
 
 // Hosts is the hosts file (hostsfile.File).
 type Hosts interface {
-	Add(ctx context.Context, ip netip.Addr, host string) (bool, error)
+	AddAll(ctx context.Context, ips []netip.Addr, host string) (bool, error)
 	Remove(ctx context.Context, host string) (bool, error)
 	Lookup(ctx context.Context, host string) ([]hostsfile.Entry, error)
 	Read(ctx context.Context) ([]byte, error)

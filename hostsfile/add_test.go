@@ -176,3 +176,62 @@ func TestAddInvalidInput(t *testing.T) {
 		}
 	}
 }
+
+// TestAddAll: a replicated device gets one line per address in its block,
+// in the order given; a changed set rewrites the block in place, a single
+// address gives exactly Add's block, and Remove restores the file.
+func TestAddAll(t *testing.T) {
+	ip3 := netip.MustParseAddr("2001:db8::30")
+	crlf := strings.ReplaceAll(userHosts, "\n", "\r\n")
+	three := "# BEGIN edgecr " + host + "\r\n" +
+		"192.0.2.10 " + host + "\r\n" +
+		"192.0.2.20 " + host + "\r\n" +
+		"2001:db8::30 " + host + "\r\n" +
+		"# END edgecr " + host + "\r\n"
+	out, err := AddAll([]byte(crlf), []netip.Addr{ip1, ip2, ip3, ip2, netip.MustParseAddr("::ffff:192.0.2.10")}, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(out), crlf+three; got != want {
+		t.Fatalf("AddAll =\n%q\nwant\n%q", got, want)
+	}
+	// A replica goes away: the block shrinks in place, after it the user's
+	// lines stay.
+	withTail := []byte(string(out) + "10.9.9.9 other.lan\r\n")
+	shrunk, err := AddAll(withTail, []netip.Addr{ip2}, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(shrunk), crlf+blk("192.0.2.20", host, "\r\n")+"10.9.9.9 other.lan\r\n"; got != want {
+		t.Fatalf("AddAll with one address left =\n%q\nwant\n%q", got, want)
+	}
+	single, err := Add(withTail, ip2, host)
+	if err != nil || string(single) != string(shrunk) {
+		t.Fatalf("Add = %q, %v; want AddAll's %q", single, err, shrunk)
+	}
+	back, err := Remove(out, host)
+	if err != nil || string(back) != crlf {
+		t.Fatalf("Remove(AddAll(x)) = %q, %v; want x", back, err)
+	}
+	entries, err := Lookup(out, host)
+	if err != nil || len(entries) != 3 || entries[0].Addr != ip1 || entries[2].Addr != ip3 || !entries[1].Owned {
+		t.Fatalf("Lookup = %+v, %v", entries, err)
+	}
+
+	for _, c := range []struct {
+		name string
+		ips  []netip.Addr
+		want error
+	}{
+		{"none", nil, ErrInvalidIP},
+		{"one invalid", []netip.Addr{ip1, {}}, ErrInvalidIP},
+		{"unspecified", []netip.Addr{ip1, netip.IPv4Unspecified()}, ErrInvalidIP},
+	} {
+		if _, err := AddAll([]byte(userHosts), c.ips, host); !errors.Is(err, c.want) {
+			t.Errorf("%s: AddAll = %v, want %v", c.name, err, c.want)
+		}
+	}
+	if _, err := AddAll([]byte("10.0.0.1 "+host+"\n"), []netip.Addr{ip1, ip2}, host); !errors.Is(err, ErrHostOwnedByUser) {
+		t.Errorf("AddAll over a user's line = %v, want ErrHostOwnedByUser", err)
+	}
+}

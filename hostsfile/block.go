@@ -9,13 +9,14 @@ import (
 // markerTag follows "# BEGIN" and "# END" in the marker lines.
 const markerTag = "edgecr"
 
-// renderBlock returns the lines of host's block, each ended by eol.
-func renderBlock(ip netip.Addr, host, eol string) []line {
-	return []line{
-		{text: "# BEGIN " + markerTag + " " + host, eol: eol},
-		{text: ip.String() + " " + host, eol: eol},
-		{text: "# END " + markerTag + " " + host, eol: eol},
+// renderBlock returns the lines of host's block, each ended by eol: one
+// address line per ip, in order.
+func renderBlock(ips []netip.Addr, host, eol string) []line {
+	out := []line{{text: "# BEGIN " + markerTag + " " + host, eol: eol}}
+	for _, ip := range ips {
+		out = append(out, line{text: ip.String() + " " + host, eol: eol})
 	}
+	return append(out, line{text: "# END " + markerTag + " " + host, eol: eol})
 }
 
 // block locates one edgecr block: lines[begin] is its BEGIN marker and

@@ -9,6 +9,9 @@
 //	192.0.2.10 ecr.device.lan
 //	# END edgecr ecr.device.lan
 //
+// A device with several replicas (issue 12) gets one address line per
+// replica in its block ([AddAll]); clients try them in turn.
+//
 // Everything from a BEGIN marker to its END marker (both included) belongs to
 // edgecr; every other line belongs to the user and is never changed. Blocks of
 // different hosts may follow one another, so several devices can be joined.

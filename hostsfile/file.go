@@ -117,6 +117,17 @@ func (f *File) Add(ctx context.Context, ip netip.Addr, host string) (bool, error
 	return changed, nil
 }
 
+// AddAll maps host to every address of ips in the file (see [AddAll]),
+// writing as Add does, and reports whether the file changed.
+func (f *File) AddAll(ctx context.Context, ips []netip.Addr, host string) (bool, error) {
+	add := func(b []byte) ([]byte, error) { return AddAll(b, ips, host) }
+	changed, err := f.update(ctx, add)
+	if err != nil {
+		return changed, fmt.Errorf("adding %s to %s: %w", host, f.path, err)
+	}
+	return changed, nil
+}
+
 // Remove removes the block of host from the file (see [Remove]) and
 // reports whether the file changed. It writes as Add does; a missing file
 // is left missing.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,6 +43,29 @@ func FuzzAddRemove(f *testing.F) {
 	})
 }
 
+// FuzzAddAll checks AddAll with two addresses on any input (see checkAddAll).
+//
+//	go test ./hostsfile/ -run '^$' -fuzz '^FuzzAddAll$' -fuzztime 60s
+func FuzzAddAll(f *testing.F) {
+	for _, in := range roundTripInputs {
+		f.Add([]byte(in), "192.0.2.10", "192.0.2.11", host)
+	}
+	f.Add([]byte(blk("1.1.1.1", host, "\r\n")), "192.0.2.10", "2001:db8::1", host)
+	f.Add([]byte("10.0.0.1 "+host+"\n"), "192.0.2.10", "192.0.2.11", host)
+	f.Add([]byte("a"), "192.0.2.10", "192.0.2.10", "a")
+	f.Add([]byte("a\n"), "192.0.2.10", "::ffff:192.0.2.10", "a")
+	f.Add([]byte(""), "192.0.2.10", "bogus", "a")
+	f.Fuzz(func(t *testing.T, in []byte, ip1, ip2, h string) {
+		a, _ := netip.ParseAddr(ip1)
+		b, _ := netip.ParseAddr(ip2)
+		if out, ok := checkAddAll(t, in, []netip.Addr{a, b}, h); ok {
+			// A replica leaves: the block shrinks to the other address.
+			checkAddAll(t, out, []netip.Addr{b}, h)
+		}
+		checkRemove(t, in, h)
+	})
+}
+
 // FuzzSequence builds hosts files out of the lines that matter (markers,
 // user lines for the same hosts, CR, CRLF, a missing final newline) and
 // applies a sequence of Adds and Removes for two hosts, checking each step.
@@ -53,6 +77,7 @@ func FuzzSequence(f *testing.F) {
 	f.Add([]byte{0, 8, 12, 9, 1 | 64}, []byte{0, 4, 2})
 	f.Add([]byte{16, 17, 0, 18, 19, 21}, []byte{1, 0, 3, 2})
 	f.Add([]byte{14, 15 | 64}, []byte{0, 0, 2, 2})
+	f.Add([]byte{0, 8, 9, 10, 1}, []byte{128, 4 | 128, 0, 2})
 
 	fragments := []string{
 		"127.0.0.1\tlocalhost",
@@ -102,6 +127,13 @@ func FuzzSequence(f *testing.F) {
 				}
 				continue
 			}
+			if op&128 != 0 { // a replicated device: two addresses
+				i := int(op>>2) % len(ips)
+				if out, ok := checkAddAll(t, content, []netip.Addr{ips[i], ips[(i+1)%len(ips)]}, h); ok {
+					content = out
+				}
+				continue
+			}
 			if out, ok := checkAdd(t, content, ips[int(op>>2)%len(ips)], h); ok {
 				content = out
 			}
@@ -119,8 +151,19 @@ func FuzzSequence(f *testing.F) {
 //     file ends with a line terminator does not change.
 func checkAdd(t *testing.T, in []byte, ip netip.Addr, h string) ([]byte, bool) {
 	t.Helper()
+	out, ok := checkAddAll(t, in, []netip.Addr{ip}, h)
+	if single, err := Add(in, ip, h); ok && (err != nil || !bytes.Equal(single, out)) {
+		t.Fatalf("Add(x) = %q, %v; want AddAll(x) with one address, %q", single, err, out)
+	}
+	return out, ok
+}
+
+// checkAddAll is checkAdd for several addresses: Lookup and txeh see one
+// owned line per distinct address, in the order given.
+func checkAddAll(t *testing.T, in []byte, ips []netip.Addr, h string) ([]byte, bool) {
+	t.Helper()
 	orig := bytes.Clone(in)
-	out, err := Add(in, ip, h)
+	out, err := AddAll(in, ips, h)
 	if !bytes.Equal(in, orig) {
 		t.Fatalf("Add modified its input")
 	}
@@ -132,7 +175,12 @@ func checkAdd(t *testing.T, in []byte, ip netip.Addr, h string) ([]byte, bool) {
 		return nil, false
 	}
 	canon, _ := canonicalHost(h)
-	ip = ip.Unmap()
+	var want []netip.Addr
+	for _, ip := range ips {
+		if !slices.Contains(want, ip.Unmap()) {
+			want = append(want, ip.Unmap())
+		}
+	}
 
 	removed, err := Remove(in, h)
 	if err != nil {
@@ -145,7 +193,7 @@ func checkAdd(t *testing.T, in []byte, ip netip.Addr, h string) ([]byte, bool) {
 	if !bytes.Equal(back, removed) {
 		t.Fatalf("Remove(Add(x)) = %q, want Remove(x) = %q", back, removed)
 	}
-	if again, err := Add(out, ip, h); err != nil || !bytes.Equal(again, out) {
+	if again, err := AddAll(out, ips, h); err != nil || !bytes.Equal(again, out) {
 		t.Fatalf("Add is not idempotent: %q, %v; want %q", again, err, out)
 	}
 
@@ -153,16 +201,27 @@ func checkAdd(t *testing.T, in []byte, ip netip.Addr, h string) ([]byte, bool) {
 	if err != nil {
 		t.Fatalf("Lookup(Add(x)): %v", err)
 	}
-	if len(entries) != 1 || !entries[0].Owned || entries[0].Addr != ip {
-		t.Fatalf("Lookup(Add(x)) = %+v, want one owned entry for %v", entries, ip)
+	if len(entries) != len(want) {
+		t.Fatalf("Lookup(Add(x)) = %+v, want one owned entry for each of %v", entries, want)
+	}
+	for i, e := range entries {
+		if !e.Owned || e.Addr != want[i] {
+			t.Fatalf("Lookup(Add(x)) = %+v, want one owned entry for each of %v", entries, want)
+		}
 	}
 	s := string(out)
 	txh, err := txeh.NewHosts(&txeh.HostsConfig{RawText: &s})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := txh.ListAddressesByHost(canon, true); len(got) != 1 || got[0][0] != ip.String() {
-		t.Fatalf("txeh sees %q for %s in %q, want only %v", got, canon, out, ip)
+	got := txh.ListAddressesByHost(canon, true)
+	if len(got) != len(want) {
+		t.Fatalf("txeh sees %q for %s in %q, want only %v", got, canon, out, want)
+	}
+	for i := range got {
+		if got[i][0] != want[i].String() {
+			t.Fatalf("txeh sees %q for %s in %q, want only %v", got, canon, out, want)
+		}
 	}
 	checkForeignLines(t, in, out, canon)
 	return out, true

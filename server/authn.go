@@ -26,20 +26,32 @@ var (
 // revocation made anywhere is refused everywhere within two intervals.
 const AuthPollInterval = time.Second
 
-// Authenticator verifies credentials against the identities in memory.
+// Authenticator verifies credentials against the identities in memory,
+// kept per shard (identitystore.go).
 //
-// On a data dir it asks the store on every call whether identities.json
-// changed (kv.Files answers with one stat), so a revocation written by
-// another process applies to the very next request. On a bucket a request
-// must not cost an object-store round trip: Run polls the store every
-// AuthPollInterval instead, and Verify only reads memory, except for a
-// credential it does not know (a client that joined a moment ago), which
-// makes it look at once, at most every missReload.
+// Changes others must see at once (revocations) bump
+// identities/changes.json, which names the shards they touched. On a data
+// dir the authenticator asks on every call whether that file changed
+// (kv.Files answers with one stat), so a revocation written by another
+// process applies to the very next request. On a bucket a request must not
+// cost an object-store round trip: Run polls that one key every
+// AuthPollInterval instead (a conditional GET, 304 while nothing changed:
+// one request a second a replica, whatever the number of identities), and
+// Verify only reads memory. A credential it does not know (a client that
+// joined a moment ago, which bumps nothing) makes it read that credential's
+// shard at once: always on a data dir (a stat), at most every missReload on
+// a bucket.
 type Authenticator struct {
 	store  *IdentityStore
 	polled atomic.Bool // Run is keeping the copy fresh
-	mu     sync.Mutex  // serialises reloads
-	snap   atomic.Pointer[authSnapshot]
+	mu     sync.Mutex  // serialises reloads of changes.json
+	chVer  kv.Version  // under mu
+	chSeq  int64       // under mu
+	// seenVer is chVer once the shards it announces are loaded, for the
+	// lock-free check.
+	seenVer atomic.Pointer[kv.Version]
+	shards  [shardCount]atomic.Pointer[authShard]
+	shMu    [shardCount]sync.Mutex // serialise a shard's reloads
 
 	lastMiss atomic.Int64 // unix nanos of the last reload for an unknown credential
 }
@@ -51,7 +63,13 @@ type Authenticator struct {
 // object-store requests.
 const missReload = 200 * time.Millisecond
 
-type authSnapshot struct {
+// resyncEvery is how many polls pass between two conditional reads of
+// every shard on a bucket: a safety net for a revocation whose writer died
+// between its shard and changes.json (256 conditional GETs every 10
+// minutes, 0.4 a second).
+const resyncEvery = 600
+
+type authShard struct {
 	ver kv.Version
 	ids map[string]authEntry
 }
@@ -63,52 +81,148 @@ type authEntry struct {
 }
 
 // NewAuthenticator loads the store once and fails when it is unreadable.
+// It converts a store from before the identity shards.
 func NewAuthenticator(store *IdentityStore) (*Authenticator, error) {
 	a := &Authenticator{store: store}
 	ctx, cancel := opCtx()
 	defer cancel()
-	if _, err := a.refresh(ctx); err != nil {
+	if err := store.ensureLayout(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.loadAll(ctx); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// refresh reloads the identities if they changed since the snapshot.
-func (a *Authenticator) refresh(ctx context.Context) (*authSnapshot, error) {
-	// The common case, nothing changed, takes no lock.
-	if s := a.snap.Load(); s != nil {
-		if _, _, changed, err := a.store.kv.GetIfChanged(ctx, identitiesFile, s.ver); err == nil && !changed {
-			return s, nil
+// loadAll reads changes.json and then every shard that changed since the
+// copy (all of them the first time).
+func (a *Authenticator) loadAll(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ver, seq, err := a.readChanges(ctx)
+	if err != nil {
+		return err
+	}
+	if err := a.reloadShards(ctx, allShards()); err != nil {
+		return err
+	}
+	a.commit(ver, seq)
+	return nil
+}
+
+func (a *Authenticator) reloadShards(ctx context.Context, shards []int) error {
+	errs := make(chan error, len(shards))
+	sem := make(chan struct{}, readParallel)
+	for _, n := range shards {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errs <- a.reloadShard(ctx, n)
+		}()
+	}
+	var first error
+	for range shards {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// readChanges reads changes.json if it changed (under mu) and returns the
+// shards changed since the last read and what to commit (a.commit) once
+// they are loaded: a failed load is retried at the next look.
+func (a *Authenticator) readChanges(ctx context.Context) ([]int, kv.Version, int64, error) {
+	b, nv, changed, err := a.store.kv.GetIfChanged(ctx, changesKey, a.chVer)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, a.chVer, a.chSeq, nil // nothing was ever revoked
+	}
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("checking identities %s: %w", a.store.keyWhere(changesKey), err)
+	}
+	if !changed {
+		return nil, a.chVer, a.chSeq, nil
+	}
+	c, err := parseChanges(a.store.keyWhere(changesKey), b)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	var out []int
+	for h, seq := range c.Shards {
+		if n, ok := hexShard(h); ok && seq > a.chSeq {
+			out = append(out, n)
+		}
+	}
+	if c.Seq < a.chSeq {
+		out = allShards() // the key was rewritten (a restore): look at everything
+	}
+	return out, nv, c.Seq, nil
+}
+
+// commit records (under mu) that the changes up to ver are loaded.
+func (a *Authenticator) commit(ver kv.Version, seq int64) {
+	a.chVer, a.chSeq = ver, seq
+	a.seenVer.Store(&ver)
+}
+
+// reloadShard reads shard n if it changed since the copy.
+func (a *Authenticator) reloadShard(ctx context.Context, n int) error {
+	a.shMu[n].Lock()
+	defer a.shMu[n].Unlock()
+	cur := a.shards[n].Load()
+	var ver kv.Version
+	if cur != nil {
+		ver = cur.ver
+	}
+	key := shardKey(n)
+	b, nv, changed, err := a.store.kv.GetIfChanged(ctx, key, ver)
+	if errors.Is(err, kv.ErrNotFound) {
+		if cur == nil || cur.ver != "" {
+			a.shards[n].Store(&authShard{})
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking identities %s: %w", a.store.keyWhere(key), err)
+	}
+	if !changed && cur != nil {
+		return nil
+	}
+	ids, err := a.store.parseShard(n, b)
+	if err != nil {
+		return err
+	}
+	s := &authShard{ver: nv, ids: make(map[string]authEntry, len(ids))}
+	for _, i := range ids {
+		h, _ := decodeHash(i.SecretHash) // validated by parseShard
+		s.ids[i.ID] = authEntry{hash: h, role: i.Role, revoked: i.Revoked != nil}
+	}
+	a.shards[n].Store(s)
+	return nil
+}
+
+// refresh applies the changes announced since the last look.
+func (a *Authenticator) refresh(ctx context.Context) error {
+	// The common case, nothing changed, takes no lock: requests on a data
+	// dir do not queue behind each other for their stat.
+	if v := a.seenVer.Load(); v != nil {
+		_, _, changed, err := a.store.kv.GetIfChanged(ctx, changesKey, *v)
+		if err == nil && !changed || errors.Is(err, kv.ErrNotFound) && *v == "" {
+			return nil
 		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := a.snap.Load()
-	var ver kv.Version
-	if s != nil {
-		ver = s.ver
-	}
-	b, nv, changed, err := a.store.kv.GetIfChanged(ctx, identitiesFile, ver)
-	if errors.Is(err, kv.ErrNotFound) {
-		return nil, fmt.Errorf("checking identities: %s does not exist (run edgecrd init)", a.store.where)
-	}
+	shards, ver, seq, err := a.readChanges(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("checking identities %s: %w", a.store.where, err)
+		return err
 	}
-	if !changed && s != nil {
-		return s, nil
+	if err := a.reloadShards(ctx, shards); err != nil {
+		return err
 	}
-	recs, err := parseRecords(a.store.where, b)
-	if err != nil {
-		return nil, err
-	}
-	s = &authSnapshot{ver: nv, ids: make(map[string]authEntry, len(recs.Identities))}
-	for _, i := range recs.Identities {
-		h, _ := decodeHash(i.SecretHash) // validated by parseRecords
-		s.ids[i.ID] = authEntry{hash: h, role: i.Role, revoked: i.Revoked != nil}
-	}
-	a.snap.Store(s)
-	return s, nil
+	a.commit(ver, seq)
+	return nil
 }
 
 // Run keeps the in-memory copy fresh by checking the store every interval
@@ -120,7 +234,7 @@ func (a *Authenticator) Run(ctx context.Context, every time.Duration, onErr func
 	defer a.polled.Store(false)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
+	for polls := 1; ; polls++ {
 		select {
 		case <-ctx.Done():
 			return
@@ -129,17 +243,24 @@ func (a *Authenticator) Run(ctx context.Context, every time.Duration, onErr func
 		// A check must end before the next is due, or a hung store would
 		// stretch the staleness bound.
 		cctx, cancel := context.WithTimeout(ctx, every)
-		_, err := a.refresh(cctx)
+		err := a.refresh(cctx)
 		cancel()
+		if err == nil && polls%resyncEvery == 0 {
+			cctx, cancel := context.WithTimeout(ctx, 10*every)
+			err = a.reloadShards(cctx, allShards())
+			cancel()
+		}
 		if err != nil && ctx.Err() == nil && onErr != nil {
 			onErr(err)
 		}
 	}
 }
 
-func (a *Authenticator) current() (*authSnapshot, error) {
-	if s := a.snap.Load(); s != nil && a.polled.Load() {
-		return s, nil
+// fresh makes the copy current for a request: nothing while Run polls; on
+// a data dir one stat of changes.json (and the shard reads it announces).
+func (a *Authenticator) fresh() error {
+	if a.polled.Load() {
+		return nil
 	}
 	if _, local := a.store.kv.(*kv.Files); local {
 		// A stat, per request: no deadline (and its timer) needed.
@@ -152,20 +273,31 @@ func (a *Authenticator) current() (*authSnapshot, error) {
 
 // Verify checks user and secret and returns the identity's role.
 func (a *Authenticator) Verify(user, secret string) (Role, error) {
-	s, err := a.current()
-	if err != nil {
+	if err := a.fresh(); err != nil {
 		return "", err
 	}
+	n := shardOf(user)
 	sum := sha256.Sum256([]byte(secret))
-	e, ok := s.ids[user]
+	var e authEntry
+	ok := false
+	if s := a.shards[n].Load(); s != nil {
+		e, ok = s.ids[user]
+	}
 	known := ok && subtle.ConstantTimeCompare(sum[:], e.hash[:]) == 1
-	if !known && a.polled.Load() {
-		// Maybe newer than the copy: look now, not at the next poll.
-		now := time.Now().UnixNano()
-		if last := a.lastMiss.Load(); now-last >= int64(missReload) && a.lastMiss.CompareAndSwap(last, now) {
+	if !known {
+		// Maybe newer than the copy (a join): look at its shard now.
+		look := true
+		if a.polled.Load() {
+			now := time.Now().UnixNano()
+			last := a.lastMiss.Load()
+			look = now-last >= int64(missReload) && a.lastMiss.CompareAndSwap(last, now)
+		}
+		if look {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if fresh, err := a.refresh(ctx); err == nil {
-				e, ok = fresh.ids[user]
+			if err := a.reloadShard(ctx, n); err == nil {
+				if s := a.shards[n].Load(); s != nil {
+					e, ok = s.ids[user]
+				}
 			}
 			cancel()
 		}

@@ -387,5 +387,39 @@ func (b *backupWriter) addStateFiles() error {
 			return err
 		}
 	}
+	// The identity shards and tokens (identitystore.go) live one level
+	// down; the same rule (no dot names) leaves out temporary files.
+	for _, sub := range []string{strings.TrimSuffix(shardDir, "/"), strings.TrimSuffix(tokenDir, "/")} {
+		ents, err := os.ReadDir(filepath.Join(b.dir, sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("backing up %s: %w", sub, err)
+		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+				continue
+			}
+			rel := sub + "/" + e.Name()
+			data, err := os.ReadFile(filepath.Join(b.dir, sub, e.Name()))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // a token removed while we list
+			}
+			if err != nil {
+				return fmt.Errorf("backing up %s: %w", rel, err)
+			}
+			fi, err := e.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return fmt.Errorf("backing up %s: %w", rel, err)
+			}
+			if err := b.add(rel, fi.Mode(), fi.ModTime(), int64(len(data)), bytes.NewReader(data)); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }

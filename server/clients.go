@@ -2,6 +2,8 @@ package server
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -54,12 +56,58 @@ func (s *State) RevokeClient(id string, now time.Time) error {
 
 // Tokens lists the join tokens (without secrets, which are not stored).
 func (s *State) Tokens() ([]*Token, error) {
-	recs, err := s.Identities().Read()
+	tks, err := s.Identities().ReadTokens()
 	if err != nil {
 		return nil, err
 	}
-	if recs.Tokens == nil {
+	if tks == nil {
 		return []*Token{}, nil
 	}
-	return recs.Tokens, nil
+	return tks, nil
+}
+
+// ClientQuery selects a page of clients for a person: Name matches a part
+// of the name or id, case-insensitively ("" all); Limit caps the rows (0
+// all).
+type ClientQuery struct {
+	Name  string
+	Limit int
+}
+
+// SelectClients filters cl by q and orders it as a person looking for a
+// client wants: the most recently seen first, then those never seen
+// (newest joined first), revoked ones last. It returns the page and how
+// many matched.
+func SelectClients(cl []ClientInfo, q ClientQuery) ([]ClientInfo, int) {
+	out := cl[:0:0]
+	needle := strings.ToLower(strings.TrimSpace(q.Name))
+	for _, c := range cl {
+		if needle == "" || strings.Contains(strings.ToLower(c.Name), needle) || strings.Contains(c.ID, needle) {
+			out = append(out, c)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b ClientInfo) int {
+		if a.Revoked != b.Revoked {
+			if a.Revoked {
+				return 1
+			}
+			return -1
+		}
+		switch {
+		case a.LastSeen != nil && b.LastSeen != nil:
+			if c := b.LastSeen.Compare(*a.LastSeen); c != 0 {
+				return c
+			}
+		case a.LastSeen != nil:
+			return -1
+		case b.LastSeen != nil:
+			return 1
+		}
+		return b.Joined.Compare(a.Joined)
+	})
+	total := len(out)
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, total
 }

@@ -84,6 +84,35 @@ func LockDataDir(dir, command string) (*DirLock, error) {
 	return &DirLock{f: f, unlock: unlock}, nil
 }
 
+// HoldDataDir takes the owner lock of an existing data dir like
+// LockDataDir, but writes nothing into the lock file (it creates it, empty,
+// only when absent): for `edgecrd migrate`, which keeps serve and init off
+// the data dir while it copies it and must leave every byte of it as it was.
+func HoldDataDir(dir string) (*DirLock, error) {
+	path := filepath.Join(dir, ownerLock)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening lock %s: %w", path, err)
+	}
+	unlock, ok, err := tryLock(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	if !ok {
+		f.Close()
+		e := &InUseError{Dir: dir}
+		if b, err := os.ReadFile(path); err == nil {
+			e.PID, e.Command = parseOwner(string(b))
+		}
+		return nil, e
+	}
+	return &DirLock{f: f, unlock: unlock}, nil
+}
+
 // Unlock releases the lock; the file stays.
 func (l *DirLock) Unlock() {
 	if l == nil || l.f == nil {

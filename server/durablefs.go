@@ -72,7 +72,13 @@ type durableFS struct {
 	sync func(dir string) error // syncDir; tests record the calls
 }
 
+// With root "" the driver is an object store (s3store.go): the tag order
+// and hiding below apply as they are, and there is nothing to sync (no
+// directories; an object is durable when the store acknowledges its PUT).
 func newDurableFS(inner storagedriver.StorageDriver, root string) *durableFS {
+	if root == "" {
+		return &durableFS{StorageDriver: inner, sync: func(string) error { return nil }}
+	}
 	return &durableFS{StorageDriver: inner, root: root, sync: syncDir}
 }
 
@@ -95,6 +101,9 @@ func (d *durableFS) osPath(p string) string { return osPath(d.root, p) }
 // missingDirs returns the directories that do not exist yet on the way
 // from the root to driver path dir, outermost first.
 func (d *durableFS) missingDirs(dir string) []string {
+	if d.root == "" {
+		return nil
+	}
 	var out []string
 	for p := path.Clean(dir); p != "/" && p != "." && p != ""; p = path.Dir(p) {
 		if _, err := os.Lstat(d.osPath(p)); err == nil {

@@ -123,23 +123,10 @@ var ErrGCIncomplete = errors.New("garbage collection incomplete")
 // storageRoot (the filesystem driver's root directory). An error before
 // the sweep leaves storage untouched.
 func CollectGarbage(ctx context.Context, storageRoot string, o GCOptions) (*GCReport, error) {
-	if o.Grace < 0 {
-		return nil, fmt.Errorf("garbage collection: grace period %s is negative", o.Grace)
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.UploadAge <= 0 {
-		o.UploadAge = max(o.Grace, 24*time.Hour)
-	}
-	id, err := randomHex(8)
+	o, id, err := o.prepare()
 	if err != nil {
 		return nil, err
 	}
-	now := o.Now()
 	// The plain filesystem driver, not edgecrfs: the collector needs no
 	// fsync. Every state a power cut can bring back is one a restart
 	// handles: a move aside undone (the item is where it was: garbage for
@@ -152,7 +139,33 @@ func CollectGarbage(ctx context.Context, storageRoot string, o GCOptions) (*GCRe
 	if o.openDriver != nil {
 		d = o.openDriver(storageRoot)
 	}
+	return runCollector(ctx, d, nil, id, o)
+}
+
+// prepare checks o, fills in its defaults and makes a run id.
+func (o GCOptions) prepare() (GCOptions, string, error) {
+	if o.Grace < 0 {
+		return o, "", fmt.Errorf("garbage collection: grace period %s is negative", o.Grace)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.UploadAge <= 0 {
+		o.UploadAge = max(o.Grace, 24*time.Hour)
+	}
+	id, err := randomHex(8)
+	return o, id, err
+}
+
+// runCollector runs one collection with driver d; sh is the shared side
+// on a bucket (gcshared.go), nil on local disk.
+func runCollector(ctx context.Context, d storagedriver.StorageDriver, sh *gcShared, id string, o GCOptions) (*GCReport, error) {
+	now := o.Now()
 	c := &collector{
+		sh:        sh,
 		ctx:       ctx,
 		d:         d,
 		o:         o,
@@ -170,7 +183,7 @@ func CollectGarbage(ctx context.Context, storageRoot string, o GCOptions) (*GCRe
 		},
 	}
 	start := time.Now()
-	err = c.run()
+	err := c.run()
 	c.rep.Finished = c.rep.Started.Add(time.Since(start))
 	c.rep.DurationSeconds = time.Since(start).Seconds()
 	if err != nil {
@@ -183,6 +196,7 @@ func CollectGarbage(ctx context.Context, storageRoot string, o GCOptions) (*GCRe
 }
 
 type collector struct {
+	sh          *gcShared // on a bucket: lease, use records and markers instead of mtimes and the trash
 	ctx         context.Context
 	d           storagedriver.StorageDriver
 	o           GCOptions
@@ -271,7 +285,7 @@ func (c *collector) run() error {
 			return err
 		}
 	}
-	if !c.o.DryRun {
+	if !c.o.DryRun && c.sh == nil {
 		if err := c.d.Delete(c.ctx, c.trash); err != nil && !isNotFound(err) {
 			c.fail("removing trash %s: %v", c.trash, err)
 		}
@@ -570,6 +584,12 @@ func (c *collector) takeOut(p string) (bool, error) {
 	if fi, err := c.stat(p); err != nil || fi == nil {
 		return false, err
 	}
+	if c.sh != nil {
+		// On a bucket the item stays where it is, under a marker that
+		// makes a replica about to use it wait for the decision.
+		err := c.sh.doom(c.ctx, p)
+		return err == nil, err
+	}
 	err := c.d.Move(c.ctx, p, c.trashPath(p))
 	if isNotFound(err) {
 		return false, nil
@@ -581,6 +601,9 @@ func (c *collector) takeOut(p string) (bool, error) {
 }
 
 func (c *collector) trashPath(p string) string {
+	if c.sh != nil {
+		return p
+	}
 	return path.Join(c.trash, strings.TrimPrefix(p, v2Root+"/"))
 }
 
@@ -589,6 +612,9 @@ func (c *collector) trashPath(p string) string {
 // is redundant: content-addressed items are identical.
 func (c *collector) putBack(p string) error {
 	c.rep.Restored++
+	if c.sh != nil {
+		return c.sh.undoom(c.ctx, p)
+	}
 	return c.restore(c.trashPath(p), p)
 }
 
@@ -612,12 +638,32 @@ func (c *collector) restore(from, to string) error {
 
 // dispose deletes a trashed item for good.
 func (c *collector) dispose(p string) error {
+	if c.sh != nil {
+		if err := c.sh.lease.valid(); err != nil {
+			_ = c.sh.undoom(c.ctx, p)
+			return err
+		}
+		if err := c.retry(func() error { return c.d.Delete(c.ctx, p) }); err != nil {
+			return err
+		}
+		return c.sh.undoom(c.ctx, p)
+	}
 	return c.retry(func() error { return c.d.Delete(c.ctx, c.trashPath(p)) })
 }
 
 // recoverTrash puts back whatever an earlier run left in the trash: it
 // died between moving an item aside and re-checking it.
 func (c *collector) recoverTrash() error {
+	if c.sh != nil {
+		if c.o.DryRun {
+			return nil
+		}
+		n, err := c.sh.clearStale(c.ctx)
+		if n > 0 {
+			c.log.Info("gc: removed the markers of an interrupted run", "markers", n)
+		}
+		return err
+	}
 	runs, err := c.list(trashRoot)
 	if err != nil {
 		return err
@@ -772,6 +818,11 @@ func (c *collector) usedSince(paths ...string) (bool, error) {
 		if fi != nil && !fi.ModTime().Before(c.cutoff) {
 			return true, nil
 		}
+		if c.sh != nil {
+			if used, err := c.sh.usedSince(c.ctx, p, c.cutoff); err != nil || used {
+				return used, err
+			}
+		}
 	}
 	return false, nil
 }
@@ -838,6 +889,18 @@ func (c *collector) sweepBlobs(marked map[digest]bool) (map[digest]bool, error) 
 			continue // gone already: done
 		}
 		fi, err := c.stat(path.Join(c.trashPath(p), "data"))
+		if err == nil && c.sh != nil && (fi == nil || fi.ModTime().Before(c.cutoff)) {
+			var used bool
+			if used, err = c.sh.usedSince(c.ctx, p, c.cutoff); err == nil && used {
+				fi = nil
+				c.rep.SkippedYoung++
+				if err := c.putBack(p); err != nil {
+					c.fail("blob %s: %v", cd.d, err)
+				}
+				c.rep.Restored--
+				continue
+			}
+		}
 		if err != nil || fi != nil && !fi.ModTime().Before(c.cutoff) {
 			if err != nil {
 				c.fail("blob %s: %v", cd.d, err)
@@ -853,6 +916,9 @@ func (c *collector) sweepBlobs(marked map[digest]bool) (map[digest]bool, error) 
 		}
 		c.deletedBlob(cd.d, cd.size)
 		swept[cd.d] = true
+		if c.sh != nil {
+			c.sh.forget(c.ctx, cd.d)
+		}
 	}
 	return swept, nil
 }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,14 +31,42 @@ import (
 // A file is touched only when its mtime is older than every, so a busy pull
 // costs a stat, not a write, per blob; the grace period must be well above
 // every (the default grace is an hour, every a minute).
+//
+// On a bucket (st not local) there are no mtimes to refresh: a use is
+// recorded in the shared state instead, once per digest and interval, and
+// waits while a collector is deciding on that digest (gcshared.go).
 type freshness struct {
-	root  string // filesystem root of the registry storage
+	root  string // filesystem root of the registry storage (local disk)
+	st    *imageStorage
+	uses  *sharedUse // on a bucket: use records; nil on local disk
 	every time.Duration
 	now   func() time.Time
 }
 
+// storage is where the content is; tests give only root.
+func (f *freshness) storage() *imageStorage {
+	if f.st == nil {
+		return &imageStorage{root: f.root}
+	}
+	return f.st
+}
+
+// use records, on a bucket, a use of d (and waits while a collector
+// decides on it); on local disk the touches do that. An error means the
+// use could not be recorded: the request must not go on.
+func (f *freshness) use(ctx context.Context, d digest) error {
+	if f.uses == nil {
+		return nil
+	}
+	return f.uses.use(ctx, digestKey(d))
+}
+
 // touch refreshes the file at driver path p and reports whether it exists.
+// On a bucket it does nothing: uses are recorded by digest (use).
 func (f *freshness) touch(p string) bool {
+	if f.uses != nil {
+		return true
+	}
 	full := osPath(f.root, p)
 	fi, err := os.Stat(full)
 	if err != nil {
@@ -53,57 +83,79 @@ func (f *freshness) touch(p string) bool {
 
 // blob refreshes a blob and repo's link to it.
 func (f *freshness) blob(repo string, d digest) {
+	f.blobCtx(context.Background(), repo, d)
+}
+
+// blobCtx is blob, with the error of recording the use on a bucket.
+func (f *freshness) blobCtx(ctx context.Context, repo string, d digest) error {
+	if err := f.use(ctx, d); err != nil {
+		return err
+	}
 	f.touch(blobDataPath(d))
 	if repo != "" {
 		f.touch(path.Join(layerLinkDir(repo, d), "link"))
 	}
 	if cd := f.canonicalBlob(repo, d); cd != "" { // a sha512 blob is stored by its sha256 (sha512.go)
-		f.blob(repo, cd)
+		return f.blobCtx(ctx, repo, cd)
 	}
+	return nil
 }
 
 // manifest refreshes a manifest's content and repo's revision link.
 func (f *freshness) manifest(repo string, d digest) {
+	f.manifestCtx(context.Background(), repo, d)
+}
+
+// manifestCtx is manifest, with the error of recording the use on a bucket.
+func (f *freshness) manifestCtx(ctx context.Context, repo string, d digest) error {
+	if err := f.use(ctx, d); err != nil {
+		return err
+	}
 	f.touch(blobDataPath(d))
 	f.touch(path.Join(revisionLinkDir(repo, d), "link"))
 	if cd := f.canonicalManifest(repo, d); cd != "" { // a sha512 manifest is stored by its sha256 (sha512.go)
-		f.manifest(repo, cd)
+		return f.manifestCtx(ctx, repo, cd)
 	}
+	return nil
 }
 
 // manifestTree refreshes everything a manifest being pushed references:
 // its blobs and, for an index, each child manifest with everything that
 // child references, read from storage.
-func (f *freshness) manifestTree(repo string, refs manifestRefs) {
+func (f *freshness) manifestTree(ctx context.Context, repo string, refs manifestRefs) error {
 	seen := map[digest]bool{}
-	var walk func(r manifestRefs)
-	walk = func(r manifestRefs) {
+	var walk func(r manifestRefs) error
+	walk = func(r manifestRefs) error {
 		for _, b := range r.blobs {
-			f.blob(repo, b)
+			if err := f.blobCtx(ctx, repo, b); err != nil {
+				return err
+			}
 		}
 		for _, c := range r.manifests {
 			if seen[c] || len(seen) >= 10000 {
 				continue
 			}
 			seen[c] = true
-			f.manifest(repo, c)
-			full := osPath(f.root, blobDataPath(c))
+			if err := f.manifestCtx(ctx, repo, c); err != nil {
+				return err
+			}
+			p := blobDataPath(c)
 			if cd := f.canonicalManifest(repo, c); cd != "" { // a sha512 child is stored by its sha256
-				full = osPath(f.root, blobDataPath(cd))
+				p = blobDataPath(cd)
 			}
-			if fi, err := os.Stat(full); err != nil || fi.Size() > maxManifestSize {
-				continue
-			}
-			b, err := os.ReadFile(full)
+			b, err := f.storage().readFile(ctx, p, maxManifestSize)
 			if err != nil {
 				continue
 			}
 			if cr, err := parseManifestRefs(b); err == nil {
-				walk(cr)
+				if err := walk(cr); err != nil {
+					return err
+				}
 			}
 		}
+		return nil
 	}
-	walk(refs)
+	return walk(refs)
 }
 
 // tagRE is the OCI tag grammar.
@@ -119,6 +171,7 @@ type storageGuard struct {
 	metrics  *metrics
 	log      *slog.Logger
 	next     http.Handler
+	health   *storeHealth // on a bucket; nil on local disk
 
 	referrers *referrersIndex // manifests with a subject are indexed here (referrersindex.go)
 }
@@ -147,7 +200,10 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch route {
 	case v2.RouteNameBlob:
 		if d, err := parseDigest(m.Vars["digest"]); err == nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			g.fresh.blob(repo, d)
+			if err := g.fresh.blobCtx(r.Context(), repo, d); err != nil {
+				g.unavailable(w, r, err)
+				return
+			}
 		}
 	case v2.RouteNameBlobUpload:
 		if r.Method == http.MethodPost {
@@ -197,7 +253,10 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 			if d, err := parseDigest(m.Vars["reference"]); err == nil {
-				g.fresh.manifest(repo, d)
+				if err := g.fresh.manifestCtx(r.Context(), repo, d); err != nil {
+					g.unavailable(w, r, err)
+					return
+				}
 			}
 		case http.MethodPut:
 			g.putManifest(w, r, repo, m.Vars["reference"])
@@ -221,19 +280,26 @@ func (g *storageGuard) refuse(w http.ResponseWriter, r *http.Request, msg string
 	writeError(w, errcode.ErrorCodeDenied.WithMessage(msg))
 }
 
+// unavailable answers a request whose use could not be recorded for the
+// collector on a bucket (gcshared.go): 503, the store is the cause.
+func (g *storageGuard) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	g.log.Warn("request refused: recording the use of content for garbage collection failed", "route", routeInfoFrom(r.Context()).route, "err", err)
+	if errors.Is(err, errGCDeciding) {
+		writeErrorStatus(w, http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(err.Error()+"; retry"))
+		return
+	}
+	g.health.observe(r.Context(), err)
+	writeStoreDown(w, "object store unavailable: "+storeReason(err))
+}
+
 // exists reports whether anything is at the driver path p.
 func (g *storageGuard) exists(p string) bool {
-	_, err := os.Lstat(osPath(g.fresh.root, p))
-	return err == nil
+	return g.fresh.storage().exists(context.Background(), p)
 }
 
 // sizes sums the regular files at the driver paths (directories walked).
 func (g *storageGuard) sizes(paths ...string) int64 {
-	var n int64
-	for _, p := range paths {
-		n += DirSize(osPath(g.fresh.root, p))
-	}
-	return n
+	return g.fresh.storage().size(context.Background(), paths...)
 }
 
 // startUpload handles POST /v2/<name>/blobs/uploads/: a new session, or
@@ -241,7 +307,10 @@ func (g *storageGuard) sizes(paths ...string) int64 {
 func (g *storageGuard) startUpload(w http.ResponseWriter, r *http.Request, repo string) {
 	var touched []string
 	if d, err := parseDigest(r.URL.Query().Get("mount")); err == nil {
-		g.fresh.blob(repo, d)
+		if err := g.fresh.blobCtx(r.Context(), repo, d); err != nil {
+			g.unavailable(w, r, err)
+			return
+		}
 		if from := r.URL.Query().Get("from"); from != "" && validRepoName(from) == nil {
 			g.fresh.blob(from, d)
 		}
@@ -318,7 +387,10 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 		if d, err := parseDigest(r.URL.Query().Get("digest")); err == nil {
 			// The commit keeps an existing blob instead of the upload:
 			// that blob must not be swept before the manifest comes.
-			g.fresh.blob(repo, d)
+			if err := g.fresh.blobCtx(r.Context(), repo, d); err != nil {
+				g.unavailable(w, r, err)
+				return
+			}
 			touched = append(touched, blobDataPath(d), path.Join(layerLinkDir(repo, d), "link"))
 		}
 		g.fresh.touch(path.Join(dir, "data"))
@@ -327,8 +399,18 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 	acct := &uploadAccount{u: g.usage}
 	defer func() {
 		acct.done()
-		// Body bytes were counted as they came.
-		g.usage.add(g.sizes(touched...) - before - acct.read)
+		// Body bytes were counted as they came. On a bucket they are not
+		// seen until the commit makes them a blob (a multipart upload in
+		// progress is no object): the counter keeps them, and counts the
+		// blob again when the commit makes it appear. That errs high
+		// until the next walk, and must: the other replicas learn of the
+		// blob only through this count (quotashared.go), and a walk that
+		// ran while it was a multipart upload did not see it.
+		read := acct.read
+		if !g.fresh.storage().local() {
+			read = 0
+		}
+		g.usage.add(g.sizes(touched...) - before - read)
 	}()
 	if r.ContentLength > 0 && !acct.reserve(r.ContentLength) {
 		msg := g.usage.quotaError(r.ContentLength, g.sizes(dir), false)
@@ -349,7 +431,7 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 // cancelUpload removes an upload session and its data: nothing of a
 // refused upload is kept.
 func (g *storageGuard) cancelUpload(repo, uuid string) {
-	if err := os.RemoveAll(osPath(g.fresh.root, path.Join(uploadsDir(repo), uuid))); err != nil {
+	if err := g.fresh.storage().removeAll(context.Background(), path.Join(uploadsDir(repo), uuid)); err != nil {
 		g.log.Error("removing refused upload", "repo", repo, "upload", uuid, "err", err)
 	}
 }
@@ -448,9 +530,15 @@ func (g *storageGuard) putManifest(w http.ResponseWriter, r *http.Request, repo,
 	}
 	sum := sha256.Sum256(body)
 	d := digest("sha256:" + hex.EncodeToString(sum[:]))
-	g.fresh.manifest(repo, d)
+	if err := g.fresh.manifestCtx(r.Context(), repo, d); err != nil {
+		g.unavailable(w, r, err)
+		return
+	}
 	if refs, err := parseManifestRefs(body); err == nil {
-		g.fresh.manifestTree(repo, refs)
+		if err := g.fresh.manifestTree(r.Context(), repo, refs); err != nil {
+			g.unavailable(w, r, err)
+			return
+		}
 	}
 	touched := []string{blobDataPath(d), revisionLinkDir(repo, d)}
 	if tagRE.MatchString(reference) {

@@ -19,6 +19,9 @@ const (
 // for the first), and records the outcome in gc.json unless it was a dry
 // run.
 func (s *State) CollectGarbage(ctx context.Context, o GCOptions) (*GCReport, error) {
+	if loc := s.S3(); loc != nil && !s.imagesInDir {
+		return CollectGarbageS3(ctx, loc, s.KV(), o) // under gc/lease (gcshared.go)
+	}
 	unlock, err := lockFile(s.Path(gcLock))
 	if err != nil {
 		return nil, err
@@ -36,6 +39,11 @@ func (s *State) CollectGarbage(ctx context.Context, o GCOptions) (*GCReport, err
 
 // LastGC returns the summary of the last collection, or nil if none ran.
 func (s *State) LastGC() (*GCSummary, error) {
+	if s.S3() != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
+		defer cancel()
+		return lastGCShared(ctx, s.KV())
+	}
 	b, ok, err := readOptional(s.Path(gcFile))
 	if err != nil || !ok {
 		return nil, err

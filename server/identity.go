@@ -1,18 +1,13 @@
 package server
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"time"
-
-	"github.com/edgecr/edgecr/server/kv"
 )
 
 // Role is what an identity may do on the registry.
@@ -108,42 +103,6 @@ func decodeHash(h string) ([32]byte, error) {
 	return out, nil
 }
 
-// IdentityStore is identities.json in the device's state: one document
-// holding every identity and token, changed by compare-and-swap (Update),
-// so that serve, admin commands and replicas on one bucket never lose each
-// other's writes. A data dir keeps it as the file identities.json.
-type IdentityStore struct {
-	kv    kv.Store
-	where string // the file or object, for errors
-}
-
-// NewIdentityStore returns the store of the data dir dir.
-func NewIdentityStore(dir string) *IdentityStore { return localState(dir).Identities() }
-
-// Path names the file or object behind the store.
-func (s *IdentityStore) Path() string { return s.where }
-
-// Read returns the current records. A missing document is an error: the
-// device has not been initialised.
-func (s *IdentityStore) Read() (*Records, error) {
-	ctx, cancel := opCtx()
-	defer cancel()
-	r, _, err := s.read(ctx)
-	return r, err
-}
-
-func (s *IdentityStore) read(ctx context.Context) (*Records, kv.Version, error) {
-	b, ver, err := s.kv.Get(ctx, identitiesFile)
-	if errors.Is(err, kv.ErrNotFound) {
-		return nil, "", fmt.Errorf("reading identities: %s does not exist (run edgecrd init)", s.where)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("reading identities %s: %w", s.where, err)
-	}
-	r, err := parseRecords(s.where, b)
-	return r, ver, err
-}
-
 func parseRecords(path string, b []byte) (*Records, error) {
 	var r Records
 	if err := json.Unmarshal(b, &r); err != nil {
@@ -170,80 +129,3 @@ func parseRecords(path string, b []byte) (*Records, error) {
 	}
 	return &r, nil
 }
-
-// updateAttempts bounds Update's compare-and-swap retries; with the jitter
-// below, 30 writers racing on one bucket all get through well within it.
-const updateAttempts = 200
-
-// Update reads the records, runs fn on them and writes the result if
-// nobody wrote in between (compare-and-swap on the version read); on a
-// conflict it reads again and reruns fn, with a growing random pause, up
-// to updateAttempts times or stateTimeout. fn must therefore depend only
-// on the records it is given (it may run several times; the last run's
-// effects are the ones written). When create is false a missing document
-// is an error.
-func (s *IdentityStore) Update(create bool, fn func(*Records) error) error {
-	ctx, cancel := opCtx()
-	defer cancel()
-	for attempt := 1; ; attempt++ {
-		err := s.updateOnce(ctx, create, fn)
-		if !errors.Is(err, kv.ErrConflict) {
-			return err
-		}
-		if attempt >= updateAttempts {
-			return fmt.Errorf("updating identities %s: %d conflicting writes in a row: %w", s.where, attempt, err)
-		}
-		// Up to 2 ms more per attempt, capped at 100 ms: the writers that
-		// lost spread out instead of colliding again.
-		pause := time.Duration(mrand.Int64N(int64(min(attempt*2, 100))*int64(time.Millisecond)) + 1)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("updating identities %s: %w (after %d conflicting writes)", s.where, ctx.Err(), attempt)
-		case <-time.After(pause):
-		}
-	}
-}
-
-func (s *IdentityStore) updateOnce(ctx context.Context, create bool, fn func(*Records) error) error {
-	b, ver, err := s.kv.Get(ctx, identitiesFile)
-	r := &Records{}
-	switch {
-	case err == nil:
-		if r, err = parseRecords(s.where, b); err != nil {
-			return err
-		}
-	case !errors.Is(err, kv.ErrNotFound):
-		return fmt.Errorf("reading identities %s: %w", s.where, err)
-	case !create:
-		return fmt.Errorf("updating identities: %s does not exist (run edgecrd init)", s.where)
-	}
-	if err := fn(r); err != nil {
-		return err
-	}
-	out, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding identities: %w", err)
-	}
-	if _, err := s.kv.Put(ctx, identitiesFile, append(out, '\n'), ver); err != nil {
-		return fmt.Errorf("writing identities %s: %w", s.where, err)
-	}
-	return nil
-}
-
-// Revoke marks identity id revoked. A serve on the same data dir refuses it
-// from the next request on; replicas on a bucket within 2 s (authn.go).
-func (s *IdentityStore) Revoke(id string, now time.Time) error {
-	return s.Update(false, func(r *Records) error {
-		i := r.Find(id)
-		if i == nil {
-			return fmt.Errorf("revoking %s: %w", id, ErrNoSuchIdentity)
-		}
-		if i.Revoked == nil {
-			i.Revoked = &now
-		}
-		return nil
-	})
-}
-
-// ErrNoSuchIdentity is returned for an unknown identity id.
-var ErrNoSuchIdentity = errors.New("no such identity")

@@ -211,15 +211,20 @@ func parseRepoTag(repo, tag string) (reference.Named, error) {
 }
 
 // imageStorage opens the registry storage as the server does: the
-// durable filesystem driver at StorageDir (durablefs.go), deletes enabled, no blob descriptor
-// cache (registry.go says why). It does no I/O, so it is built per call.
+// durable filesystem driver at StorageDir (durablefs.go), or the bounded
+// s3 driver on the state's bucket (s3store.go), deletes enabled, no blob
+// descriptor cache (registry.go says why). It does no I/O, so it is built
+// per call.
 func (s *State) imageStorage(ctx context.Context) (distribution.Namespace, storagedriver.StorageDriver, error) {
-	d := openDurableFS(s.StorageDir())
-	reg, err := storage.NewRegistry(ctx, d, storage.EnableDelete)
+	st, err := openImageStorage(ctx, s, nil, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening registry storage %s: %w", s.StorageDir(), err)
+		return nil, nil, err
 	}
-	return reg, d, nil
+	reg, err := storage.NewRegistry(ctx, st.d, storage.EnableDelete)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening registry storage %s: %w", st, err)
+	}
+	return reg, st.d, nil
 }
 
 func isPathNotFound(err error) bool {

@@ -147,5 +147,8 @@ func BenchmarkJoinFirstVsLast(b *testing.B) {
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
 	return s[len(s)/2]
 }

@@ -17,6 +17,7 @@ const (
 	APICA       = "/edgecr/v1/ca"
 	APIJoin     = "/edgecr/v1/join"
 	APIClientMe = "/edgecr/v1/clients/self"
+	APIReplicas = "/edgecr/v1/replicas"
 )
 
 // JoinRequest is the body of POST /edgecr/v1/join.
@@ -30,11 +31,15 @@ type JoinResponse struct {
 	RegistryHost string   `json:"registryHost"`
 	Port         int      `json:"port"`
 	IPs          []string `json:"ips"`
-	CAPEM        string   `json:"caPEM"`
-	ClientID     string   `json:"clientID"`
-	Username     string   `json:"username"`
-	Password     string   `json:"password"`
-	Role         Role     `json:"role"`
+	// Replicas are the addresses of every live replica of a device on a
+	// bucket (issue 12), the answering one's first; absent for a single
+	// node. Clients map the registry host to each of them.
+	Replicas []string `json:"replicas,omitempty"`
+	CAPEM    string   `json:"caPEM"`
+	ClientID string   `json:"clientID"`
+	Username string   `json:"username"`
+	Password string   `json:"password"`
+	Role     Role     `json:"role"`
 }
 
 // APIError is the error body of the join API.
@@ -52,12 +57,31 @@ type joinAPI struct {
 	metrics *metrics
 	log     *slog.Logger
 	now     func() time.Time
+	// replicas are the live replicas' addresses; nil for a single node.
+	replicas func() []string
 }
 
 func (j *joinAPI) register(mux *http.ServeMux) {
 	mux.Handle("GET "+APICA, named("api-ca", http.HandlerFunc(j.ca)))
 	mux.Handle("POST "+APIJoin, named("api-join", http.HandlerFunc(j.join)))
 	mux.Handle("DELETE "+APIClientMe, named("api-leave", http.HandlerFunc(j.leave)))
+	if j.replicas != nil {
+		// Only a device with replicas answers: a single node's 404 tells
+		// a client to keep the one address it has.
+		mux.Handle("GET "+APIReplicas, named("api-replicas", http.HandlerFunc(j.listReplicas)))
+	}
+}
+
+// ReplicasResponse is the body of GET /edgecr/v1/replicas: the live
+// replicas' addresses, as a join answers them. They are no secret (the
+// serving certificate names them), so no credential is asked.
+type ReplicasResponse struct {
+	Replicas []string `json:"replicas"`
+}
+
+func (j *joinAPI) listReplicas(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(ReplicasResponse{Replicas: j.replicas()})
 }
 
 func apiError(w http.ResponseWriter, status int, code, msg string) {
@@ -153,6 +177,13 @@ func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 		failed = true
 		j.fail(w, addr, "token_invalid", http.StatusUnauthorized, "TOKEN_INVALID", err)
 		return
+	case err != nil && j.state.S3() != nil && storeFailure(r.Context(), err):
+		// The bucket does not answer: a 503 the agent waits out
+		// (Retry-After), not an error it gives up on.
+		j.log.Error("redeeming join token: the object store is unavailable", "token", p.ID, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
+		apiError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "the device's object store does not answer; retry later")
+		return
 	case err != nil:
 		// The device's fault, not the client's: no allowance spent.
 		j.log.Error("redeeming join token", "token", p.ID, "err", err)
@@ -161,11 +192,15 @@ func (j *joinAPI) join(w http.ResponseWriter, r *http.Request) {
 	}
 	d := j.state.Device
 	j.log.Info("client joined", "client", res.ClientID, "name", name, "role", res.Role, "token", p.ID, "remote", addr)
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(JoinResponse{
+	resp := JoinResponse{
 		RegistryHost: d.Host, Port: d.Port, IPs: d.IPs, CAPEM: string(j.state.CA.PEM),
 		ClientID: res.ClientID, Username: res.ClientID, Password: res.Secret, Role: res.Role,
-	})
+	}
+	if j.replicas != nil {
+		resp.Replicas = j.replicas()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
 }
 
 func (j *joinAPI) fail(w http.ResponseWriter, addr, reason string, status int, code string, err error) {

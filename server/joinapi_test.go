@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +99,8 @@ func TestJoinAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Both joined at the same (fixed) time: the list orders them by id.
+	slices.SortFunc(clients, func(a, b ClientInfo) int { return strings.Compare(a.Name, b.Name) })
 	if len(clients) != 2 || clients[0].Name != `laptopevil` || clients[0].Kind != "client" || clients[0].Role != RolePull {
 		t.Fatalf("clients = %+v", clients)
 	}

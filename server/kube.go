@@ -111,7 +111,7 @@ func (k *KubeSecret) YAML() ([]byte, error) {
 
 // CreateKubeSecret adds a new pull-only identity named kube:<namespace>/<name>
 // and returns it as a Secret. The secret exists only in the returned value;
-// identities.json keeps its hash, and `edgecrd clients revoke` ends it.
+// its identity shard keeps its hash, and `edgecrd clients revoke` ends it.
 func (s *State) CreateKubeSecret(namespace, name string, now time.Time) (*KubeSecret, error) {
 	if err := ValidateKubeNames(namespace, name); err != nil {
 		return nil, err
@@ -125,12 +125,15 @@ func (s *State) CreateKubeSecret(namespace, name string, now time.Time) (*KubeSe
 		return nil, err
 	}
 	k := &KubeSecret{IdentityID: "k-" + id, Namespace: namespace, Name: name, Registry: s.Device.Endpoint(), Password: secret}
-	err = s.Identities().Update(false, func(r *Records) error {
-		r.Identities = append(r.Identities, &Identity{
-			ID: k.IdentityID, Name: "kube:" + namespace + "/" + name, Kind: KindKube, Role: RolePull,
-			SecretHash: HashSecret(secret), Created: now.UTC(),
-		})
-		return nil
+	store := s.Identities()
+	ctx, cancel := opCtx()
+	defer cancel()
+	if err := store.ensureLayout(ctx); err != nil {
+		return nil, err
+	}
+	err = store.addIdentity(ctx, &Identity{
+		ID: k.IdentityID, Name: "kube:" + namespace + "/" + name, Kind: KindKube, Role: RolePull,
+		SecretHash: HashSecret(secret), Created: now.UTC(),
 	})
 	if err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/big"
 	"strings"
@@ -89,6 +91,11 @@ type usage struct {
 	size     func(root string) int64
 	counted  chan struct{} // closed when the first walk is done
 	once     sync.Once
+
+	// On a bucket with a quota, the other replicas' writes (quotashared.go).
+	sh   *sharedQuota
+	cum  int64 // net bytes counted as written since start (published)
+	free int64 // granted to this replica, not reserved by a request yet
 }
 
 // newUsage starts the first walk in the background: it grows with the
@@ -99,6 +106,28 @@ type usage struct {
 // that has not been counted.
 func newUsage(root string, quota int64, now func() time.Time) *usage {
 	return newUsageSized(root, quota, now, DirSize)
+}
+
+// newUsageOn is newUsage on either storage: on a bucket the walk sums
+// the objects' sizes (one listing per 1000 objects).
+//
+// With a quota on a bucket, the replicas share what they write between
+// walks through the state store (quotashared.go).
+func newUsageOn(st *imageStorage, quota int64, now func() time.Time, log *slog.Logger) *usage {
+	if st.local() {
+		return newUsage(st.root, quota, now)
+	}
+	u := &usage{root: "/", quota: quota, now: now, refreshMin: 5 * time.Second, counted: make(chan struct{})}
+	u.size = func(string) int64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		return st.total(ctx)
+	}
+	if quota > 0 {
+		u.sh = newSharedQuota(st.store, now, log)
+	}
+	go u.walk()
+	return u
 }
 
 // newUsageSized is newUsage counting with size (tests slow it down).
@@ -116,6 +145,11 @@ func (u *usage) waitCounted() { <-u.counted }
 func (u *usage) walk() {
 	u.walkMu.Lock()
 	defer u.walkMu.Unlock()
+	if u.sh != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
+		u.sh.snapshot(ctx)
+		cancel()
+	}
 	u.mu.Lock()
 	start := u.delta
 	u.mu.Unlock()
@@ -129,12 +163,19 @@ func (u *usage) walk() {
 // used is the current storage usage in bytes.
 func (u *usage) used() int64 {
 	u.waitCounted()
+	var others int64
+	if u.sh != nil {
+		others = u.sh.cachedOthers()
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.base + u.delta
+	return u.base + u.delta + others
 }
 
 func (u *usage) tryReserve(n int64) bool {
+	if u.sh != nil && u.quota > 0 {
+		return u.tryReserveShared(n)
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.quota > 0 && u.base+u.delta+u.reserved+n > u.quota {
@@ -168,12 +209,16 @@ func (u *usage) written(n int64) {
 	u.mu.Lock()
 	u.reserved -= n
 	u.delta += n
+	u.cum += n
 	u.mu.Unlock()
 }
 
 func (u *usage) release(n int64) {
 	u.mu.Lock()
 	u.reserved -= n
+	if u.sh != nil {
+		u.free += n // still granted to this replica
+	}
 	u.mu.Unlock()
 }
 
@@ -181,7 +226,98 @@ func (u *usage) release(n int64) {
 func (u *usage) add(n int64) {
 	u.mu.Lock()
 	u.delta += n
+	u.cum += n
 	u.mu.Unlock()
+}
+
+// tryReserveShared reserves n bytes out of this replica's grant, taking a
+// new grant from the shared quota when it does not hold enough.
+func (u *usage) tryReserveShared(n int64) bool {
+	u.sh.grantMu.Lock()
+	defer u.sh.grantMu.Unlock()
+	u.mu.Lock()
+	if u.free >= n {
+		u.free -= n
+		u.reserved += n
+		u.mu.Unlock()
+		return true
+	}
+	need := n - u.free
+	u.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
+	defer cancel()
+	for _, g := range []int64{max(need, quotaGrant), need} {
+		u.mu.Lock()
+		cum, granted := u.cum, u.reserved+u.free
+		u.mu.Unlock()
+		// Publish first, then read the others (see quotashared.go).
+		if err := u.sh.publish(ctx, cum, granted+g, true); err != nil {
+			u.sh.log.Error("quota: taking a grant", "err", err)
+			return false
+		}
+		all, err := u.sh.readOthers(ctx)
+		if err == nil {
+			others := u.sh.othersUse(all)
+			u.mu.Lock()
+			if u.base+u.delta+u.reserved+u.free+g+others <= u.quota {
+				u.free += g - n
+				u.reserved += n
+				u.mu.Unlock()
+				return true
+			}
+			u.mu.Unlock()
+		} else {
+			u.sh.log.Error("quota: taking a grant", "err", err)
+		}
+		u.mu.Lock()
+		cum, granted = u.cum, u.reserved+u.free
+		u.mu.Unlock()
+		if perr := u.sh.publish(ctx, cum, granted, true); perr != nil {
+			u.sh.log.Warn("quota: giving back a grant (counted against the quota until this replica publishes again)", "err", perr)
+		}
+		if err != nil || g == need {
+			break
+		}
+	}
+	return false
+}
+
+// flushShared publishes this replica's share: what it wrote since the
+// last time, and its grant, given back when no request holds any of it.
+func (u *usage) flushShared(ctx context.Context) error {
+	if u.sh == nil {
+		return nil
+	}
+	u.sh.grantMu.Lock()
+	defer u.sh.grantMu.Unlock()
+	u.mu.Lock()
+	if u.reserved == 0 {
+		u.free = 0
+	}
+	cum, granted := u.cum, u.reserved+u.free
+	u.mu.Unlock()
+	return u.sh.publish(ctx, cum, granted, false)
+}
+
+// flushLoop publishes this replica's share every quotaFlush.
+func (u *usage) flushLoop(ctx context.Context) {
+	if u.sh == nil {
+		return
+	}
+	t := time.NewTicker(quotaFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
+		if err := u.flushShared(fctx); err != nil {
+			u.sh.log.Warn("quota: publishing this replica's storage use", "err", err)
+		}
+		cancel()
+	}
 }
 
 // quotaError is the message a refused upload gets: the quota is full.

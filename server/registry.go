@@ -29,12 +29,21 @@ func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) 
 // handlers rely on (catalog and tag-list page sizes among them); REGISTRY_*
 // environment variables override it as they do for distribution itself.
 func registryConfig(storageRoot, httpSecret string) (*configuration.Configuration, error) {
+	return registryConfigOn(localImageStorage(storageRoot), httpSecret)
+}
+
+// registryConfigOn is registryConfig on either storage (imagestore.go):
+// the crash-safe filesystem driver on local disk, or on a bucket the
+// shared s3 driver instance (s3store.go), with redirects disabled either
+// way (clients may not reach the bucket).
+func registryConfigOn(st *imageStorage, httpSecret string) (*configuration.Configuration, error) {
+	driver, params := st.driverSection()
 	doc := map[string]any{
 		"version": "0.1",
 		"log":     map[string]any{"level": "warn"},
 		"storage": map[string]any{
-			durableFSName: map[string]any{"rootdirectory": storageRoot}, // the filesystem driver, crash-safe (durablefs.go)
-			"delete":      map[string]any{"enabled": true},
+			driver:   params,
+			"delete": map[string]any{"enabled": true},
 			"maintenance": map[string]any{"uploadpurging": map[string]any{
 				"enabled": true, "age": "168h", "interval": "24h", "dryrun": false,
 			}},
@@ -56,6 +65,9 @@ func registryConfig(storageRoot, httpSecret string) (*configuration.Configuratio
 	}
 	// Not even REGISTRY_STORAGE_CACHE_* may bring the cache back (see above).
 	delete(c.Storage, "cache")
+	if !st.local() {
+		c.Storage[sharedDriverName]["instance"] = st.d
+	}
 	return c, nil
 }
 
@@ -63,14 +75,21 @@ func registryConfig(storageRoot, httpSecret string) (*configuration.Configuratio
 // configuration; ours is built in code, but a storage directory that cannot
 // be created is still a panic there, so it is turned into an error.
 func newRegistryApp(ctx context.Context, log *slog.Logger, storageRoot, httpSecret string) (app *handlers.App, err error) {
+	return newRegistryAppOn(ctx, log, localImageStorage(storageRoot), httpSecret)
+}
+
+// newRegistryAppOn is newRegistryApp on either storage.
+func newRegistryAppOn(ctx context.Context, log *slog.Logger, st *imageStorage, httpSecret string) (app *handlers.App, err error) {
 	if os.Getenv("OTEL_TRACES_EXPORTER") == "" {
 		// Otherwise distribution's tracing retries a collector on localhost every 5 s.
 		os.Setenv("OTEL_TRACES_EXPORTER", "none")
 	}
-	if err := os.MkdirAll(storageRoot, 0o700); err != nil {
-		return nil, fmt.Errorf("creating registry storage %s: %w", storageRoot, err)
+	if st.local() {
+		if err := os.MkdirAll(st.root, 0o700); err != nil {
+			return nil, fmt.Errorf("creating registry storage %s: %w", st.root, err)
+		}
 	}
-	cfg, err := registryConfig(storageRoot, httpSecret)
+	cfg, err := registryConfigOn(st, httpSecret)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
@@ -12,6 +13,10 @@ import (
 // under the GC lock (a collection moves manifests aside; the repair must
 // not judge tags while it does).
 func (s *State) RepairStorage(ctx context.Context, o RepairOptions) (*RepairReport, error) {
+	if loc := s.S3(); loc != nil {
+		// What the repair mends comes from file systems (images-on-s3.md).
+		return nil, fmt.Errorf("repairing image storage in %s: not done on a bucket: no power cut leaves a tag half-written there, and the tag order holds", loc)
+	}
 	unlock, err := lockFile(s.Path(gcLock))
 	if err != nil {
 		return nil, err

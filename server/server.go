@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,17 @@ type Options struct {
 	// Version is what the UI shows as the running version.
 	Version string
 
+	// ReplicaIPs are the addresses clients reach this replica at, when the
+	// state is on a bucket (State.S3() != nil; replicas.go): registered in
+	// the shared state, named in the shared serving certificate, handed to
+	// joining clients. Required there; unused on a local data dir.
+	// ReplicaID names the replica (default: DefaultReplicaID(ReplicaIPs)).
+	// ReplicaPoll is how often it heartbeats and polls the certificate
+	// (zero: DefaultReplicaPoll).
+	ReplicaIPs  []net.IP
+	ReplicaID   string
+	ReplicaPoll time.Duration
+
 	// Sync, when set, is the sync configuration (server/mirror): serve runs
 	// its rules on their schedules and its pull-through prefixes fetch on
 	// demand. SyncRate is the default bandwidth per upstream in bytes per
@@ -111,6 +123,12 @@ type Server struct {
 	usage     *usage
 	gc        gcTracker
 	sync      *syncer // nil: no sync configuration
+
+	images *imageStorage // where images are: local disk or a bucket
+	uses   *sharedUse    // on a bucket: use records for the collector; nil on local disk
+
+	replicas *replicaSet  // nil on a local data dir
+	rcert    *replicaCert // the shared serving certificate; with replicas
 
 	sessions *uploadSessions
 	conns    *connLimitListener // s.ln, bounding connections per source address
@@ -168,46 +186,65 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	if o.UIIdleTimeout == 0 {
 		o.UIIdleTimeout = DefaultUIIdleTimeout
 	}
-	if st.S3() != nil {
-		// The state is wired (State.KV); distribution's s3 driver, GC and
-		// quota on the bucket are the next step of issue 12.
-		return nil, fmt.Errorf("serving images from %s: not available in this build (the device's state is there; the registry storage is not wired yet)", st.S3())
+	if o.ReplicaPoll == 0 {
+		o.ReplicaPoll = DefaultReplicaPoll
 	}
 	s := &Server{state: st, opts: o, log: o.Logger}
 
-	cert, err := s.renew()
-	if err != nil {
-		return nil, err
+	if st.S3() != nil && st.KV() != nil {
+		if err := s.initReplica(); err != nil {
+			return nil, err
+		}
+	} else {
+		cert, err := s.renew()
+		if err != nil {
+			return nil, err
+		}
+		s.cert.Store(cert)
 	}
-	s.cert.Store(cert)
 
 	authn, err := NewAuthenticator(st.Identities())
 	if err != nil {
 		return nil, err
 	}
 	s.authn = authn
-	app, err := newRegistryApp(ctx, s.log, st.StorageDir(), st.Device.HTTPSecret)
+	images, err := openImageStorage(ctx, st, s.log, o.Now)
 	if err != nil {
 		return nil, err
 	}
-	s.usage = newUsage(st.StorageDir(), st.Device.QuotaBytes, o.Now)
+	s.images = images
+	app, err := newRegistryAppOn(ctx, s.log, images, st.Device.HTTPSecret)
+	if err != nil {
+		return nil, err
+	}
+	s.usage = newUsageOn(images, st.Device.QuotaBytes, o.Now, s.log)
 	m := newMetrics(s.usage)
 	if err := s.gc.init(st, m); err != nil {
 		return nil, err
 	}
 	s.sessions = newUploadSessions(o.UploadsPerIdentity, o.UploadsTotal, o.UploadIdle, o.Now)
-	scanUploads(st.StorageDir(), s.sessions.found)
-	refIdx := &referrersIndex{d: openDurableFS(st.StorageDir()), counted: s.usage.add}
+	images.scanUploads(ctx, s.sessions.found)
+	refIdx := &referrersIndex{d: images.d, counted: s.usage.add}
+	fresh := &freshness{root: images.root, st: images, every: o.TouchInterval, now: o.Now}
+	if !images.local() {
+		s.uses = newSharedUse(images.store, o.TouchInterval, o.Now)
+		fresh.uses = s.uses
+	}
 	guard := &storageGuard{
-		fresh:    &freshness{root: st.StorageDir(), every: o.TouchInterval, now: o.Now},
+		fresh:    fresh,
 		usage:    s.usage,
 		sessions: s.sessions,
 		router:   v2.Router(),
 		metrics:  m,
 		log:      s.log,
 		next:     app,
+		health:   images.health,
 
 		referrers: refIdx,
+	}
+	var storage http.Handler = guard
+	if images.health != nil {
+		storage = &storeDown{h: images.health, next: guard} // s3store.go
 	}
 	limiter := newFailureLimiter(o.FailureEvery, o.FailureBurst)
 	s.seen = newLastSeen(st, s.log)
@@ -219,12 +256,12 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		router:  v2.Router(),
 		now:     o.Now,
 		seen:    s.seen.mark,
-		next:    guard,
+		next:    storage,
 
 		referrers: &referrersHandler{idx: refIdx, log: s.log},
 	}
 	if o.Sync != nil {
-		if s.sync, err = newSyncer(ctx, st, o.Sync, o.SyncRate, ac, guard, m, s.log); err != nil {
+		if s.sync, err = newSyncer(ctx, st, s.images, o.Sync, o.SyncRate, ac, guard, m, s.log); err != nil {
 			return nil, err
 		}
 		ac.fetch = s.sync.fetch
@@ -232,6 +269,9 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	// The join API has its own allowance: bad join attempts must not lock
 	// an address out of the registry, nor registry failures out of joining.
 	api := &joinAPI{state: st, auth: authn, limiter: newFailureLimiter(o.FailureEvery, o.FailureBurst), metrics: m, log: s.log, now: o.Now}
+	if s.replicas != nil {
+		api.replicas = s.replicas.liveAddresses
+	}
 
 	dl, err := newDist(o.DistDir, s.log, o.Now())
 	if err != nil {
@@ -309,6 +349,20 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		}
 		return nil, err
 	}
+	if s.replicas != nil {
+		// Registered once the port is known; served with a certificate
+		// that names this replica.
+		if err := s.startReplica(ctx); err != nil {
+			ln.Close()
+			if s.uiLn != nil {
+				s.uiLn.Close()
+			}
+			if s.mirrorLn != nil {
+				s.mirrorLn.Close()
+			}
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -349,7 +403,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	// The background loops end with ctx; an early return (the listener
 	// failed) must end them too, before the deferred Wait below.
 	ctx, cancel := context.WithCancel(ctx)
-	s.startRepair(ctx) // before the first request: it leaves what this process writes alone
+	if s.images.local() {
+		s.startRepair(ctx) // before the first request: it leaves what this process writes alone
+	} else {
+		// On a bucket there is no start-up repair: what it mends comes
+		// from file systems (a rename or an fsync a power cut undid), and
+		// it would judge tags other replicas are writing. The tag order
+		// and hiding (durablefs.go) apply on the bucket too.
+		go s.images.health.probeLoop(ctx)
+		go s.uses.watch(ctx)
+		go s.usage.flushLoop(ctx)
+	}
 	if s.state.loc != nil {
 		// Replicas: identities are polled, never read per request.
 		s.loops.Add(1)
@@ -377,7 +441,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 		s.log.Info("mirror listening", "addr", s.mirrorLn.Addr().String())
 	}
-	go s.renewLoop(ctx)
+	if s.replicas != nil {
+		s.loops.Add(1)
+		go s.replicaLoop(ctx)
+	} else {
+		go s.renewLoop(ctx)
+	}
 	go s.flushLoop(ctx)
 	go s.storageLoop(ctx)
 	go s.uploadLoop(ctx)
@@ -508,6 +577,26 @@ func (s *Server) current() (*State, error) {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if !s.images.local() {
+		// On a bucket: what the last calls said, else a probe (one HEAD).
+		msg := s.images.health.status()
+		if msg == "" {
+			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+			err := s.images.probe(ctx)
+			cancel()
+			if err != nil {
+				msg = "object store unavailable: " + storeReason(err)
+			}
+		}
+		if msg != "" {
+			w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
+			http.Error(w, msg, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+		return
+	}
 	if _, err := os.Stat(s.state.StorageDir()); err != nil {
 		http.Error(w, "storage unavailable", http.StatusServiceUnavailable)
 		return

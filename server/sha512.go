@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
+
 	"path"
 	"strings"
 
@@ -186,7 +186,7 @@ func (f *freshness) canonicalManifest(repo string, d digest) digest {
 // aliasOf is the digest the link in dir names for d, "" when the link is
 // missing, unreadable or names d itself.
 func (f *freshness) aliasOf(dir string, d digest) digest {
-	b, err := os.ReadFile(osPath(f.root, path.Join(dir, "link")))
+	b, err := f.storage().readFile(context.Background(), path.Join(dir, "link"), 1<<10)
 	if err != nil {
 		return ""
 	}

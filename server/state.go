@@ -89,6 +89,11 @@ type State struct {
 
 	kv  kv.Store       // the shared state (issue 12)
 	loc *kv.S3Location // the bucket; nil for a data dir on local disk
+
+	// imagesInDir keeps the images in Dir's storage even with a bucket:
+	// tests of the shared state and the replicas without images on an
+	// object store.
+	imagesInDir bool
 }
 
 // KV is the device's shared state: identities, tokens, device settings, the
@@ -591,6 +596,13 @@ func (s *State) ensureServerCertOnce(now time.Time, lifetime time.Duration) (*tl
 			return nil, err
 		}
 		redo, _ := needsReissue(c.Leaf, s.CA, s.Device.Host, s.Device.netIPs(), now)
+		if s.loc != nil {
+			// On a bucket the certificate also names the replicas
+			// (replicacert.go): more addresses than device.json's are
+			// right, and dropping them would make the replicas reissue.
+			covers, _ := certCovers(c.Leaf, s.CA, s.Device.Host, s.Device.netIPs(), now)
+			redo = !covers
+		}
 		if !redo {
 			return c, nil
 		}
@@ -615,6 +627,15 @@ func (s *State) ensureAdmin(now time.Time) error {
 	if _, _, ok, err := s.get(identitiesFile); err != nil {
 		return err
 	} else if ok {
+		if !s.dryRun {
+			// A data dir or bucket from before the identity shards is
+			// converted here, at the first start of this release.
+			ctx, cancel := opCtx()
+			defer cancel()
+			if err := store.ensureLayout(ctx); err != nil {
+				return err
+			}
+		}
 		_, err := store.Read() // validate
 		return err
 	}

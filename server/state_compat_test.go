@@ -60,8 +60,9 @@ func fileSums(t *testing.T, dir string) map[string][32]byte {
 }
 
 // TestDataDirFromPreviousRelease: a data dir written before the state
-// store loads unchanged (same files, same bytes), its client and admin
-// still authenticate, and its token still joins.
+// store loads, its identities.json converted to shards and every other
+// file unchanged; its client and admin still authenticate, and its token
+// still joins.
 func TestDataDirFromPreviousRelease(t *testing.T) {
 	dir := copyFixture(t, filepath.Join("testdata", "datadir-v0"))
 	before := fileSums(t, dir)
@@ -77,9 +78,12 @@ func TestDataDirFromPreviousRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every file but identities.json is unchanged; that one was converted
+	// to the identity shards (issue 14) and is now the layout marker,
+	// which the previous release refuses instead of reading a part of it.
 	after := fileSums(t, dir)
 	for name, sum := range before {
-		if after[name] != sum {
+		if after[name] != sum && name != identitiesFile {
 			t.Errorf("%s changed", name)
 		}
 	}
@@ -87,6 +91,17 @@ func TestDataDirFromPreviousRelease(t *testing.T) {
 		if _, ok := before[name]; !ok {
 			t.Errorf("new file %s", name)
 		}
+	}
+	marker := must(os.ReadFile(filepath.Join(dir, identitiesFile)))
+	if !bytes.Equal(marker, markerBytes) {
+		t.Errorf("identities.json after the first start:\n%s", marker)
+	}
+	if _, err := parseRecords(identitiesFile, marker); err == nil || !strings.Contains(err.Error(), "corrupt file") {
+		t.Errorf("the previous release's parser on the marker: %v; want a refusal", err)
+	}
+	recs, err := st.Identities().Read()
+	if err != nil || len(recs.Identities) != 2 || len(recs.Tokens) != 1 || recs.Identities[1].ID != v0Client {
+		t.Fatalf("converted identities: %+v, %v", recs, err)
 	}
 	for name, want := range map[string]fs.FileMode{"ca.crt": 0o644, "ca.key": 0o600, "identities.json": 0o600} {
 		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm() != want {
@@ -114,8 +129,8 @@ func TestDataDirFromPreviousRelease(t *testing.T) {
 	if _, err := st.Redeem(p, "new-laptop", now); err != nil {
 		t.Fatalf("the old token: %v", err)
 	}
-	b := must(os.ReadFile(filepath.Join(dir, identitiesFile)))
+	b := must(os.ReadFile(filepath.Join(dir, tokenDir, p.ID+".json")))
 	if !bytes.Contains(b, []byte(`"used": 2`)) || !bytes.HasSuffix(b, []byte("}\n")) {
-		t.Errorf("identities.json after a join:\n%s", b)
+		t.Errorf("the token after a join:\n%s", b)
 	}
 }

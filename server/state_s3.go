@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -36,8 +37,27 @@ func openShared(ctx context.Context, loc *kv.S3Location) (*State, *kv.S3, string
 	if err != nil {
 		return nil, nil, "", err
 	}
+	// A migration that has not finished (edgecrd migrate, server/migrate)
+	// has copied only part of the device: a start now would create what
+	// is still missing (a new CA, another device.json) and make the
+	// migration's resumption impossible.
+	if b, _, err := store.Get(ctx, migrationKey); err == nil {
+		var m struct {
+			Source   string     `json:"source"`
+			Finished *time.Time `json:"finished"`
+		}
+		if json.Unmarshal(b, &m) == nil && m.Finished == nil {
+			return nil, nil, "", fmt.Errorf("opening storage %s: a migration into it (from %q) has not finished: run edgecrd migrate again to finish it before serving from the bucket", loc, m.Source)
+		}
+	} else if !errors.Is(err, kv.ErrNotFound) {
+		return nil, nil, "", fmt.Errorf("opening storage %s: %w", loc, err)
+	}
 	return &State{kv: store, loc: loc}, store, dev, nil
 }
+
+// migrationKey is edgecrd migrate's marker (server/migrate.MarkerKey):
+// written when a migration starts, marked finished at its end.
+const migrationKey = "meta/migration"
 
 // deviceID is what the bucket's marker holds for a device: its CA's zone,
 // which cannot change without a new CA.

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/edgecr/edgecr/server/kv"
 	"github.com/edgecr/edgecr/server/mirror"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -65,7 +64,7 @@ type syncer struct {
 	log     *slog.Logger
 	lock    func() (func(), error)
 	metrics *syncMetrics
-	file    string // where the rules' status is kept for `edgecrd info` (syncStatusFile)
+	state   *State // keeps the rules' status for `edgecrd info` (syncStatusFile)
 
 	mu     sync.Mutex
 	status map[string]*RuleStatus // by rule name
@@ -90,8 +89,8 @@ type RuleStatus struct {
 // newSyncer builds the in-process registry path from the handlers serve
 // uses (ac and guard are copied, not shared, so that only their next
 // differs).
-func newSyncer(ctx context.Context, st *State, cfg *mirror.Config, rate int64, ac *accessControl, guard *storageGuard, m *metrics, log *slog.Logger) (*syncer, error) {
-	rc, err := registryConfig(st.StorageDir(), st.Device.HTTPSecret)
+func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror.Config, rate int64, ac *accessControl, guard *storageGuard, m *metrics, log *slog.Logger) (*syncer, error) {
+	rc, err := registryConfigOn(images, st.Device.HTTPSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +111,7 @@ func newSyncer(ctx context.Context, st *State, cfg *mirror.Config, rate int64, a
 	a := *ac
 	a.next, a.fetch = &g, nil
 	s := &syncer{h: &a, log: log, status: map[string]*RuleStatus{},
-		lock: func() (func(), error) { return lockFile(st.Path(syncLock)) }, file: st.Path(syncStatusFile)}
+		lock: func() (func(), error) { return syncRunLock(ctx, st, log) }, state: st}
 	reg, _ := name.NewRegistry("edgecrd.internal", name.Insecure)
 	dest := mirror.Destination{
 		Registry: reg,
@@ -275,7 +274,7 @@ func (s *syncer) record(rep *mirror.Report, o mirror.RunOptions) {
 // save writes the rules' status for `edgecrd info`, merged over what
 // another process recorded for rules this one did not run.
 func (s *syncer) save() error {
-	prev, _ := readSyncStatus(s.file)
+	prev, ver, _ := s.state.readSyncStatus()
 	byRule := map[string]RuleStatus{}
 	for _, st := range prev {
 		byRule[st.Rule] = st
@@ -294,27 +293,69 @@ func (s *syncer) save() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.file, b, 0o600)
+	// Runs are one at a time (the lock), so a conflict is an older
+	// edgecrd or a hand edit: the status is advisory, write it anyway.
+	_, err = s.state.put(syncStatusFile, b, ver)
+	if errors.Is(err, kv.ErrConflict) {
+		if _, cur, ok, _ := s.state.get(syncStatusFile); ok {
+			_, err = s.state.put(syncStatusFile, b, cur)
+		}
+	}
+	return err
 }
 
-func readSyncStatus(p string) ([]RuleStatus, error) {
-	b, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the sync status: %w", err)
+// readSyncStatus reads the rules' status and its version ("" when none).
+func (s *State) readSyncStatus() ([]RuleStatus, kv.Version, error) {
+	b, ver, ok, err := s.get(syncStatusFile)
+	if err != nil || !ok {
+		return nil, "", err
 	}
 	var out []RuleStatus
 	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("reading the sync status %s: %w", p, err)
+		return nil, ver, fmt.Errorf("reading the sync status %s: %w", s.where(syncStatusFile), err)
 	}
-	return out, nil
+	return out, ver, nil
 }
 
 // LastSync is the rules' status as the last sync run in any process left
 // it (nil: never ran).
-func (s *State) LastSync() ([]RuleStatus, error) { return readSyncStatus(s.Path(syncStatusFile)) }
+func (s *State) LastSync() ([]RuleStatus, error) {
+	out, _, err := s.readSyncStatus()
+	return out, err
+}
+
+// syncLeaseKey is the sync runs' lease on a bucket: one run at a time
+// across replicas, as gc/lease is for garbage collection.
+const syncLeaseKey = "sync/lease"
+
+// syncRunLock makes sync runs one at a time: a file lock in the data dir,
+// or on a bucket a lease that replicas share, renewed while the run goes
+// on and left to expire when its holder dies.
+func syncRunLock(ctx context.Context, st *State, log *slog.Logger) (func(), error) {
+	if st.S3() == nil {
+		return lockFile(st.Path(syncLock))
+	}
+	run, err := randomHex(8)
+	if err != nil {
+		return nil, err
+	}
+	h, err := acquireLease(ctx, st.KV(), syncLeaseKey, gcHolder(), run, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	kctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); h.keep(kctx, cancel) }()
+	return func() {
+		cancel(nil)
+		<-done
+		rctx, rc := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer rc()
+		if err := h.release(rctx); err != nil {
+			log.Warn("releasing the sync lease", "key", syncLeaseKey, "err", err)
+		}
+	}, nil
+}
 
 // Status is a copy of every rule's status, in configuration order.
 func (s *syncer) Status() []RuleStatus {

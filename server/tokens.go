@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/edgecr/edgecr/server/kv"
 )
 
 // Token is a join token as stored: only the hash of its secret.
@@ -115,27 +117,38 @@ func (s *State) CreateToken(o TokenOptions, now time.Time) (*Token, string, erro
 		return nil, "", err
 	}
 	tk := &Token{ID: id, SecretHash: HashSecret(secret), Role: o.Role, Created: now.UTC(), Expires: now.Add(o.TTL).UTC(), Uses: o.Uses}
-	err = s.Identities().Update(false, func(r *Records) error {
-		r.Tokens = append(r.Tokens, tk)
-		return nil
-	})
-	if err != nil {
+	store := s.Identities()
+	ctx, cancel := opCtx()
+	defer cancel()
+	if err := store.ensureLayout(ctx); err != nil {
 		return nil, "", err
+	}
+	if _, err := store.kv.Put(ctx, tokenKey(id), encodeToken(tk), ""); err != nil {
+		return nil, "", fmt.Errorf("creating token %s: %w", store.keyWhere(tokenKey(id)), err)
 	}
 	return tk, FormatToken(s.CA.Fingerprint(), id, secret), nil
 }
 
 // RemoveToken deletes a token; clients that joined with it stay.
 func (s *State) RemoveToken(id string) error {
-	return s.Identities().Update(false, func(r *Records) error {
-		for i, tk := range r.Tokens {
-			if tk.ID == id {
-				r.Tokens = append(r.Tokens[:i], r.Tokens[i+1:]...)
-				return nil
-			}
-		}
+	store := s.Identities()
+	ctx, cancel := opCtx()
+	defer cancel()
+	if err := store.ensureLayout(ctx); err != nil {
+		return err
+	}
+	if !validTokenID(id) {
 		return fmt.Errorf("removing token %s: %w", id, ErrNoSuchToken)
-	})
+	}
+	if _, _, err := store.kv.Get(ctx, tokenKey(id)); errors.Is(err, kv.ErrNotFound) {
+		return fmt.Errorf("removing token %s: %w", id, ErrNoSuchToken)
+	} else if err != nil {
+		return fmt.Errorf("removing token %s: %w", store.keyWhere(tokenKey(id)), err)
+	}
+	if err := store.kv.Delete(ctx, tokenKey(id), ""); err != nil {
+		return fmt.Errorf("removing token %s: %w", store.keyWhere(tokenKey(id)), err)
+	}
+	return nil
 }
 
 // JoinResult is what a redeemed token gives a client.
@@ -145,23 +158,22 @@ type JoinResult struct {
 	Role     Role
 }
 
-// Redeem checks a token and, under the store's lock, spends one use of it
-// on a new client identity named name.
+// Redeem checks a token and spends one use of it on a new client identity
+// named name: one CAS on the token's key (so a use count is exact however
+// many replicas redeem it at once), then one on the new identity's shard.
+// A failure between the two loses the use, never gives one too many.
 func (s *State) Redeem(p ParsedToken, name string, now time.Time) (*JoinResult, error) {
 	if p.Pin != s.CA.Fingerprint() {
 		return nil, ErrTokenInvalid
 	}
-	var res *JoinResult
-	err := s.Identities().Update(false, func(r *Records) error {
-		var tk *Token
-		for _, t := range r.Tokens {
-			if t.ID == p.ID {
-				tk = t
-			}
-		}
-		if tk == nil {
-			return ErrTokenInvalid
-		}
+	store := s.Identities()
+	ctx, cancel := opCtx()
+	defer cancel()
+	if err := store.ensureLayout(ctx); err != nil {
+		return nil, err
+	}
+	var role Role
+	err := store.updateToken(ctx, p.ID, func(tk *Token) error {
 		want, _ := decodeHash(tk.SecretHash)
 		got := sha256.Sum256([]byte(p.Secret))
 		if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
@@ -173,23 +185,30 @@ func (s *State) Redeem(p ParsedToken, name string, now time.Time) (*JoinResult, 
 		if tk.Used >= tk.Uses {
 			return ErrTokenUsedUp
 		}
-		id, err := randomHex(8)
-		if err != nil {
-			return err
-		}
-		secret, err := NewSecret()
-		if err != nil {
-			return err
-		}
 		tk.Used++
-		cid := "c-" + id
-		r.Identities = append(r.Identities, &Identity{
-			ID: cid, Name: name, Kind: "client", Role: tk.Role, SecretHash: HashSecret(secret), Created: now.UTC(),
-		})
-		res = &JoinResult{ClientID: cid, Secret: secret, Role: tk.Role}
+		role = tk.Role
 		return nil
 	})
-	return res, err
+	if errors.Is(err, ErrNoSuchToken) {
+		return nil, ErrTokenInvalid
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, err := randomHex(8)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	cid := "c-" + id
+	i := &Identity{ID: cid, Name: name, Kind: "client", Role: role, SecretHash: HashSecret(secret), Created: now.UTC()}
+	if err := store.addIdentity(ctx, i); err != nil {
+		return nil, fmt.Errorf("joining %s (one use of token %s spent): %w", name, p.ID, err)
+	}
+	return &JoinResult{ClientID: cid, Secret: secret, Role: role}, nil
 }
 
 // CleanClientName makes a client-supplied name safe to store and print.

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -513,9 +512,20 @@ func (u *ui) clientsPage(w http.ResponseWriter, r *http.Request, sess *uiSession
 	if err != nil {
 		v.Error = "Reading the clients: " + err.Error()
 	}
-	sortClients(cl)
-	v.Data = cl
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	rows, matched := SelectClients(cl, ClientQuery{Name: q, Limit: clientsPageRows})
+	v.Data = clientsView{Rows: rows, Matched: matched, Total: len(cl), Q: q}
 	u.render(w, http.StatusOK, "clients", v)
+}
+
+// clientsPageRows is how many clients the Clients page shows: the most
+// recently seen (a fleet of thousands is searched, not scrolled).
+const clientsPageRows = 200
+
+type clientsView struct {
+	Rows           []ClientInfo
+	Matched, Total int
+	Q              string
 }
 
 // clients lists the clients with the last-seen times this server holds
@@ -868,17 +878,4 @@ func until(now, t time.Time) string {
 		return fmtDuration(-d) + " ago"
 	}
 	return "in " + fmtDuration(d)
-}
-
-// sortClients puts active clients first, newest first.
-func sortClients(cl []ClientInfo) {
-	slices.SortStableFunc(cl, func(a, b ClientInfo) int {
-		if a.Revoked != b.Revoked {
-			if a.Revoked {
-				return 1
-			}
-			return -1
-		}
-		return b.Joined.Compare(a.Joined)
-	})
 }

@@ -228,14 +228,13 @@ func (s *Server) uploadLoop(ctx context.Context) {
 // expireUploads removes the sessions idle for longer than UploadIdle,
 // with their data, and takes what they held off the usage counter.
 func (s *Server) expireUploads() {
-	root := s.state.StorageDir()
+	ctx := context.Background()
 	for _, sess := range s.sessions.expired() {
-		full := osPath(root, sess.dir)
-		before := DirSize(full)
-		if err := os.RemoveAll(full); err != nil {
+		before := s.images.size(ctx, sess.dir)
+		if err := s.images.removeAll(ctx, sess.dir); err != nil {
 			s.log.Error("removing idle upload session", "upload", sess.dir, "err", err)
 		}
-		freed := before - DirSize(full)
+		freed := before - s.images.size(ctx, sess.dir)
 		s.usage.add(-freed)
 		s.sessions.removed(sess)
 		s.log.Info("idle upload session removed", "upload", path.Base(sess.dir), "user", sess.owner,

@@ -44,6 +44,11 @@ type DeviceOptions struct {
 	// AnswerCAPEM replaces the CA in join answers (a device that is not
 	// what it pins).
 	AnswerCAPEM []byte
+	// Replicas makes a device with replicas (issue 12): it listens on each
+	// of these loopback addresses, on one port, answers them in joins
+	// ("replicas") and at GET /edgecr/v1/replicas, and its URL is the
+	// first one's. StopReplica makes one unreachable.
+	Replicas []string
 
 	// The hostile device's knobs. By default the CA is constrained as
 	// edgecrd's is (DNS: RegistryHost without its first label, and
@@ -113,7 +118,10 @@ type Device struct {
 	chainMu sync.Mutex
 	chain   *tls.Certificate
 
+	replicaLns map[string]net.Listener
+
 	mu       sync.Mutex
+	replicas []string
 	tokens   map[string]*fakeToken
 	clients  map[string]*Client
 	joinHits int
@@ -164,6 +172,9 @@ func NewDevice(t testing.TB, o DeviceOptions) *Device {
 		DNSNames:     certNames,
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
 	}
+	for _, ip := range o.Replicas {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &leafKey.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +186,7 @@ func NewDevice(t testing.TB, o DeviceOptions) *Device {
 		IPs:          o.IPs,
 		opts:         o,
 		tokens:       map[string]*fakeToken{},
+		replicas:     o.Replicas,
 		clients:      map[string]*Client{},
 	}
 	mux := http.NewServeMux()
@@ -182,6 +194,9 @@ func NewDevice(t testing.TB, o DeviceOptions) *Device {
 	mux.HandleFunc("POST /edgecr/v1/join", d.serveJoin)
 	mux.HandleFunc("DELETE /edgecr/v1/clients/self", d.serveRevoke)
 	mux.HandleFunc("GET /v2/", d.serveV2)
+	if len(o.Replicas) > 0 {
+		mux.HandleFunc("GET /edgecr/v1/replicas", d.serveReplicas)
+	}
 	d.srv = httptest.NewUnstartedServer(d.record(mux))
 	d.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes the client refuses
 	d.caKey, d.caCert = caKey, caCert
@@ -196,11 +211,72 @@ func NewDevice(t testing.TB, o DeviceOptions) *Device {
 			return &tls.Config{Certificates: []tls.Certificate{*d.chain}}, nil
 		},
 	}
+	if len(o.Replicas) > 0 {
+		d.srv.Listener.Close()
+		d.replicaLns = listenAll(t, o.Replicas)
+		d.srv.Listener = d.replicaLns[o.Replicas[0]]
+	}
 	d.srv.StartTLS()
 	t.Cleanup(d.srv.Close)
+	for _, ip := range o.Replicas[min(1, len(o.Replicas)):] {
+		go d.srv.Config.Serve(tls.NewListener(d.replicaLns[ip], d.srv.TLS))
+		t.Cleanup(func() { d.replicaLns[ip].Close() })
+	}
 	d.URL = d.srv.URL
 	d.Port = d.srv.Listener.Addr().(*net.TCPAddr).Port
 	return d
+}
+
+// listenAll binds one port on every address of ips.
+func listenAll(t testing.TB, ips []string) map[string]net.Listener {
+	t.Helper()
+	for range 20 { // the port may be taken on another address
+		lns := map[string]net.Listener{}
+		first, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatalf("listening on %s: %v", ips[0], err)
+		}
+		lns[ips[0]] = first
+		port := strconv.Itoa(first.Addr().(*net.TCPAddr).Port)
+		for _, ip := range ips[1:] {
+			ln, err := net.Listen("tcp", net.JoinHostPort(ip, port))
+			if err != nil {
+				break
+			}
+			lns[ip] = ln
+		}
+		if len(lns) == len(ips) {
+			return lns
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	t.Fatalf("no port free on every one of %v", ips)
+	return nil
+}
+
+// StopReplica closes the listener of the replica at ip: connections to it
+// are refused from then on.
+func (d *Device) StopReplica(ip string) {
+	if ln := d.replicaLns[ip]; ln != nil {
+		ln.Close()
+	}
+}
+
+// SetReplicas changes the replica addresses the device answers (a replica
+// joined or left the set).
+func (d *Device) SetReplicas(ips []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.replicas = ips
+}
+
+func (d *Device) serveReplicas(w http.ResponseWriter, _ *http.Request) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"replicas": d.replicas})
 }
 
 // Registry is host:port of the fake registry.
@@ -357,8 +433,7 @@ func (d *Device) serveJoin(w http.ResponseWriter, r *http.Request) {
 	if d.opts.AnswerRole != "" {
 		role = d.opts.AnswerRole
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{
+	answer := map[string]any{
 		"registryHost": host,
 		"port":         d.Port,
 		"ips":          d.IPs,
@@ -367,7 +442,12 @@ func (d *Device) serveJoin(w http.ResponseWriter, r *http.Request) {
 		"username":     id,
 		"password":     c.Password,
 		"role":         role,
-	})
+	}
+	if len(d.replicas) > 0 {
+		answer["replicas"] = d.replicas
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(answer)
 }
 
 // authed returns the client the request's Basic auth names, if valid.

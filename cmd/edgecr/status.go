@@ -87,6 +87,9 @@ func statusRun(ctx context.Context, o *StatusOptions) error {
 				if !c.OK && c.Fix != "" {
 					fmt.Fprintf(o.IO.Out, "      fix: %s\n", c.Fix)
 				}
+				if c.Warning != "" {
+					fmt.Fprintf(o.IO.Out, "      warning: %s\n", c.Warning)
+				}
 			}
 		}
 	}

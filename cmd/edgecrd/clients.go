@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/edgecr/edgecr/server"
 )
 
 func newClientsCmd(io streams) *cobra.Command {
@@ -15,10 +17,11 @@ func newClientsCmd(io streams) *cobra.Command {
 }
 
 func newClientsLsCmd(io streams) *cobra.Command {
-	var output string
+	var output, name string
+	var limit int
 	cmd := &cobra.Command{
 		Use:   "ls",
-		Short: "List joined clients",
+		Short: "List joined clients, most recently seen first (revoked last)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
@@ -28,10 +31,14 @@ func newClientsLsCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cs, err := st.Clients()
+			if limit < 0 {
+				return fmt.Errorf("--limit must be 0 (all) or more, got %d", limit)
+			}
+			all, err := st.Clients()
 			if err != nil {
 				return err
 			}
+			cs, _ := server.SelectClients(all, server.ClientQuery{Name: name, Limit: limit})
 			if output == "json" {
 				return writeJSON(io.Out, cs)
 			}
@@ -51,6 +58,8 @@ func newClientsLsCmd(io streams) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&name, "name", "", "only clients whose name or id contains this (any case)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many clients (0: all)")
 	return cmd
 }
 

@@ -179,8 +179,11 @@ func TestDataDirLockAcrossProcesses(t *testing.T) {
 
 // TestMain doubles as the other process of TestDataDirLockAcrossProcesses:
 // with $EDGECRD_TEST_HOLD_DIR it holds that data dir as serve does until
-// its stdin closes.
+// its stdin closes; with $EDGECRD_TEST_RUN it is edgecrd (runFromEnv).
 func TestMain(m *testing.M) {
+	if code, ok := runFromEnv(); ok {
+		os.Exit(code)
+	}
 	if dir := os.Getenv("EDGECRD_TEST_HOLD_DIR"); dir != "" {
 		lock, err := server.LockDataDir(dir, "serve")
 		if err != nil {

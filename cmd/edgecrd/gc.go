@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,11 +39,6 @@ func newGCCmd(io streams) *cobra.Command {
 			st, err := loadState(cmd)
 			if err != nil {
 				return err
-			}
-			if st.S3() != nil {
-				// The collector walks a data dir; on a bucket it needs the
-				// storage driver and a lease (issue 12, not in this build).
-				return errors.New("gc --storage: garbage collection on a bucket is not available in this build")
 			}
 			rep, err := st.CollectGarbage(cmd.Context(), server.GCOptions{
 				DryRun: o.dryRun, DeleteUntagged: o.deleteUntagged, Grace: o.grace, Trigger: "command",

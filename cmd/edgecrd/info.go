@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,7 +28,10 @@ type infoJSON struct {
 	LastGC               *time.Time `json:"lastGC"`     // when the last collection finished; null: never
 	LastGCReclaimedBytes int64      `json:"lastGCReclaimedBytes"`
 
-	Sync []server.RuleStatus `json:"sync,omitempty"` // the sync rules' last runs
+	// Replicas are the replicas registered in a bucket's state (absent
+	// for a data dir on local disk).
+	Replicas []replicaJSON       `json:"replicas,omitempty"`
+	Sync     []server.RuleStatus `json:"sync,omitempty"` // the sync rules' last runs
 }
 
 // pad aligns a sync line's text with the other lines' values.
@@ -35,6 +40,62 @@ func pad(rule string) string {
 		return strings.Repeat(" ", n)
 	}
 	return " "
+}
+
+// replicaJSON is one replica in `edgecrd info -o json`.
+type replicaJSON struct {
+	ID                  string    `json:"id"`
+	Addresses           []string  `json:"addresses"`
+	Port                int       `json:"port"`
+	Version             string    `json:"version,omitempty"`
+	Hostname            string    `json:"hostname,omitempty"`
+	Started             time.Time `json:"started"`
+	Heartbeat           time.Time `json:"heartbeat"`
+	HeartbeatAgeSeconds float64   `json:"heartbeatAgeSeconds"`
+	Live                bool      `json:"live"`
+	Healthy             bool      `json:"healthy"`
+	Problem             string    `json:"problem,omitempty"`
+}
+
+// replicaInfo lists the replicas of st's bucket and probes each one's
+// /healthz (server.ProbeTimeout each, in parallel).
+func replicaInfo(ctx context.Context, st *server.State, now time.Time) ([]replicaJSON, error) {
+	rs, err := server.ListReplicas(ctx, st.KV())
+	if err != nil {
+		return nil, err
+	}
+	out := []replicaJSON{}
+	for _, h := range server.ProbeReplicas(ctx, st.CA.Cert, st.Device.Host, rs, now) {
+		out = append(out, replicaJSON{
+			ID: h.ID, Addresses: h.IPs, Port: h.Port, Version: h.Version, Hostname: h.Hostname,
+			Started: h.Started, Heartbeat: h.Heartbeat, HeartbeatAgeSeconds: now.Sub(h.Heartbeat).Round(time.Second).Seconds(),
+			Live: h.Live, Healthy: h.Healthy, Problem: h.Problem,
+		})
+	}
+	return out, nil
+}
+
+// writeReplicas prints the replica table of `edgecrd info`.
+func writeReplicas(w io.Writer, rs []replicaJSON) {
+	fmt.Fprintf(w, "\nReplicas (live: heartbeat within %s):\n", server.ReplicaLiveFor)
+	if len(rs) == 0 {
+		fmt.Fprintln(w, "  none registered")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tAddresses\tHeartbeat\tLive\tHealth")
+	for _, r := range rs {
+		live, health := "yes", "ok"
+		if !r.Live {
+			live = "no"
+		}
+		if !r.Healthy {
+			health = "unreachable: " + r.Problem
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s ago\t%s\t%s\n", r.ID, strings.Join(r.Addresses, ","),
+			time.Duration(r.HeartbeatAgeSeconds)*time.Second, live, health)
+	}
+	tw.Flush()
 }
 
 func newInfoCmd(io streams) *cobra.Command {
@@ -63,8 +124,8 @@ func newInfoCmd(io streams) *cobra.Command {
 				CAFile:        st.CAFile(),
 				CAFingerprint: st.CA.Fingerprint(),
 			}
-			if st.S3() == nil {
-				info.StorageUsedBytes = server.DirSize(st.StorageDir())
+			if info.StorageUsedBytes, err = st.StorageUsed(cmd.Context()); err != nil {
+				return err
 			}
 			info.QuotaBytes = st.Device.QuotaBytes
 			last, err := st.LastGC()
@@ -77,6 +138,11 @@ func newInfoCmd(io streams) *cobra.Command {
 			}
 			if info.Sync, err = st.LastSync(); err != nil {
 				return err
+			}
+			if st.S3() != nil && st.KV() != nil {
+				if info.Replicas, err = replicaInfo(cmd.Context(), st, time.Now()); err != nil {
+					return err
+				}
 			}
 			if info.IPAddresses == nil {
 				info.IPAddresses = []string{}
@@ -113,6 +179,9 @@ func newInfoCmd(io streams) *cobra.Command {
 					fmt.Fprintf(io.Out, "; error: %s", r.LastError)
 				}
 				fmt.Fprintln(io.Out)
+			}
+			if info.Replicas != nil {
+				writeReplicas(io.Out, info.Replicas)
 			}
 			return nil
 		},

@@ -20,7 +20,7 @@ func (f *initFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.name, "name", "", "device name (default: the host name)")
 	fl.StringVar(&f.domain, "domain", server.DefaultDomain, "DNS domain of the registry host ecr.<name>.<domain>")
-	fl.StringSliceVar(&f.ips, "ip", nil, "IP address clients reach the device at (repeatable; default: every non-loopback address)")
+	fl.StringSliceVar(&f.ips, "ip", nil, "IP address clients reach the device at (repeatable; default: every non-loopback address); for serve --storage, this replica's own")
 	fl.StringVar(&f.listen, "listen", fmt.Sprintf(":%d", server.DefaultPort), "registry listen address")
 }
 

@@ -85,7 +85,7 @@ func newRootCmd(io streams) *cobra.Command {
 	root.SetIn(io.In)
 	root.PersistentFlags().String("data-dir", defaultDataDir(), "state directory (CA, certificates, identities, images); $EDGECRD_DATA_DIR")
 	root.PersistentFlags().String("storage", "", storageHelp)
-	root.AddCommand(newServeCmd(io), newInitCmd(io), newInfoCmd(io), newTokenCmd(io), newClientsCmd(io), newGCCmd(io), newKubeSecretCmd(io), newVersionCmd(io), newBackupCmd(io), newRestoreCmd(io), newSyncCmd(io))
+	root.AddCommand(newServeCmd(io), newInitCmd(io), newInfoCmd(io), newTokenCmd(io), newClientsCmd(io), newGCCmd(io), newKubeSecretCmd(io), newVersionCmd(io), newBackupCmd(io), newRestoreCmd(io), newSyncCmd(io), newMigrateCmd(io))
 	return root
 }
 

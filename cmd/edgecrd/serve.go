@@ -27,6 +27,7 @@ type serveFlags struct {
 	distDir          string
 	uiListen         string
 	uiIdle           time.Duration
+	replicaID        string
 	syncConfig       string
 	syncRate         string
 }
@@ -80,6 +81,11 @@ func (f *serveFlags) check(cmd *cobra.Command, o *server.InitOptions) (server.GC
 	case "off", "none", "":
 		f.uiListen = ""
 	}
+	if f.replicaID != "" {
+		if err := server.CheckReplicaID(f.replicaID); err != nil {
+			return server.GCSchedule{}, fmt.Errorf("--replica-id: %w", err)
+		}
+	}
 	if f.gcGrace < minScheduledGrace {
 		return server.GCSchedule{}, fmt.Errorf("--gc-grace %s: must be at least %s, so that a collection never removes what a push running at the time is about to reference", f.gcGrace, minScheduledGrace)
 	}
@@ -116,7 +122,19 @@ func newServeCmd(io streams) *cobra.Command {
 				return err
 			}
 			var st *server.State
+			var replicaIPs []net.IP
 			if loc != nil {
+				// On a bucket serve's --ip are this replica's own addresses
+				// (default: the machine's), registered apart from the
+				// device's: they become device.json's only when this
+				// replica creates the device.
+				if replicaIPs = o.IPs; len(replicaIPs) == 0 {
+					if replicaIPs, err = server.DetectIPs(); err != nil {
+						return fmt.Errorf("detecting this replica's addresses (give --ip): %w", err)
+					}
+				}
+				ips := replicaIPs
+				o.IPs, o.DefaultIPs = nil, func() ([]net.IP, error) { return ips, nil }
 				// Replicas share the bucket: no lock, and nothing on local disk.
 				st, err = ensureShared(cmd, loc, o)
 			} else {
@@ -146,7 +164,8 @@ func newServeCmd(io streams) *cobra.Command {
 				UIListen: sf.uiListen, UIIdleTimeout: sf.uiIdle, Version: versionString(),
 				// The default address may be taken: then the registry still runs.
 				UIOptional: !cmd.Flags().Changed("ui-listen"),
-				Sync:       syncCfg, SyncRate: syncRate,
+				ReplicaIPs: replicaIPs, ReplicaID: sf.replicaID,
+				Sync: syncCfg, SyncRate: syncRate,
 			})
 			if err != nil {
 				return err
@@ -177,6 +196,8 @@ func newServeCmd(io streams) *cobra.Command {
 		"serve the agent binaries in this dir (edgecr-<os>-<arch>[.exe], docker-credential-edgecr-<os>-<arch>[.exe]) at /dist/ for /install.sh and /install.ps1")
 	fl.StringVar(&sf.uiListen, "ui-listen", "127.0.0.1:8443",
 		"address of the web UI (HTTPS with the device CA; admin login); off: no UI. Loopback by default: reach it over an SSH tunnel, or give e.g. :8443")
+	fl.StringVar(&sf.replicaID, "replica-id", "",
+		"with --storage: this replica's name in the shared state (default: its first --ip, stable across restarts)")
 	fl.StringVar(&sf.syncConfig, "sync-config", "", "sync configuration (YAML): upstreams, rules run on their schedules, pull-through prefixes")
 	fl.StringVar(&sf.syncRate, "sync-rate", "off", "bandwidth per upstream for sync and pull-through, e.g. 2MiB/s; off: none")
 	fl.DurationVar(&sf.uiIdle, "ui-idle-timeout", server.DefaultUIIdleTimeout, "log a web UI session out after this long without a request")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go/aws"
 	"github.com/aws/aws-sdk-go/aws/awserr"
+	"github.com/aws/aws-sdk-go/aws/client"
 	"github.com/aws/aws-sdk-go/aws/credentials"
 	"github.com/aws/aws-sdk-go/aws/request"
 	"github.com/aws/aws-sdk-go/aws/session"
@@ -289,6 +290,12 @@ func (s *S3) put(ctx context.Context, key string, body []byte, ifVer Version) (V
 	})
 	req.SetContext(ctx)
 	precondition(req, ifVer)
+	// Never retried by the SDK: a retry of a write that landed but whose
+	// answer was lost meets its own write and gets 412, which would read
+	// as someone else's change, and the caller's CAS loop would apply its
+	// change twice (spend two uses of a token for one join). The error
+	// goes to the caller instead, who decides.
+	req.Retryer = client.NoOpRetryer{}
 	if err := req.Send(); err != nil {
 		if lost(err, ifVer) {
 			return "", s3Conflict("writing", key, ifVer)

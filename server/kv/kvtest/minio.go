@@ -152,6 +152,15 @@ func tail(s string) string {
 	return strings.TrimSpace(s)
 }
 
+// Pid is the process id of the running MinIO (0 when stopped), for a
+// benchmark that reads its CPU time.
+func (m *MinIO) Pid() int {
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // Stop kills MinIO (its data stays until the test ends).
 func (m *MinIO) Stop() {
 	if m.cmd == nil {
