@@ -38,6 +38,14 @@
 //     --root: the bundle the trust step refreshed), the helper found on PATH
 //     returns the credential, and GET /v2/ accepts it.
 //
+// With --mirror REGISTRY (repeatable), join then makes the device's mirror
+// port the runtimes' mirror of each registry (mirror.go): Docker's
+// daemon.json registry-mirrors (docker.io only; dockerd reloaded with
+// SIGHUP), containerd's certs.d/<registry>/hosts.toml, k3s's
+// registries.yaml and a podman registries.conf.d drop-in. Each file is
+// recorded in Entry.Mirror, with a 0600 copy of its bytes from before in
+// mirror-backups beside the state, before it is written.
+//
 // A failure undoes, in reverse, what the registry's entry records and
 // revokes the new client on the device, unless the entry was a completed
 // join before this run (a re-join re-converging): that join stays. A join
@@ -77,7 +85,11 @@
 //	                   "key": "ecr.box.internal:31001", "fileExisted": false,
 //	                   "createdDirs": ["/home/alice/.config/edgecr"]},
 //	    "dockerConfig": {"path": "/home/alice/.docker/config.json", "change": <credhelper.Change>},
-//	    "browsers": {"name": "ecr.box.internal_31001", "added": ["/home/alice/.pki/nssdb"]}
+//	    "browsers": {"name": "ecr.box.internal_31001", "added": ["/home/alice/.pki/nssdb"]},
+//	    "mirror": {"registries": ["docker.io"], "url": "https://ecr.box.internal:31002",
+//	               "files": [{"path": "/etc/docker/daemon.json", "kind": "docker-daemon", "registry": "docker.io",
+//	                          "existed": true, "backup": "/var/lib/edgecr/mirror-backups/<sha256 of the path>",
+//	                          "beforeSHA256": "…", "mode": 420, "wrote": "<sha256 of what join wrote>"}]}
 //	  }]
 //	}
 //

@@ -48,6 +48,11 @@ type JoinOptions struct {
 	// it stops the join as a crash would: nothing is rolled back. It is the
 	// test hook behind EDGECR_TEST_CRASH_AFTER.
 	AfterStep func(step string) error
+	// Mirrors are the registries (docker.io, ...) whose pulls the runtimes
+	// found here send to the device's mirror listener first, at
+	// MirrorPort (0: DefaultMirrorPort); see mirror.go.
+	Mirrors    []string
+	MirrorPort int
 }
 
 // JoinResult is what a join did; `edgecr join -o json` prints it. It holds
@@ -203,6 +208,11 @@ func (j *joinRun) run(ctx context.Context) error {
 				return &haltError{err: err}
 			}
 		}
+	}
+	if err := j.mirror(ctx); err != nil {
+		j.failed = "mirror"
+		_ = j.save()
+		return err
 	}
 	return nil
 }

@@ -121,6 +121,9 @@ func (s *System) undoWithRevoke(ctx context.Context, st *State, e *Entry, rep *r
 	}
 
 	var errs []error
+	if err := s.undoMirror(ctx, e, rep, step, done); err != nil {
+		errs = append(errs, err)
+	}
 	if r := e.DockerConfig; r != nil {
 		applied := true
 		var err error

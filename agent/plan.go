@@ -135,6 +135,28 @@ func (s *System) PlanJoin(ctx context.Context, o JoinOptions) (*PlanResult, erro
 		warn(StepCredentials, "docker config", "join would refuse before spending the token: %v", err)
 	}
 
+	// mirror
+	for _, reg := range o.Mirrors {
+		port := o.MirrorPort
+		if port == 0 {
+			port = DefaultMirrorPort
+		}
+		url := "https://" + net.JoinHostPort(host, strconv.Itoa(port))
+		found := s.DetectRuntimes()
+		if slices.Contains(found, trust.Docker) && s.GOOS == "linux" && reg == "docker.io" {
+			plan("mirror", "docker", "add %s to registry-mirrors in %s (other keys kept) and reload dockerd (SIGHUP, no restart)", url, Rooted(s.GOOS, s.Root, dockerDaemonJSON))
+		}
+		if slices.Contains(found, trust.Containerd) && s.RuntimePaths.Containerd != "" {
+			plan("mirror", "containerd", "put %s first in %s (pull, resolve)", url, Rooted(s.GOOS, s.Root, s.RuntimePaths.Containerd+"/"+reg+"/hosts.toml"))
+		}
+		if slices.Contains(found, trust.K3s) && s.RuntimePaths.K3sConfig != "" {
+			plan("mirror", "k3s", "put %s first in mirrors.%q.endpoint of %s (k3s reads it when it starts)", url, reg, Rooted(s.GOOS, s.Root, s.RuntimePaths.K3sConfig))
+		}
+		if slices.Contains(found, trust.Containers) && s.RuntimePaths.Containers != "" {
+			plan("mirror", "containers", "write a registries.conf.d drop-in making %s the mirror of %s", url, reg)
+		}
+	}
+
 	// verify
 	if _, err := s.Helper.Find(); err != nil {
 		warn(StepVerify, "helper", "%s is not on PATH: %s", HelperCommand, helperInstallFix)

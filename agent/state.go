@@ -82,6 +82,7 @@ type Entry struct {
 	Credential   *CredentialRecord     `json:"credential,omitempty"`
 	DockerConfig *DockerRecord         `json:"dockerConfig,omitempty"`
 	Browsers     *BrowsersRecord       `json:"browsers,omitempty"`
+	Mirror       *MirrorRecord         `json:"mirror,omitempty"`
 }
 
 // HostsRecord is the hosts entry the hosts step made.

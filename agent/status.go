@@ -75,5 +75,13 @@ func (s *System) status(ctx context.Context, e *Entry) RegistryStatus {
 		}
 	}
 	r.Checks = append(r.Checks, found, got, reg)
+	for _, m := range mirrorStatus(e.Mirror) {
+		name := fmt.Sprintf("mirror of %s (%s)", m.Registry, m.Kind)
+		if m.InForce {
+			r.Checks = append(r.Checks, ok(name, m.Path+" "+m.Detail))
+		} else {
+			r.Checks = append(r.Checks, broken(name, m.Path+" "+m.Detail, rejoinFix(e)+" --mirror "+m.Registry))
+		}
+	}
 	return r
 }

@@ -82,6 +82,13 @@ type System struct {
 	// podman machine (macOS, Windows), whose VMs take the host's trust only
 	// at start or not at all; nil under --root.
 	DetectDesktopVMs func() []trust.DesktopVM
+
+	// SignalDockerd sends dockerd SIGHUP, its live reload of daemon.json,
+	// and returns its pid; nil: no daemon to reload.
+	SignalDockerd func() (pid int, err error)
+	// DockerdMirrors are the registry mirrors dockerd uses now; nil: not
+	// asked (leave then waits a fixed time for a reload to take).
+	DockerdMirrors func(ctx context.Context) ([]string, error)
 }
 
 // SystemConfig is what NewSystem needs from the edge (cmd/edgecr).
@@ -160,6 +167,8 @@ func NewSystem(c SystemConfig) *System {
 	if IsLiveRoot(root) {
 		s.DetectDesktopVMs = func() []trust.DesktopVM { return trust.DetectDesktopVMs(c.GOOS, u.Home, userEnv, exists) }
 		s.Resolver = net.DefaultResolver
+		s.SignalDockerd = liveDockerdSignal(c.GOOS)
+		s.DockerdMirrors = liveDockerdMirrors(c.GOOS)
 	} else {
 		s.Resolver = &HostsResolver{File: hostsfile.NewFile(s.HostsPath)}
 	}

@@ -140,6 +140,9 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 		info.user = SyncUser
 		return RolePush, true
 	}
+	if m := mirrorFrom(r.Context()); m != nil {
+		return a.authorizeMirror(w, r, m, info)
+	}
 	addr := remoteHost(r)
 	now := a.now()
 	h := r.Header.Get("Authorization")

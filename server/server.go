@@ -113,13 +113,16 @@ type Server struct {
 	ln    net.Listener
 	http  *http.Server
 	uiLn  net.Listener // nil: no UI
-	uiSrv *http.Server
-	authn *Authenticator
-	dist  *dist
-	seen  *lastSeen
-	usage *usage
-	gc    gcTracker
-	sync  *syncer // nil: no sync configuration
+
+	mirrorSrv *http.Server // nil: no mirror listener (mirrorlisten.go)
+	mirrorLn  net.Listener
+	uiSrv     *http.Server
+	authn     *Authenticator
+	dist      *dist
+	seen      *lastSeen
+	usage     *usage
+	gc        gcTracker
+	sync      *syncer // nil: no sync configuration
 
 	images *imageStorage // where images are: local disk or a bucket
 	uses   *sharedUse    // on a bucket: use records for the collector; nil on local disk
@@ -339,6 +342,13 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 			s.uiLn = uln
 		}
 	}
+	if err := s.listenMirror(); err != nil {
+		ln.Close()
+		if s.uiLn != nil {
+			s.uiLn.Close()
+		}
+		return nil, err
+	}
 	if s.replicas != nil {
 		// Registered once the port is known; served with a certificate
 		// that names this replica.
@@ -346,6 +356,9 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 			ln.Close()
 			if s.uiLn != nil {
 				s.uiLn.Close()
+			}
+			if s.mirrorLn != nil {
+				s.mirrorLn.Close()
 			}
 			return nil, err
 		}
@@ -420,6 +433,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 		s.log.Info("web UI listening", "addr", s.uiLn.Addr().String())
 	}
+	if s.mirrorSrv != nil {
+		go func() {
+			if err := s.mirrorSrv.ServeTLS(s.mirrorLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("mirror listener stopped", "err", err)
+			}
+		}()
+		s.log.Info("mirror listening", "addr", s.mirrorLn.Addr().String())
+	}
 	if s.replicas != nil {
 		s.loops.Add(1)
 		go s.replicaLoop(ctx)
@@ -446,6 +467,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		if s.uiSrv != nil {
 			s.uiSrv.Close()
 		}
+		if s.mirrorSrv != nil {
+			s.mirrorSrv.Close()
+		}
 		return fmt.Errorf("serving registry: %w", err)
 	case <-ctx.Done():
 	}
@@ -456,6 +480,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		// Let a revoke or a tag deletion in progress finish.
 		if err := s.uiSrv.Shutdown(sctx); err != nil {
 			s.log.Warn("shutting down the web UI", "err", err)
+		}
+	}
+	if s.mirrorSrv != nil {
+		if err := s.mirrorSrv.Shutdown(sctx); err != nil {
+			s.log.Warn("shutting down the mirror listener", "err", err)
 		}
 	}
 	if err := s.http.Shutdown(sctx); err != nil {

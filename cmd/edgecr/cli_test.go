@@ -458,6 +458,25 @@ func TestNewCmdJoinParsesFlags(t *testing.T) {
 	if got.URL != "https://198.18.0.2:31001" || got.Token != "t" || got.Root != "/r" || !got.DryRun || got.Output != "json" || got.Name != "h" || !got.Browsers {
 		t.Errorf("options = %+v", got)
 	}
+	if got.MirrorPort != 31002 || len(got.Mirrors) != 0 {
+		t.Errorf("mirror defaults: %v %d", got.Mirrors, got.MirrorPort)
+	}
+	cmd = NewCmdJoin(f, &globalFlags{}, func(_ context.Context, o *JoinOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"https://198.18.0.2:31001", "--token", "t", "--mirror", "docker.io", "--mirror", "quay.io", "--mirror-port", "5000"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Mirrors, ",") != "docker.io,quay.io" || got.MirrorPort != 5000 {
+		t.Errorf("--mirror: %v %d", got.Mirrors, got.MirrorPort)
+	}
+	for _, bad := range [][]string{{"--mirror", "docker.io/library"}, {"--mirror", ""}, {"--mirror-port", "0"}} {
+		cmd = NewCmdJoin(f, &globalFlags{}, func(_ context.Context, o *JoinOptions) error { return nil })
+		cmd.SetArgs(append([]string{"https://198.18.0.2:31001", "--token", "t"}, bad...))
+		cmd.SilenceErrors, cmd.SilenceUsage = true, true
+		if err := cmd.Execute(); err == nil {
+			t.Errorf("join %v: no error", bad)
+		}
+	}
 }
 
 // A join URL with a port nothing listens on says so, with where to read

@@ -39,6 +39,9 @@ type JoinOptions struct {
 	AllowUnconstrainedCA bool
 	ReplaceCredentials   bool
 	AllowDomains         []string
+	// Mirrors and MirrorPort: --mirror, --mirror-port.
+	Mirrors    []string
+	MirrorPort int
 }
 
 // NewCmdJoin builds `edgecr join`; runF replaces the run (tests capture the
@@ -100,6 +103,8 @@ databases join added it to, and status checks them.`,
 	cmd.Flags().StringSliceVar(&o.AllowDomains, "allow-domain", nil, "accept a device whose CA is constrained to this zone in the public DNS (e.g. corp.example.com); private zones such as .internal need nothing")
 	cmd.Flags().BoolVar(&o.AllowUnconstrainedCA, "allow-unconstrained-ca", false, "accept a device CA without name constraints (an edgecrd too old to make them); the registry host is still checked")
 	cmd.Flags().BoolVar(&o.ReplaceCredentials, "replace-credentials", false, "replace another tool's credHelpers entry for the registry in Docker's config.json (leave puts it back)")
+	cmd.Flags().StringArrayVar(&o.Mirrors, "mirror", nil, "make the device this machine's mirror of a registry (docker.io, quay.io, ...; repeatable): containerd hosts.toml, podman registries.conf.d, and Docker's registry-mirrors for docker.io (live reload, no restart); the device serves it on its mirror port")
+	cmd.Flags().IntVar(&o.MirrorPort, "mirror-port", agent.DefaultMirrorPort, "the port of the device's mirror listener (its sync configuration's mirror.listen)")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print the plan and change nothing (the token is not spent; the CA pin is checked)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -119,6 +124,14 @@ func (o *JoinOptions) complete() error {
 	}
 	if o.Token == "" {
 		return usageError("--token is required (make one on the device: edgecrd token create)")
+	}
+	for _, m := range o.Mirrors {
+		if err := agent.CheckMirrorName(m); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	if o.MirrorPort < 1 || o.MirrorPort > 65535 {
+		return usageError("--mirror-port %d is not a port", o.MirrorPort)
 	}
 	if o.Name == "" {
 		if h, err := o.Factory.Hostname(); err == nil {
@@ -176,7 +189,8 @@ func joinRun(ctx context.Context, o *JoinOptions) error {
 	}
 	report := func(ev agent.Event) { fmt.Fprintln(progress, ev) }
 	opts := agent.JoinOptions{URL: o.URL, Token: o.Token, Name: o.Name, Browsers: o.Browsers, Report: report, AfterStep: after,
-		AllowUnconstrainedCA: o.AllowUnconstrainedCA, AllowDomains: o.AllowDomains, ReplaceCredentials: o.ReplaceCredentials}
+		AllowUnconstrainedCA: o.AllowUnconstrainedCA, AllowDomains: o.AllowDomains, ReplaceCredentials: o.ReplaceCredentials,
+		Mirrors: o.Mirrors, MirrorPort: o.MirrorPort}
 
 	if o.DryRun {
 		fmt.Fprintf(progress, "Dry run: nothing is changed and the token is not spent.\n")

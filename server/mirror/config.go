@@ -9,6 +9,7 @@ package mirror
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path"
@@ -42,10 +43,37 @@ import (
 //	pullThrough:
 //	  - prefix: cache/hub                             # pulls of cache/hub/<repo> fetch hub's <repo>
 //	    upstream: hub
+//	mirror:                                           # the device as its clients' mirror (edgecr join --mirror)
+//	  listen: ":31002"                                # a listener of its own: anonymous, read-only
+//	  registries:
+//	    - name: docker.io                             # clients ask for docker.io's library/alpine as library/alpine
+//	      repositories: ["library/*"]                 # what anyone who reaches the port may pull
 type Config struct {
 	Upstreams   []*Upstream    `yaml:"upstreams"`
 	Rules       []*Rule        `yaml:"rules"`
 	PullThrough []*PullThrough `yaml:"pullThrough"`
+	Mirror      *Mirror        `yaml:"mirror"`
+}
+
+// Mirror makes the device serve as its clients' mirror of other
+// registries, on a listener of its own. Clients' runtimes send a mirror
+// no credentials of the device (Docker sends the mirrored registry's, if
+// any; containerd's hosts.toml carries none), so that listener serves
+// anonymous pulls, and only pulls, of the repositories listed: the
+// device's own repository of the same name, as stored.
+type Mirror struct {
+	Listen     string              `yaml:"listen"`
+	Registries []*MirroredRegistry `yaml:"registries"`
+
+	line int
+}
+
+// MirroredRegistry is one registry the device mirrors.
+type MirroredRegistry struct {
+	Name         string   `yaml:"name"`
+	Repositories []string `yaml:"repositories"`
+
+	line int
 }
 
 // Upstream is a registry images come from.
@@ -225,7 +253,75 @@ func Parse(b []byte) (*Config, error) {
 			return nil, err
 		}
 	}
+	if m := c.Mirror; m != nil {
+		m.line = at(doc, "mirror")
+		if err := m.validate(valueOf(doc, "mirror")); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+func (m *Mirror) validate(n *yaml.Node) error {
+	if m.Listen == "" {
+		return lineError(m.line, "mirror has no listen address (e.g. \":31002\")")
+	}
+	if _, _, err := net.SplitHostPort(m.Listen); err != nil {
+		return lineError(at(n, "listen"), "mirror: bad listen address %q: %v", m.Listen, err)
+	}
+	if len(m.Registries) == 0 {
+		return lineError(m.line, "mirror names no registries")
+	}
+	var rl []*yaml.Node
+	if v := valueOf(n, "registries"); v != nil {
+		rl = v.Content
+	}
+	seen := map[string]int{}
+	for i, r := range m.Registries {
+		if r == nil {
+			return lineError(rl[i].Line, "empty mirror registry")
+		}
+		r.line = rl[i].Line
+		if r.Name == "" || strings.ContainsAny(r.Name, "/ \t") {
+			return lineError(r.line, "mirror registry %q is not a registry host (e.g. docker.io)", r.Name)
+		}
+		if prev, ok := seen[r.Name]; ok {
+			return lineError(r.line, "mirror registry %q is already listed at line %d", r.Name, prev)
+		}
+		seen[r.Name] = r.line
+		if len(r.Repositories) == 0 {
+			return lineError(r.line, "mirror registry %q lists no repositories (give the globs anyone may pull, e.g. library/*)", r.Name)
+		}
+		for _, g := range r.Repositories {
+			if _, err := path.Match(g, ""); err != nil || g == "" || strings.HasPrefix(g, "/") {
+				return lineError(at(rl[i], "repositories"), "mirror registry %q: bad repository glob %q", r.Name, g)
+			}
+		}
+	}
+	return nil
+}
+
+// Serves reports whether the mirror serves repo to a client that asks for
+// it as registry's (ns: containerd's ns query parameter; "" for a client
+// that does not say, Docker, which mirrors docker.io only).
+func (m *Mirror) Serves(ns, repo string) bool {
+	if m == nil {
+		return false
+	}
+	if ns == "" {
+		ns = "docker.io"
+	}
+	for _, r := range m.Registries {
+		if r.Name != ns {
+			continue
+		}
+		for _, g := range r.Repositories {
+			if ok, _ := path.Match(g, repo); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // repoRE is the OCI repository name grammar.

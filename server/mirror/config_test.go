@@ -108,10 +108,18 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodConfig))
 	f.Add([]byte("rules:\n  - null\n"))
 	f.Add([]byte("upstreams: [{name: a, url: 'https://x'}]\npullThrough: [{prefix: a, upstream: a}, {prefix: a/b, upstream: a}]"))
+	f.Add([]byte("mirror: {listen: ':1', registries: [{name: docker.io, repositories: ['library/*']}, null]}"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)
 		if err != nil {
 			return
+		}
+		if m := c.Mirror; m != nil {
+			if m.Listen == "" || len(m.Registries) == 0 {
+				t.Fatal("a mirror without a listen address or registries passed validation")
+			}
+			m.Serves("", "library/alpine")
+			m.Serves("quay.io", "a/b")
 		}
 		for _, r := range c.Rules {
 			r.MatchTag("1.2.3")
@@ -121,4 +129,45 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseMirror(t *testing.T) {
+	c, err := Parse([]byte("mirror:\n  listen: \":31002\"\n  registries:\n    - name: docker.io\n      repositories: [\"library/*\"]\n    - name: quay.io\n      repositories: [\"prometheus/*\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ns, repo string
+		want     bool
+	}{
+		{"", "library/alpine", true},
+		{"docker.io", "library/alpine", true},
+		{"docker.io", "library/a/b", false},
+		{"docker.io", "team/app", false},
+		{"quay.io", "prometheus/node-exporter", true},
+		{"quay.io", "library/alpine", false},
+		{"ghcr.io", "library/alpine", false},
+	} {
+		if got := c.Mirror.Serves(tc.ns, tc.repo); got != tc.want {
+			t.Errorf("Serves(%q, %q) = %v, want %v", tc.ns, tc.repo, got, tc.want)
+		}
+	}
+	var none *Mirror
+	if none.Serves("", "library/alpine") {
+		t.Error("no mirror section serves something")
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"mirror:\n  registries:\n    - name: docker.io\n      repositories: [x]\n", "line 2: mirror has no listen address"},
+		{"mirror:\n  listen: nope\n  registries:\n    - name: docker.io\n      repositories: [x]\n", "line 2: mirror: bad listen address"},
+		{"mirror:\n  listen: \":1\"\n", "mirror names no registries"},
+		{"mirror:\n  listen: \":1\"\n  registries:\n    - name: docker.io\n", "line 4: mirror registry \"docker.io\" lists no repositories"},
+		{"mirror:\n  listen: \":1\"\n  registries:\n    - name: docker.io/library\n      repositories: [x]\n", "is not a registry host"},
+		{"mirror:\n  listen: \":1\"\n  registries:\n    - name: docker.io\n      repositories: [\"[\"]\n", "line 5: mirror registry \"docker.io\": bad repository glob"},
+		{"mirror:\n  listen: \":1\"\n  registries:\n    - name: a.io\n      repositories: [x]\n    - name: a.io\n      repositories: [x]\n", "line 6: mirror registry \"a.io\" is already listed at line 4"},
+		{"mirror:\n  listen: \":1\"\n  anonymous: true\n", "line 3: unknown key \"anonymous\""},
+	} {
+		if _, err := Parse([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q): %v, want %q", tc.in, err, tc.want)
+		}
+	}
 }
