@@ -225,6 +225,9 @@ func (a *Authenticator) refresh(ctx context.Context) error {
 	return nil
 }
 
+// authPollTimeout bounds one check for changed identities on a bucket.
+const authPollTimeout = 10 * time.Second
+
 // Run keeps the in-memory copy fresh by checking the store every interval
 // until ctx ends; while it runs, Verify does no I/O. A failed check keeps
 // the last copy (the store may be restarting) and is reported to onErr,
@@ -240,9 +243,11 @@ func (a *Authenticator) Run(ctx context.Context, every time.Duration, onErr func
 			return
 		case <-t.C:
 		}
-		// A check must end before the next is due, or a hung store would
-		// stretch the staleness bound.
-		cctx, cancel := context.WithTimeout(ctx, every)
+		// A check may take longer than a tick: cut at one tick, a store
+		// answering in just over a second would never complete one and
+		// revocations would wait forever. Ticks missed meanwhile are
+		// dropped (time.Ticker), so checks never pile up.
+		cctx, cancel := context.WithTimeout(ctx, authPollTimeout)
 		err := a.refresh(cctx)
 		cancel()
 		if err == nil && polls%resyncEvery == 0 {
