@@ -269,29 +269,43 @@ func (d *Dir) Delete(ctx context.Context, key string, ifVer Version) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("deleting %q: %w", key, err)
 	}
-	// Remove the directories the key leaves empty (under the lock, so no
-	// writer is about to create a file in them).
+	return removeEmptyParents(d.root, p)
+}
+
+// removeEmptyParents removes the directories between root and the removed
+// file p that it leaves empty, never root, and syncs the last one kept.
+// Callers hold the store's lock, so no writer is about to create a file in
+// them.
+func removeEmptyParents(root, p string) error {
 	dir := filepath.Dir(p)
-	for dir != d.root && len(dir) > len(d.root) && os.Remove(dir) == nil {
+	for dir != root && len(dir) > len(root) && os.Remove(dir) == nil {
 		dir = filepath.Dir(dir)
 	}
 	return syncDir(dir)
 }
 
+// checkList checks List's arguments and that ctx is still live.
+func checkList(ctx context.Context, prefix, after string, limit int) error {
+	if err := validPrefix(prefix); err != nil {
+		return err
+	}
+	if err := checkLimit(limit); err != nil {
+		return err
+	}
+	if err := validPrefix(after); err != nil {
+		return fmt.Errorf("invalid list start %q", after)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("listing %q: %w", prefix, err)
+	}
+	return nil
+}
+
 // List implements Store. It reads the directories under prefix's complete
 // segments and sorts: O(keys under them) per page.
 func (d *Dir) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
-	if err := validPrefix(prefix); err != nil {
+	if err := checkList(ctx, prefix, after, limit); err != nil {
 		return nil, err
-	}
-	if err := checkLimit(limit); err != nil {
-		return nil, err
-	}
-	if err := validPrefix(after); err != nil {
-		return nil, fmt.Errorf("invalid list start %q", after)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("listing %q: %w", prefix, err)
 	}
 	base, keyBase := d.root, ""
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {

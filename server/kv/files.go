@@ -309,28 +309,14 @@ func (f *Files) Delete(ctx context.Context, key string, ifVer Version) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("deleting %s: %w", p, err)
 	}
-	// Remove the subdirectories the key leaves empty, never the root.
-	dir := filepath.Dir(p)
-	for dir != f.root && len(dir) > len(f.root) && os.Remove(dir) == nil {
-		dir = filepath.Dir(dir)
-	}
-	return syncDir(dir)
+	return removeEmptyParents(f.root, p)
 }
 
 // List implements Store. Files and directories that are not keys (names
 // starting with ".", reserved names, other characters) are skipped.
 func (f *Files) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
-	if err := validPrefix(prefix); err != nil {
+	if err := checkList(ctx, prefix, after, limit); err != nil {
 		return nil, err
-	}
-	if err := checkLimit(limit); err != nil {
-		return nil, err
-	}
-	if err := validPrefix(after); err != nil {
-		return nil, fmt.Errorf("invalid list start %q", after)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("listing %q: %w", prefix, err)
 	}
 	base, keyBase := f.root, ""
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
