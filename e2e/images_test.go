@@ -369,10 +369,7 @@ func TestImagesBadInput(t *testing.T) {
 	}
 	revoked := newClient(t)
 	revoked.join(d)
-	cl, _, _ := edgecrd(t, "clients", "ls", "--data-dir", d.dataDir, "-o", "json")
-	var cs []struct{ ID string }
-	json.Unmarshal([]byte(cl), &cs)
-	if _, e, err := edgecrd(t, "clients", "revoke", cs[len(cs)-1].ID, "--data-dir", d.dataDir); err != nil {
+	if _, e, err := edgecrd(t, "clients", "revoke", newestClient(t, d.dataDir), "--data-dir", d.dataDir); err != nil {
 		t.Fatalf("revoke: %v %s", err, e)
 	}
 

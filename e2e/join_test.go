@@ -378,10 +378,7 @@ func TestJoinClearErrors(t *testing.T) {
 		if out, err := c.edgecr("join", d.joinURL(), "--token", tok, "--root", c.root, "-o", "json"); err != nil {
 			t.Fatalf("join: %v\n%s", err, out)
 		}
-		cl, _, _ := edgecrd(t, "clients", "ls", "--data-dir", d.dataDir, "-o", "json")
-		var cs []struct{ ID, Name string }
-		json.Unmarshal([]byte(cl), &cs)
-		id := cs[len(cs)-1].ID
+		id := newestClient(t, d.dataDir)
 		if _, e, err := edgecrd(t, "clients", "revoke", id, "--data-dir", d.dataDir); err != nil {
 			t.Fatalf("revoke: %v %s", err, e)
 		}
@@ -548,4 +545,28 @@ func selfSignedPEM(t *testing.T, cn string) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// newestClient is the id of the client that joined last, from `edgecrd
+// clients ls -o json` (which lists the most recently seen first).
+func newestClient(t *testing.T, dataDir string) string {
+	t.Helper()
+	out, e, err := edgecrd(t, "clients", "ls", "--data-dir", dataDir, "-o", "json")
+	if err != nil {
+		t.Fatalf("clients ls: %v %s", err, e)
+	}
+	var cs []struct {
+		ID     string
+		Joined time.Time
+	}
+	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) == 0 {
+		t.Fatalf("clients ls -o json: %v\n%s", err, out)
+	}
+	newest := cs[0]
+	for _, c := range cs[1:] {
+		if !c.Joined.Before(newest.Joined) {
+			newest = c
+		}
+	}
+	return newest.ID
 }

@@ -13,7 +13,10 @@ import (
 func TestPatchMalformedContentRangeIs416(t *testing.T) {
 	ts := startServer(t, nil)
 	loc := ts.startUpload(t, "range/a")
-	for _, cr := range []string{"-5--1", "5-", "-", "x-y", "1-2-3", "+0-+2", " 0-2", "0 -2", "2-0",
+	// (" 0-2" is not among them: leading whitespace is not part of a
+	// field value, RFC 9110 5.5, and HTTP/1.1, the registry's protocol,
+	// strips it before the server sees the range.)
+	for _, cr := range []string{"-5--1", "5-", "-", "x-y", "1-2-3", "+0-+2", "0 -2", "2-0",
 		"99999999999999999999-99999999999999999999", "0x0-0x2", "bytes=0-2"} {
 		t.Run(cr, func(t *testing.T) {
 			resp := ts.do("PATCH", uploadPath(loc), "admin", ts.adminPW, []byte("abc"),
