@@ -297,7 +297,6 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		Protocols:         registryProtocols(),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		TLSConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
