@@ -143,17 +143,27 @@ func (d *Dir) GetIfChanged(ctx context.Context, key string, ver Version) ([]byte
 
 // lock serializes writers in this process and across processes.
 func (d *Dir) lock(ctx context.Context) (func(), error) {
-	d.mu.Lock()
+	return lockDir(ctx, &d.mu, d.root, ".lock")
+}
+
+// lockDir takes mu, then the file lock name in root (made if missing): a
+// store's writers, one at a time in this process and across processes.
+func lockDir(ctx context.Context, mu *sync.Mutex, root, name string) (func(), error) {
+	mu.Lock()
 	if err := ctx.Err(); err != nil {
-		d.mu.Unlock()
+		mu.Unlock()
 		return nil, err
 	}
-	unlock, err := LockFile(filepath.Join(d.root, ".lock"))
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		mu.Unlock()
+		return nil, err
+	}
+	unlock, err := LockFile(filepath.Join(root, name))
 	if err != nil {
-		d.mu.Unlock()
+		mu.Unlock()
 		return nil, err
 	}
-	return func() { unlock(); d.mu.Unlock() }, nil
+	return func() { unlock(); mu.Unlock() }, nil
 }
 
 // current is the version of key now ("" when it does not exist).

@@ -197,21 +197,7 @@ func sameFile(a, b fs.FileInfo) bool {
 }
 
 func (f *Files) lock(ctx context.Context) (func(), error) {
-	f.mu.Lock()
-	if err := ctx.Err(); err != nil {
-		f.mu.Unlock()
-		return nil, err
-	}
-	if err := os.MkdirAll(f.root, 0o700); err != nil {
-		f.mu.Unlock()
-		return nil, err
-	}
-	unlock, err := LockFile(filepath.Join(f.root, FilesLock))
-	if err != nil {
-		f.mu.Unlock()
-		return nil, err
-	}
-	return func() { unlock(); f.mu.Unlock() }, nil
+	return lockDir(ctx, &f.mu, f.root, FilesLock)
 }
 
 func (f *Files) current(key string) (Version, error) {
