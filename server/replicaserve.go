@@ -60,13 +60,25 @@ func (s *Server) startReplica(ctx context.Context) error {
 	if err := s.replicas.register(rctx); err != nil {
 		return err
 	}
+	// Wait for a certificate that names this replica: while another
+	// replica holds the reissue lease (it noticed us and is reissuing, or
+	// it is reissuing for itself), the pair in the store does not name us
+	// yet. When the lease holder died, its lease expires within
+	// certLeaseFor and we reissue ourselves.
 	for {
 		err := s.syncReplica(rctx)
-		if s.cert.Load() != nil {
+		cur := s.cert.Load()
+		if cur != nil && s.certNamesSelf(cur) {
 			return nil
 		}
 		select {
 		case <-rctx.Done():
+			if cur != nil {
+				// Serve what there is: the other addresses work, and the
+				// loop keeps trying to have ours named.
+				s.log.Warn("replica starts with a serving certificate that does not name it yet; clients that reach it by its own address fail TLS until the certificate is reissued", "replica", s.replicas.self.ID, "ips", cur.Leaf.IPAddresses, "err", err)
+				return nil
+			}
 			s.deregister()
 			if err == nil {
 				err = rctx.Err()
@@ -75,6 +87,19 @@ func (s *Server) startReplica(ctx context.Context) error {
 		case <-time.After(s.opts.ReplicaPoll / 4):
 		}
 	}
+}
+
+// certNamesSelf reports whether cert names every address of this replica.
+func (s *Server) certNamesSelf(cert *tls.Certificate) bool {
+	if cert.Leaf == nil {
+		return false
+	}
+	for _, a := range s.replicas.self.IPs {
+		if ip := net.ParseIP(a); ip != nil && !slices.ContainsFunc(cert.Leaf.IPAddresses, ip.Equal) {
+			return false
+		}
+	}
+	return true
 }
 
 // replicaLoop heartbeats, re-reads the replica list and keeps the serving
