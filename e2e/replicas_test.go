@@ -204,8 +204,22 @@ func (c *cluster) start(i int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if m := uiURLLine.FindStringSubmatch(r.stdout.String()); m != nil {
-		r.uiURL = m[1]
+	// A replica binds its registry listener before it has a certificate
+	// naming it (other replicas' clients may reach it meanwhile) and prints
+	// its addresses once it has one: wait for the web UI's line too.
+	for {
+		if m := uiURLLine.FindStringSubmatch(r.stdout.String()); m != nil {
+			r.uiURL = m[1]
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("replica %d printed no web UI address within 60 s; stdout:\n%s\nstderr:\n%s", i+1, r.stdout, r.stderr)
+		}
+		select {
+		case <-r.exited:
+			c.t.Fatalf("replica %d exited during start: %v\nstderr:\n%s", i+1, r.cmd.ProcessState, r.stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
