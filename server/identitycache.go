@@ -2,8 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +26,9 @@ import (
 // LIST is as current as a GET, so nothing is staler than before: a join
 // or a revocation changes its shard's ETag, and the next Read fetches it.
 type identityCache struct {
-	mu sync.Mutex
-	m  map[string]cachedKey
+	mu      sync.Mutex
+	m       map[string]cachedKey
+	changed bool // since it was loaded: SaveIdentityCache has something to write
 }
 
 // cachedKey is one shard (ids) or one token (tk) as read at ver.
@@ -130,6 +137,7 @@ func (s *IdentityStore) readCached(ctx context.Context, vl kv.VersionLister, ide
 		}
 		c.mu.Lock()
 		c.m[key] = e
+		c.changed = true
 		c.mu.Unlock()
 		return nil
 	}); err != nil {
@@ -159,6 +167,7 @@ func (s *IdentityStore) readCached(ctx context.Context, vl kv.VersionLister, ide
 		_, isShard := shardNumber(key)
 		if !listed[key] && ((isShard && identities) || (!isShard && tokens)) {
 			delete(c.m, key)
+			c.changed = true
 		}
 	}
 	c.mu.Unlock()
@@ -201,4 +210,103 @@ func parallel(ctx context.Context, n int, keys []string, f func(string) error) e
 		firstErr = ctx.Err()
 	}
 	return firstErr
+}
+
+// The identity cache of an admin command (`edgecrd clients ls`, `token
+// ls` with --storage) lives in a file between runs, so that each run
+// reads only what changed since the last. It holds what the bucket holds
+// (secret hashes included, never a secret), is written 0600, and is only
+// a cache: a file that cannot be read is ignored, and the bucket's LIST
+// decides what of it is used.
+
+const identityCacheFormat = 1
+
+type identityCacheFile struct {
+	Format   int                         `json:"format"`
+	Location string                      `json:"location"`
+	Keys     map[string]identityCacheKey `json:"keys"`
+}
+
+type identityCacheKey struct {
+	Version    kv.Version  `json:"version"`
+	Identities []*Identity `json:"identities,omitempty"`
+	Token      *Token      `json:"token,omitempty"`
+}
+
+// LoadIdentityCache fills the state's identity cache from the file path
+// (written by SaveIdentityCache for the same bucket). It does nothing for
+// a data dir (reads there are local), for a missing file, or for one that
+// cannot be used (it says why; the caller may warn and go on).
+func (s *State) LoadIdentityCache(path string) error {
+	if _, ok := s.KV().(kv.VersionLister); !ok || s.loc == nil {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the identity cache %s: %w", path, err)
+	}
+	var f identityCacheFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("reading the identity cache %s: %w", path, err)
+	}
+	if f.Format != identityCacheFormat || f.Location != s.loc.String() {
+		return fmt.Errorf("reading the identity cache %s: it is of format %d for %q, not format %d for %q", path, f.Format, f.Location, identityCacheFormat, s.loc)
+	}
+	c := s.identityCache()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, e := range f.Keys {
+		if _, isShard := shardNumber(key); !isShard && !strings.HasPrefix(key, tokenDir) {
+			continue
+		}
+		c.m[key] = cachedKey{ver: e.Version, ids: e.Identities, tk: e.Token}
+	}
+	c.changed = false
+	return nil
+}
+
+// SaveIdentityCache writes the state's identity cache to path (0600, its
+// directory made 0700), replacing it whole; nothing when no read changed
+// it since LoadIdentityCache.
+func (s *State) SaveIdentityCache(path string) error {
+	if _, ok := s.KV().(kv.VersionLister); !ok || s.loc == nil {
+		return nil
+	}
+	f := identityCacheFile{Format: identityCacheFormat, Location: s.loc.String(), Keys: map[string]identityCacheKey{}}
+	c := s.identityCache()
+	c.mu.Lock()
+	if !c.changed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.changed = false
+	for key, e := range c.m {
+		f.Keys[key] = identityCacheKey{Version: e.ver, Identities: e.ids, Token: e.tk}
+	}
+	b, err := json.Marshal(f)
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("writing the identity cache %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("writing the identity cache %s: %w", path, err)
+	}
+	if err := writeFileAtomic(path, b, 0o600); err != nil {
+		return fmt.Errorf("writing the identity cache %s: %w", path, err)
+	}
+	return nil
+}
+
+// IdentityCachePath is where an admin command on a bucket keeps its
+// identity cache under the user's cache directory dir: a file per bucket
+// and prefix; "" for a data dir.
+func (s *State) IdentityCachePath(dir string) string {
+	if s.loc == nil {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(s.loc.String()))
+	return filepath.Join(dir, "edgecrd", "identities-"+hex.EncodeToString(sum[:8])+".json")
 }
