@@ -259,13 +259,30 @@ func (s *State) LoadIdentityCache(path string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for key, e := range f.Keys {
-		if _, isShard := shardNumber(key); !isShard && !strings.HasPrefix(key, tokenDir) {
-			continue
+		if e.Version == "" || !cachedEntryFits(key, e) {
+			continue // not what a read stores there: read it again
 		}
 		c.m[key] = cachedKey{ver: e.Version, ids: e.Identities, tk: e.Token}
 	}
 	c.changed = false
 	return nil
+}
+
+// cachedEntryFits reports whether e is what a read of key could have
+// stored: a shard's identities all hashing to it, or the token of that key.
+func cachedEntryFits(key string, e identityCacheKey) bool {
+	if n, ok := shardNumber(key); ok {
+		if e.Token != nil {
+			return false
+		}
+		for _, i := range e.Identities {
+			if i == nil || i.ID == "" || shardOf(i.ID) != n {
+				return false
+			}
+		}
+		return true
+	}
+	return strings.HasPrefix(key, tokenDir) && e.Identities == nil && e.Token != nil && tokenKey(e.Token.ID) == key
 }
 
 // SaveIdentityCache writes the state's identity cache to path (0600, its

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -131,4 +134,62 @@ func total(counts map[string]int) int {
 		n += v
 	}
 	return n
+}
+
+// versionsOf is a kv.Store whose ListVersions names every key with a
+// fixed version, for LoadIdentityCache's fuzz target.
+type versionsOf struct {
+	kv.Store
+	ver kv.Version
+}
+
+func (v versionsOf) ListVersions(ctx context.Context, prefix, after string, limit int) ([]kv.KeyVersion, error) {
+	keys, err := v.List(ctx, prefix, after, limit)
+	out := make([]kv.KeyVersion, len(keys))
+	for i, k := range keys {
+		out[i] = kv.KeyVersion{Key: k, Version: v.ver}
+	}
+	return out, err
+}
+
+// FuzzLoadIdentityCache: whatever the cache file holds (the user may edit
+// it), loading it and reading through it neither fails nor panics.
+func FuzzLoadIdentityCache(f *testing.F) {
+	f.Add([]byte(`{"format":1,"location":"s3://b/p","keys":{"identities/00.json":{"version":"v","identities":[null]}}}`))
+	f.Add([]byte(`{"format":1,"location":"s3://b/p","keys":{"tokens/0123456789abcdef.json":{"version":"v","token":{"id":"x"}}}}`))
+	f.Add([]byte(`{"format":1,"location":"s3://b/p","keys":{"identities/zz.json":{"version":"v","identities":[{"id":"c-1"}]}}}`))
+	f.Add([]byte(`not json`))
+	dir := f.TempDir()
+	st := localState(dir)
+	if err := st.Identities().Update(true, func(r *Records) error {
+		r.Identities = append(r.Identities, &Identity{ID: "c-0000000000000001", Name: "node-1", Kind: "client", Role: RolePull, SecretHash: HashSecret("x"), Created: time.Now()})
+		return nil
+	}); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := &State{Dir: dir, kv: versionsOf{Store: st.KV(), ver: "v"}, loc: &kv.S3Location{Bucket: "b", Prefix: "p"}}
+		path := filepath.Join(t.TempDir(), "cache.json")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.LoadIdentityCache(path) // an error is a warning
+		r, err := s.Identities().Read()
+		if err != nil {
+			t.Fatalf("reading through the cache: %v", err)
+		}
+		// A cache is trusted at the version the store lists (an edited
+		// file with the right version is the user's own doing), but what a
+		// read answers is always well formed.
+		for _, i := range r.Identities {
+			if i == nil || i.ID == "" {
+				t.Fatalf("read an identity %+v through the cache", i)
+			}
+		}
+		for _, tk := range r.Tokens {
+			if tk == nil || tokenKey(tk.ID) == "" {
+				t.Fatalf("read a token %+v through the cache", tk)
+			}
+		}
+	})
 }
