@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -304,11 +305,16 @@ func BenchmarkFleetVerify(b *testing.B) {
 
 // BenchmarkFleetClientsList is what `edgecrd clients ls --name node-99
 // --limit 50` and the Clients page do among 10,000 clients: read every
-// identity shard (16 at a time) and last-seen, filter, order by last seen,
-// and `edgecrd token ls` with 100 tokens.
+// identity (on a bucket through the identity cache, identitycache.go) and
+// last-seen, filter, order by last seen, and `edgecrd token ls` with 100
+// tokens. "first" is a process's first read; "page" a later one in the
+// same process (the server's Clients and Tokens pages); "cli" a later run
+// of the command (a new process: load the state, the cache file, read,
+// save the cache).
 //
 //	go test ./server -run '^$' -bench FleetClientsList -benchtime 20x
 func BenchmarkFleetClientsList(b *testing.B) {
+	b.Logf("load average before: %s", loadAvg())
 	for _, backend := range []string{"dir", "s3"} {
 		b.Run(backend, func(b *testing.B) {
 			var st *State
@@ -327,24 +333,72 @@ func BenchmarkFleetClientsList(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.Run("clients", func(b *testing.B) {
-				for range b.N {
-					all, err := st.Clients()
+			cacheFile := filepath.Join(b.TempDir(), "identities.json")
+			clients := func(b *testing.B, st *State) {
+				all, err := st.Clients()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if page, n := SelectClients(all, ClientQuery{Name: "node-99", Limit: 50}); len(page) != 50 || n != 111 {
+					b.Fatalf("%d rows of %d", len(page), n)
+				}
+			}
+			tokens := func(b *testing.B, st *State) {
+				if tks, err := st.Tokens(); err != nil || len(tks) != 100 {
+					b.Fatalf("%d tokens, %v", len(tks), err)
+				}
+			}
+			// A new process: what a run of the command does.
+			process := func(b *testing.B) *State {
+				if backend == "dir" {
+					st, err := Load(st.Dir)
 					if err != nil {
 						b.Fatal(err)
 					}
-					if page, n := SelectClients(all, ClientQuery{Name: "node-99", Limit: 50}); len(page) != 50 || n != 111 {
-						b.Fatalf("%d rows of %d", len(page), n)
-					}
+					return st
 				}
-			})
-			b.Run("tokens", func(b *testing.B) {
-				for range b.N {
-					if tks, err := st.Tokens(); err != nil || len(tks) != 100 {
-						b.Fatalf("%d tokens, %v", len(tks), err)
-					}
+				st, err := LoadS3(context.Background(), st.S3())
+				if err != nil {
+					b.Fatal(err)
 				}
-			})
+				return st
+			}
+			for _, c := range []struct {
+				name string
+				read func(*testing.B, *State)
+			}{{"clients", clients}, {"tokens", tokens}} {
+				b.Run(c.name+"/first", func(b *testing.B) {
+					for range b.N {
+						c.read(b, process(b))
+					}
+				})
+				b.Run(c.name+"/page", func(b *testing.B) {
+					st := process(b)
+					c.read(b, st)
+					b.ResetTimer()
+					for range b.N {
+						c.read(b, st)
+					}
+				})
+				b.Run(c.name+"/cli", func(b *testing.B) {
+					run := func() {
+						st := process(b)
+						if err := st.LoadIdentityCache(cacheFile); err != nil {
+							b.Fatal(err)
+						}
+						c.read(b, st)
+						if err := st.SaveIdentityCache(cacheFile); err != nil {
+							b.Fatal(err)
+						}
+					}
+					run() // the run before, which wrote the cache
+					b.ResetTimer()
+					for range b.N {
+						run()
+					}
+				})
+			}
 		})
 	}
+	b.Logf("load average after: %s", loadAvg())
 }

@@ -174,6 +174,7 @@ type storageGuard struct {
 	health   *storeHealth // on a bucket; nil on local disk
 
 	referrers *referrersIndex // manifests with a subject are indexed here (referrersindex.go)
+	index     *imageIndex     // told of every manifest written or deleted (imageindex.go)
 }
 
 func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -250,6 +251,12 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.upload(w, r, repo, uuid)
 		return
 	case v2.RouteNameManifest:
+		if r.Method == http.MethodPut || r.Method == http.MethodDelete {
+			// Once the write is done, before the answer leaves (it is
+			// sent when the handler returns): a view that follows it
+			// lists the repository again.
+			defer g.index.changedRepo(repo)
+		}
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 			if d, err := parseDigest(m.Vars["reference"]); err == nil {

@@ -93,6 +93,7 @@ func (s *Server) CollectGarbage(ctx context.Context, o GCOptions) (*GCReport, er
 	s.gc.ran(rep, err)
 	if rep != nil && !rep.DryRun {
 		s.usage.walk()
+		s.imgIndex.changedAll()
 	}
 	if err != nil {
 		s.log.Error("garbage collection failed", "trigger", o.Trigger, "err", err)
@@ -143,6 +144,7 @@ func (s *Server) storageLoop(ctx context.Context) {
 		case <-poll.C:
 			if sum, ok := s.gc.poll(); ok {
 				s.usage.walk()
+				s.imgIndex.changedAll()
 				s.log.Info("garbage collection by another process", "trigger", sum.Trigger,
 					"reclaimedBytes", sum.ReclaimedBytes, "blobsDeleted", sum.BlobsDeleted,
 					"manifestsDeleted", sum.ManifestsDeleted, "storageUsedBytes", s.usage.used())

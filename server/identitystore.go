@@ -82,7 +82,8 @@ func validTokenID(id string) bool { return len(id) == 16 && isHex(id) }
 // other's writes.
 type IdentityStore struct {
 	kv    kv.Store
-	where string // the marker's file or object, for errors
+	where string         // the marker's file or object, for errors
+	cache *identityCache // on a store that lists versions; nil: none (identitycache.go)
 }
 
 // NewIdentityStore returns the store of the data dir dir.
@@ -318,6 +319,9 @@ func (s *IdentityStore) read(identities, tokens bool) (*Records, error) {
 	if err != nil || old != nil {
 		return old, err
 	}
+	if vl, ok := s.kv.(kv.VersionLister); ok && s.cache != nil {
+		return s.readCached(ctx, vl, identities, tokens)
+	}
 	r := &Records{}
 	var mu sync.Mutex
 	var firstErr error
@@ -383,6 +387,12 @@ func (s *IdentityStore) read(identities, tokens bool) (*Records, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	sortRecords(r)
+	return r, nil
+}
+
+// sortRecords orders identities and tokens by creation, then id.
+func sortRecords(r *Records) {
 	slices.SortFunc(r.Identities, func(a, b *Identity) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
 			return c
@@ -395,7 +405,6 @@ func (s *IdentityStore) read(identities, tokens bool) (*Records, error) {
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	return r, nil
 }
 
 // updateAttempts bounds the compare-and-swap retries of one key; with the

@@ -103,10 +103,7 @@ func (s *State) Images(ctx context.Context) ([]ImageRepo, error) {
 			// could reach: a directory someone made by hand.
 			continue
 		}
-		r, err := listRepository(ctx, reg, named)
-		if err == nil {
-			err = addReferrerCounts(ctx, &referrersIndex{d: d}, &r)
-		}
+		r, err := describeRepository(ctx, reg, d, named, nil)
 		if err != nil {
 			return nil, fmt.Errorf("listing images of %s: %w", name, err)
 		}
@@ -128,7 +125,7 @@ func (s *State) ImageTagOf(ctx context.Context, repo, tag string) (*ImageTag, er
 	if err != nil {
 		return nil, err
 	}
-	r, err := listRepository(ctx, reg, named)
+	r, err := listRepository(ctx, reg, named, nil)
 	if err != nil {
 		if isPathNotFound(err) {
 			return nil, ErrTagNotFound
@@ -253,10 +250,22 @@ func repositoryNames(ctx context.Context, reg distribution.Namespace) ([]string,
 	}
 }
 
+// describeRepository is listRepository with the referrer counts, what the
+// Images page shows of one repository.
+func describeRepository(ctx context.Context, reg distribution.Namespace, d storagedriver.StorageDriver, named reference.Named, known *manifestMemo) (ImageRepo, error) {
+	r, err := listRepository(ctx, reg, named, known)
+	if err == nil {
+		err = addReferrerCounts(ctx, &referrersIndex{d: d}, &r)
+	}
+	return r, err
+}
+
 // listRepository describes one repository's tags. A repository with
 // manifests but no tags (pushed by digest, or every tag deleted) is listed
-// with none.
-func listRepository(ctx context.Context, reg distribution.Namespace, named reference.Named) (ImageRepo, error) {
+// with none. known, when not nil, holds manifests read before (by the
+// image index, imageindex.go): a manifest's content never changes under
+// its digest, so only what it does not hold is read.
+func listRepository(ctx context.Context, reg distribution.Namespace, named reference.Named, known *manifestMemo) (ImageRepo, error) {
 	ir := ImageRepo{Name: named.Name(), Tags: []ImageTag{}}
 	repo, err := reg.Repository(ctx, named)
 	if err != nil {
@@ -275,7 +284,7 @@ func listRepository(ctx context.Context, reg distribution.Namespace, named refer
 	if err != nil {
 		return ir, err
 	}
-	mc := &manifestCache{ms: ms, m: map[string]*manifestInfo{}}
+	mc := &manifestCache{ms: ms, m: map[string]*manifestInfo{}, repo: ir.Name, known: known}
 	repoBlobs := map[string]int64{}
 	byDigest := map[string][]string{}
 	for _, tag := range tags {
@@ -380,8 +389,10 @@ type manifestInfo struct {
 // manifestCache reads each manifest of a repository once, however many
 // tags and indexes refer to it.
 type manifestCache struct {
-	ms distribution.ManifestService
-	m  map[string]*manifestInfo
+	ms    distribution.ManifestService
+	m     map[string]*manifestInfo
+	repo  string
+	known *manifestMemo // nil: none
 }
 
 func (c *manifestCache) get(ctx context.Context, desc distribution.Descriptor) *manifestInfo {
@@ -389,8 +400,15 @@ func (c *manifestCache) get(ctx context.Context, desc distribution.Descriptor) *
 	if mi, ok := c.m[key]; ok {
 		return mi
 	}
+	if mi := c.known.get(c.repo, key); mi != nil {
+		c.m[key] = mi
+		return mi
+	}
 	mi := readManifest(ctx, c.ms, desc)
 	c.m[key] = mi
+	if mi.err == nil {
+		c.known.put(c.repo, key, mi)
+	}
 	return mi
 }
 

@@ -93,6 +93,12 @@ type Options struct {
 	ReplicaID   string
 	ReplicaPoll time.Duration
 
+	// ImageIndexAge bounds how old the web UI's image list may be before
+	// a view refreshes it: what other replicas on the bucket wrote shows
+	// within it (zero: DefaultImageIndexAge). This server's own writes
+	// show at once.
+	ImageIndexAge time.Duration
+
 	// Sync, when set, is the sync configuration (server/mirror): serve runs
 	// its rules on their schedules and its pull-through prefixes fetch on
 	// demand. SyncRate is the default bandwidth per upstream in bytes per
@@ -124,8 +130,9 @@ type Server struct {
 	gc        gcTracker
 	sync      *syncer // nil: no sync configuration
 
-	images *imageStorage // where images are: local disk or a bucket
-	uses   *sharedUse    // on a bucket: use records for the collector; nil on local disk
+	images   *imageStorage // where images are: local disk or a bucket
+	imgIndex *imageIndex   // the web UI's list of images (imageindex.go)
+	uses     *sharedUse    // on a bucket: use records for the collector; nil on local disk
 
 	replicas *replicaSet  // nil on a local data dir
 	rcert    *replicaCert // the shared serving certificate; with replicas
@@ -213,6 +220,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.images = images
+	s.imgIndex = newImageIndex(ctx, st.imageStorage, o.ImageIndexAge, o.Now, s.log)
 	app, err := newRegistryAppOn(ctx, s.log, images, st.Device.HTTPSecret)
 	if err != nil {
 		return nil, err
@@ -241,6 +249,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		health:   images.health,
 
 		referrers: refIdx,
+		index:     s.imgIndex,
 	}
 	var storage http.Handler = guard
 	if images.health != nil {
@@ -448,6 +457,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	go s.flushLoop(ctx)
 	go s.storageLoop(ctx)
+	if s.uiSrv != nil {
+		s.imgIndex.changedAll() // the Images page's first view need not wait for it
+	}
 	go s.uploadLoop(ctx)
 	if !s.opts.GCSchedule.Off() {
 		s.loops.Add(1)

@@ -94,6 +94,8 @@ type State struct {
 	// tests of the shared state and the replicas without images on an
 	// object store.
 	imagesInDir bool
+
+	ids *identityCache // what Identities().Read last read of a bucket (identitycache.go)
 }
 
 // KV is the device's shared state: identities, tokens, device settings, the
@@ -184,7 +186,11 @@ func (s *State) StorageDir() string { return s.Path(storageDir) }
 
 // Identities is the identity store of the device.
 func (s *State) Identities() *IdentityStore {
-	return &IdentityStore{kv: s.KV(), where: s.where(identitiesFile)}
+	is := &IdentityStore{kv: s.KV(), where: s.where(identitiesFile)}
+	if _, ok := is.kv.(kv.VersionLister); ok {
+		is.cache = s.identityCache()
+	}
+	return is
 }
 
 // AdminPassword returns the stored admin password ("" if it was removed).

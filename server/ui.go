@@ -56,6 +56,7 @@ func newUI(s *Server) (*ui, error) {
 		"percent": percent,
 		"pct":     fmtPercent,
 		"join":    strings.Join,
+		"dur":     func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 		"deref":   func(t *time.Time) time.Time { return *t },
 	}
 	names, err := fs.Glob(uiFiles, "ui/templates/*.html")
@@ -726,21 +727,60 @@ func (u *ui) deleteToken(w http.ResponseWriter, r *http.Request, sess *uiSession
 // --- images ---
 
 type imagesData struct {
-	Repos    []ImageRepo
-	Tags     int
+	imagePage
+	Q        string
 	Endpoint string
+	// AsOf, Took and Refreshing say how fresh the list is (imageindex.go).
+	AsOf       time.Time
+	Took       time.Duration
+	Refreshing bool
+	// Prev and Next are the other pages' links, "" at an end.
+	Prev, Next string
 }
 
+// imagesPage shows a page of repositories (imagesPerPage, by name) from
+// the image index, found with ?q=REPO or REPO:TAG, ?page=N.
 func (u *ui) imagesPage(w http.ResponseWriter, r *http.Request, sess *uiSession) {
 	v := u.sessionView(sess, "Images", "images")
 	_, v.Notice = u.sessions.takeFlash(sess)
-	repos, err := u.srv.state.Images(r.Context())
+	d := imagesData{Endpoint: v.Device.Endpoint(), Q: strings.TrimSpace(r.URL.Query().Get("q"))}
+	q, err := parseImageSearch(d.Q)
+	page := 1
+	if err == nil {
+		if p := r.URL.Query().Get("page"); p != "" {
+			if page, err = strconv.Atoi(p); err != nil || page < 1 || page > 1_000_000 {
+				err = fmt.Errorf("invalid page %q: a number from 1", p)
+			}
+		}
+	}
+	if err != nil {
+		v.Error = err.Error()
+		v.Data = d
+		u.render(w, http.StatusBadRequest, "images", v)
+		return
+	}
+	snap, err := u.srv.imgIndex.view(r.Context())
 	if err != nil {
 		v.Error = "Reading the images: " + err.Error()
+		v.Data = d
+		u.render(w, http.StatusOK, "images", v)
+		return
 	}
-	d := imagesData{Repos: repos, Endpoint: v.Device.Endpoint()}
-	for _, rp := range repos {
-		d.Tags += len(rp.Tags)
+	d.imagePage = selectImages(snap.Repos, q, page, imagesPerPage)
+	d.AsOf, d.Took, d.Refreshing = snap.AsOf, snap.Took, snap.Refreshing
+	link := func(p int) string {
+		vals := url.Values{}
+		if d.Q != "" {
+			vals.Set("q", d.Q)
+		}
+		vals.Set("page", strconv.Itoa(p))
+		return "/images?" + vals.Encode()
+	}
+	if d.Page > 1 {
+		d.Prev = link(d.Page - 1)
+	}
+	if d.Page < d.Pages {
+		d.Next = link(d.Page + 1)
 	}
 	v.Data = d
 	u.render(w, http.StatusOK, "images", v)
@@ -786,6 +826,7 @@ func (u *ui) deleteTag(w http.ResponseWriter, r *http.Request, sess *uiSession) 
 		u.fail(w, r, sess, status, err.Error())
 		return
 	}
+	u.srv.imgIndex.changedRepo(repo)
 	u.log.Info("ui: tag deleted", "repo", repo, "tag", tag, "user", sess.user)
 	after := "Its content stays on disk for other tags and digest references; scheduled garbage collection keeps untagged images (edgecrd gc --delete-untagged removes them)."
 	if u.srv.opts.GCDeleteUntagged {

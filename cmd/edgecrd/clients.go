@@ -34,8 +34,11 @@ func newClientsLsCmd(io streams) *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("--limit must be 0 (all) or more, got %d", limit)
 			}
-			all, err := st.Clients()
-			if err != nil {
+			var all []server.ClientInfo
+			if err := withIdentityCache(st, io.Err, func() (err error) {
+				all, err = st.Clients()
+				return err
+			}); err != nil {
 				return err
 			}
 			cs, _ := server.SelectClients(all, server.ClientQuery{Name: name, Limit: limit})

@@ -2,6 +2,9 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"os"
 	"time"
 
 	"github.com/edgecr/edgecr/server"
@@ -59,3 +62,30 @@ func stateFlag(st *server.State) string {
 var errNoBucketBackup = errors.New("backup and restore work on a data dir; a device on --storage keeps its images and state in the bucket: " +
 	"back the bucket up with the object store's own tools instead (bucket versioning or replication, mc mirror, rclone sync), " +
 	"or move a data-dir device into a bucket with edgecrd migrate")
+
+// withIdentityCache runs read (a listing of clients or tokens) with the
+// state's identity cache kept in the user's cache directory: on a bucket
+// a run then reads only the shards and tokens that changed since the last
+// (server.State.LoadIdentityCache). A cache that cannot be read or written
+// is a warning, never a failure; a data dir has none.
+func withIdentityCache(st *server.State, errOut io.Writer, read func() error) error {
+	dir, err := os.UserCacheDir()
+	path := ""
+	if err == nil {
+		path = st.IdentityCachePath(dir)
+	}
+	if path != "" {
+		if err := st.LoadIdentityCache(path); err != nil {
+			fmt.Fprintf(errOut, "warning: %v (reading everything from the bucket instead)\n", err)
+		}
+	}
+	if err := read(); err != nil {
+		return err
+	}
+	if path != "" {
+		if err := st.SaveIdentityCache(path); err != nil {
+			fmt.Fprintf(errOut, "warning: %v\n", err)
+		}
+	}
+	return nil
+}

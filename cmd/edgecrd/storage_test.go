@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,6 +16,8 @@ import (
 func TestStorageAdminCommands(t *testing.T) {
 	m := kvtest.StartMinIO(t)
 	m.SetCredentials(t)
+	cache := t.TempDir() // after StartMinIO, which finds MinIO in the real one
+	t.Setenv("XDG_CACHE_HOME", cache)
 	url := "s3://" + m.CreateBucket(t) + "/site?endpoint=" + m.Endpoint
 	code, out, errOut := edgecrd(t, "init", "--storage", url, "--name", "edge1", "--ip", "198.18.0.30")
 	if code != 0 {
@@ -56,6 +60,23 @@ func TestStorageAdminCommands(t *testing.T) {
 	_, out, _ = edgecrd(t, "clients", "ls", "--storage", url, "-o", "json")
 	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) != 1 || !cs[0].Revoked {
 		t.Fatalf("after revoke: %v\n%s", err, out)
+	}
+	// clients ls and token ls keep what they read in the user's cache
+	// directory, 0600; the revocation above showed through it. A cache
+	// file that cannot be read is a warning.
+	files, _ := filepath.Glob(filepath.Join(cache, "edgecrd", "identities-*.json"))
+	if len(files) != 1 {
+		t.Fatalf("identity cache files: %q, want one", files)
+	}
+	if fi, err := os.Stat(files[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("identity cache %s: %v, %v; want mode 0600", files[0], fi.Mode(), err)
+	}
+	if err := os.WriteFile(files[0], []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = edgecrd(t, "clients", "ls", "--storage", url, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &cs); code != 0 || err != nil || len(cs) != 1 || !cs[0].Revoked || !strings.Contains(errOut, "warning: reading the identity cache") {
+		t.Fatalf("clients ls with a corrupt cache: %d %v\n%s\n%s", code, err, out, errOut)
 	}
 	// A second init (another replica's) with only the URL is the same device.
 	code, out, errOut = edgecrd(t, "init", "--storage", url)

@@ -109,8 +109,11 @@ func newTokenLsCmd(io streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tks, err := st.Tokens()
-			if err != nil {
+			var tks []*server.Token
+			if err := withIdentityCache(st, io.Err, func() (err error) {
+				tks, err = st.Tokens()
+				return err
+			}); err != nil {
 				return err
 			}
 			if output == "json" {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
@@ -51,4 +52,12 @@ func cpuTime(pid int) (cpuUse, error) {
 		t[i] = time.Duration(ticks) * time.Second / userHZ
 	}
 	return cpuUse{user: t[0], sys: t[1]}, nil
+}
+
+// maxRSS is the peak resident set size of an exited process, in bytes.
+func maxRSS(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10 // KiB on Linux
+	}
+	return 0
 }

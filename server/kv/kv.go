@@ -54,6 +54,20 @@ type Store interface {
 	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
 }
 
+// VersionLister is a Store that lists keys with their versions, a page
+// of up to 1,000 in one request (S3's ListObjectsV2 names every object's
+// ETag): a cache of many keys learns which changed without reading each.
+// The versions are those Get returns. Paging is List's.
+type VersionLister interface {
+	ListVersions(ctx context.Context, prefix, after string, limit int) ([]KeyVersion, error)
+}
+
+// KeyVersion is a key and the version of its current value.
+type KeyVersion struct {
+	Key     string
+	Version Version
+}
+
 // Key limits: S3 allows 1024-byte keys; a Dir key becomes a path whose
 // segments must fit a file name (255 bytes) after escaping (up to 3 bytes
 // per byte), hence the per-segment limit.

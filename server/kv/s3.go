@@ -330,6 +330,20 @@ func (s *S3) Delete(ctx context.Context, key string, ifVer Version) error {
 
 // List implements Store (ListObjectsV2, up to 1000 keys a request).
 func (s *S3) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	kvs, err := s.ListVersions(ctx, prefix, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(kvs))
+	for i, k := range kvs {
+		keys[i] = k.Key
+	}
+	return keys, nil
+}
+
+// ListVersions implements VersionLister: List with each object's ETag,
+// which is the version Get returns.
+func (s *S3) ListVersions(ctx context.Context, prefix, after string, limit int) ([]KeyVersion, error) {
 	if err := validPrefix(prefix); err != nil {
 		return nil, err
 	}
@@ -343,7 +357,7 @@ func (s *S3) List(ctx context.Context, prefix, after string, limit int) ([]strin
 	if after != "" {
 		in.StartAfter = aws.String(s.cfg.KeyPrefix + after + objSuffix)
 	}
-	var keys []string
+	var keys []KeyVersion
 	for {
 		in.MaxKeys = aws.Int64(int64(min(limit-len(keys), 1000)))
 		out, err := s.c.ListObjectsV2WithContext(ctx, in)
@@ -356,7 +370,7 @@ func (s *S3) List(ctx context.Context, prefix, after string, limit int) ([]strin
 				continue // a tombstone, or not ours
 			}
 			if len(keys) < limit {
-				keys = append(keys, strings.TrimSuffix(name, objSuffix))
+				keys = append(keys, KeyVersion{Key: strings.TrimSuffix(name, objSuffix), Version: Version(aws.StringValue(o.ETag))})
 			}
 		}
 		if !aws.BoolValue(out.IsTruncated) || len(keys) >= limit || out.NextContinuationToken == nil {
@@ -365,5 +379,7 @@ func (s *S3) List(ctx context.Context, prefix, after string, limit int) ([]strin
 		in.ContinuationToken = out.NextContinuationToken
 	}
 }
+
+var _ VersionLister = (*S3)(nil)
 
 var _ Store = (*S3)(nil)

@@ -3,6 +3,7 @@ package kv_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"strings"
@@ -110,5 +111,48 @@ func TestS3MinIORestart(t *testing.T) {
 	m.Restart(t)
 	if val, v2, err := s.Get(ctx, "tokens/t1"); err != nil || string(val) != "10" || v2 != v {
 		t.Fatalf("Get after the restart = %q, %q, %v; want \"10\", %q", val, v2, err, v)
+	}
+}
+
+// TestS3ListVersions: one LIST names each key with the version Get
+// returns; a deleted key (tombstone) is not listed; paging works as List's.
+func TestS3ListVersions(t *testing.T) {
+	c := &kvtest.Counter{}
+	s := openS3(t, c)(t).(*kv.S3)
+	ctx := context.Background()
+	want := map[string]kv.Version{}
+	for i := range 5 {
+		k := fmt.Sprintf("ids/%02d.json", i)
+		v, err := s.Put(ctx, k, []byte(k), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+	}
+	if err := s.Delete(ctx, "ids/03.json", ""); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "ids/03.json")
+	c.Take()
+	kvs, err := s.ListVersions(ctx, "ids/", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Take(); !maps.Equal(got, map[string]int{"GET 200": 1}) {
+		t.Errorf("requests of ListVersions: %s, want one GET (the LIST)", kvtest.Format(got))
+	}
+	got := map[string]kv.Version{}
+	for _, k := range kvs {
+		got[k.Key] = k.Version
+		if _, v, err := s.Get(ctx, k.Key); err != nil || v != k.Version {
+			t.Errorf("Get(%s) version %s, %v; listed %s", k.Key, v, err, k.Version)
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("ListVersions = %v, want %v", got, want)
+	}
+	page, err := s.ListVersions(ctx, "ids/", "ids/01.json", 2)
+	if err != nil || len(page) != 2 || page[0].Key != "ids/02.json" || page[1].Key != "ids/04.json" {
+		t.Fatalf("ListVersions after ids/01.json, 2 = %v, %v; want ids/02.json, ids/04.json", page, err)
 	}
 }

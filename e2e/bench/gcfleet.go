@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgecr/edgecr/e2e/benchutil"
+)
+
+// The fleet GC benchmark (-gc-fleet N, issue 14): N tags in N/10
+// repositories, each tag its own image of 3 layers and a config (5 blobs
+// with the manifest: 50,000 blobs at 10,000 tags), written into the data
+// dir's storage layout before serve starts (pushing 50,000 blobs would
+// take longer than the collection). Half the images are then deleted
+// through the registry (by digest and by tag, alternately), and `edgecrd gc
+// --delete-untagged --grace 1h` runs next to the serving registry while a
+// pusher keeps pushing new images: the seeded content is two hours old, so
+// the collector takes the deleted images and leaves the new pushes, which
+// must all succeed and all resolve afterwards. Reported: the time of the
+// collection, the peak RSS of the gc process and of serve, and the pushes.
+
+// gcFleetResult is what -gc-fleet measures.
+type gcFleetResult struct {
+	tags, repos, blobs    int
+	seedTime              time.Duration
+	deleted               int
+	deleteTime            time.Duration
+	dryWall, wall         time.Duration
+	dry, real             gcJSON
+	gcPeakRSS, dryPeakRSS int64
+	servePeakRSS          int64
+	pushes, pushFailures  int
+	pushErr               string
+	pushesVerified        int
+	keptVerified, kept    int
+}
+
+func runGCFleet(ctx context.Context, o options, tags int, args []string, stdout, stderr io.Writer) int {
+	if tags < 10 {
+		fmt.Fprintln(stderr, "bench: -gc-fleet takes the number of tags, at least 10")
+		return 2
+	}
+	p, err := parseProto(o.proto)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	started, load := time.Now(), benchutil.LoadAverage()
+	r, err := benchGCFleet(ctx, o.edgecrd, p, tags, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(stdout, "- Machine: %s\n", benchutil.Machine())
+	fmt.Fprintf(stdout, "- Load average (1 min) before the run: %s, after: %s\n", load, benchutil.LoadAverage())
+	fmt.Fprintf(stdout, "- Command: `%s`\n\n", benchutil.CommandLine("bench", args))
+	fmt.Fprintln(stdout, "| Store | Deleted (through the registry) | `gc --dry-run` wall (collector), peak RSS | `gc` wall (collector), peak RSS | Deleted blobs / manifests | serve peak RSS | Pushes during gc: ok / failed, resolving after | Kept images intact |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(stdout, "| %d tags in %d repositories, %d blobs (seeded in %s) | %d images in %s | %s (%s), %s | %s (%s), %s | %d / %d | %s | %d / %d, %d | %d of %d |\n",
+		r.tags, r.repos, r.blobs, r.seedTime.Round(time.Second), r.deleted, r.deleteTime.Round(time.Millisecond),
+		r.dryWall.Round(time.Millisecond), secs(r.dry.DurationSeconds), approxBytes(r.dryPeakRSS),
+		r.wall.Round(time.Millisecond), secs(r.real.DurationSeconds), approxBytes(r.gcPeakRSS),
+		r.real.BlobsDeleted, r.real.ManifestsDeleted, approxBytes(r.servePeakRSS),
+		r.pushes, r.pushFailures, r.pushesVerified, r.keptVerified, r.kept)
+	if r.pushErr != "" {
+		fmt.Fprintf(stdout, "\nFirst push failure: %s\n", r.pushErr)
+	}
+	if r.pushFailures > 0 || r.pushesVerified != r.pushes || r.keptVerified != r.kept {
+		return 1
+	}
+	return 0
+}
+
+func secs(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
+}
+
+// fleetImage is one seeded image.
+type fleetImage struct {
+	repo, tag, digest string
+	blobs             []string
+}
+
+func benchGCFleet(ctx context.Context, bin string, p proto, tags int, progress io.Writer) (res gcFleetResult, err error) {
+	tmp, err := os.MkdirTemp("", "edgecr-bench-gcfleet-")
+	if err != nil {
+		return res, fmt.Errorf("creating temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if bin == "" {
+		fmt.Fprintln(progress, "building edgecrd")
+		if bin, err = buildEdgecrd(ctx, tmp); err != nil {
+			return res, err
+		}
+	}
+	dataDir := filepath.Join(tmp, "edgecrd-data") // as startEdgecrd lays it out
+	if out, err := exec.CommandContext(ctx, bin, "init", "--data-dir", dataDir, "--name", "bench").CombinedOutput(); err != nil {
+		return res, fmt.Errorf("edgecrd init: %w: %s", err, out)
+	}
+	fmt.Fprintf(progress, "seeding %d tags\n", tags)
+	t0 := time.Now()
+	imgs, err := seedFleet(filepath.Join(dataDir, "registry", "docker", "registry", "v2"), tags, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		return res, err
+	}
+	res.seedTime = time.Since(t0)
+	res.tags, res.repos, res.blobs = tags, (tags+9)/10, 5*tags
+
+	e, err := startEdgecrd(ctx, bin, tmp)
+	if e != nil {
+		defer func() { err = errors.Join(err, e.stop()) }()
+	}
+	if err != nil {
+		return res, err
+	}
+	c := newClient(target{base: e.base, user: e.user, password: e.password, roots: e.roots}, p)
+	defer c.close()
+
+	fmt.Fprintf(progress, "deleting %d images\n", tags/2)
+	t0 = time.Now()
+	for i := 0; i < len(imgs); i += 2 {
+		ref := imgs[i].tag
+		if i%4 == 0 {
+			ref = imgs[i].digest
+		}
+		resp, err := c.do(ctx, http.MethodDelete, c.base+"/v2/"+imgs[i].repo+"/manifests/"+ref, nil, 0, http.StatusAccepted)
+		if err != nil {
+			return res, err
+		}
+		drain(resp)
+		res.deleted++
+	}
+	res.deleteTime = time.Since(t0)
+
+	gc := func(args ...string) (gcJSON, time.Duration, int64, error) {
+		args = append([]string{"gc", "--data-dir", dataDir, "--delete-untagged", "--grace", "1h", "-o", "json"}, args...)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		t0 := time.Now()
+		out, err := cmd.Output()
+		wall := time.Since(t0)
+		var r gcJSON
+		if err != nil {
+			return r, wall, 0, fmt.Errorf("edgecrd %s: %w: %s", strings.Join(args, " "), err, stderr.Bytes())
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			return r, wall, 0, fmt.Errorf("parsing edgecrd gc output: %w", err)
+		}
+		return r, wall, maxRSS(cmd.ProcessState), nil
+	}
+	fmt.Fprintln(progress, "edgecrd gc --dry-run")
+	if res.dry, res.dryWall, res.dryPeakRSS, err = gc("--dry-run"); err != nil {
+		return res, err
+	}
+
+	// Pushes while the collection runs: one image after another, each of
+	// a new layer, a config and a manifest.
+	fmt.Fprintln(progress, "edgecrd gc, pushing meanwhile")
+	stop := make(chan struct{})
+	var pushed []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tag := fmt.Sprintf("during%d", i)
+			if err := pushSmallImage(ctx, c, "bench/online", tag, uint64(1_000_000+i)); err != nil {
+				res.pushFailures++
+				if res.pushErr == "" {
+					res.pushErr = err.Error()
+				}
+				continue
+			}
+			pushed = append(pushed, tag)
+		}
+	}()
+	res.real, res.wall, res.gcPeakRSS, err = gc()
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		return res, err
+	}
+	res.pushes = len(pushed)
+	if rss, err := peakRSS(e.cmd.Process.Pid); err == nil {
+		res.servePeakRSS = rss
+	}
+
+	head := func(repo, ref string) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.base+"/v2/"+repo+"/manifests/"+ref, nil)
+		if err != nil {
+			return false
+		}
+		req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+		req.SetBasicAuth(c.user, c.password)
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return false
+		}
+		drain(resp)
+		return resp.StatusCode == http.StatusOK
+	}
+	for _, tag := range pushed {
+		if head("bench/online", tag) {
+			res.pushesVerified++
+		}
+	}
+	// Kept images: the manifest by tag and every blob.
+	for i := 1; i < len(imgs); i += 2 {
+		res.kept++
+		ok := head(imgs[i].repo, imgs[i].tag)
+		for _, d := range imgs[i].blobs {
+			if !ok {
+				break
+			}
+			resp, err := c.do(ctx, http.MethodHead, c.base+"/v2/"+imgs[i].repo+"/blobs/"+d, nil, 0, http.StatusOK)
+			if err != nil {
+				ok = false
+				break
+			}
+			drain(resp)
+		}
+		if ok {
+			res.keptVerified++
+		}
+	}
+	return res, nil
+}
+
+// pushSmallImage pushes an image of one 1 KiB layer (from seed), a config
+// and a manifest under repo:tag.
+func pushSmallImage(ctx context.Context, c *client, repo, tag string, seed uint64) error {
+	layer := make([]byte, 1024)
+	for i := range layer {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		layer[i] = byte(seed >> 56)
+	}
+	ld, err := c.pushSmall(ctx, repo, layer)
+	if err != nil {
+		return fmt.Errorf("pushing a layer of %s:%s: %w", repo, tag, err)
+	}
+	cfg := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"comment":"%s"}`, tag)
+	cd, err := c.pushSmall(ctx, repo, cfg)
+	if err != nil {
+		return fmt.Errorf("pushing the config of %s:%s: %w", repo, tag, err)
+	}
+	_, err = c.putManifest(ctx, repo, tag, manifestJSON(cd, int64(len(cfg)), "", 0, []string{ld}, int64(len(layer))))
+	return err
+}
+
+// seedFleet writes tags images into the storage root v2 (…/docker/registry/v2)
+// as distribution lays them out, every file's time set to old.
+func seedFleet(v2 string, tags int, old time.Time) ([]fleetImage, error) {
+	write := func(p string, data []byte) error {
+		full := filepath.Join(v2, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(full, data, 0o644); err != nil {
+			return err
+		}
+		return os.Chtimes(full, old, old)
+	}
+	blob := func(data []byte) (string, error) {
+		sum := sha256.Sum256(data)
+		h := hex.EncodeToString(sum[:])
+		return "sha256:" + h, write("blobs/sha256/"+h[:2]+"/"+h+"/data", data)
+	}
+	link := func(repo, kind, d string) error {
+		return write("repositories/"+repo+"/"+kind+"/sha256/"+strings.TrimPrefix(d, "sha256:")+"/link", []byte(d))
+	}
+	imgs := make([]fleetImage, 0, tags)
+	for i := range tags {
+		img := fleetImage{repo: fmt.Sprintf("fleet/r%04d", i/10), tag: fmt.Sprintf("t%02d", i%10)}
+		var layers []string
+		for l := range 3 {
+			d, err := blob(fmt.Appendf(nil, "layer %d of image %d\n", l, i))
+			if err != nil {
+				return nil, err
+			}
+			layers = append(layers, d)
+		}
+		cfg := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"comment":"image %d"}`, i)
+		cd, err := blob(cfg)
+		if err != nil {
+			return nil, err
+		}
+		img.blobs = append(layers, cd)
+		for _, d := range img.blobs {
+			if err := link(img.repo, "_layers", d); err != nil {
+				return nil, err
+			}
+		}
+		m := manifestJSON(cd, int64(len(cfg)), "", 0, layers, int64(len(fmt.Sprintf("layer 0 of image %d\n", i))))
+		if img.digest, err = blob(m); err != nil {
+			return nil, err
+		}
+		if err := link(img.repo, "_manifests/revisions", img.digest); err != nil {
+			return nil, err
+		}
+		tagDir := "repositories/" + img.repo + "/_manifests/tags/" + img.tag
+		if err := write(tagDir+"/index/sha256/"+strings.TrimPrefix(img.digest, "sha256:")+"/link", []byte(img.digest)); err != nil {
+			return nil, err
+		}
+		if err := write(tagDir+"/current/link", []byte(img.digest)); err != nil {
+			return nil, err
+		}
+		imgs = append(imgs, img)
+	}
+	return imgs, nil
+}
