@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
@@ -20,37 +23,58 @@ import (
 // device is the edgecrd under test: one data dir and port across
 // restarts, one child process at a time.
 type device struct {
-	bin, dataDir, logPath, addr string
-	user, password              string
-	roots                       *x509.CertPool
+	bin, logPath, addr string
+	user, password     string
+	roots              *x509.CertPool
+	// where names the state for every edgecrd command: --data-dir DIR or
+	// --storage URL; env is their environment (the bucket's credentials).
+	where []string
+	env   []string
+	quota string // serve --quota; "" for none
 
+	mu     sync.Mutex // guards cmd for the sampler
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
-func buildEdgecrd(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "edgecrd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/edgecr/edgecr/cmd/edgecrd")
+// buildBinaries builds the agent, its credential helper and (withServer)
+// edgecrd into dir/bin and returns that directory.
+func buildBinaries(ctx context.Context, dir string, withServer bool) (string, error) {
+	bin := filepath.Join(dir, "bin")
+	pkgs := []string{"github.com/edgecr/edgecr/cmd/edgecr", "github.com/edgecr/edgecr/cmd/docker-credential-edgecr"}
+	if withServer {
+		pkgs = append(pkgs, "github.com/edgecr/edgecr/cmd/edgecrd")
+	}
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", bin, err)
+	}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", bin + string(os.PathSeparator)}, pkgs...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building edgecrd: %w\n%s", err, out.Bytes())
+		return "", fmt.Errorf("building %s: %w\n%s", strings.Join(pkgs, " "), err, out.Bytes())
 	}
 	return bin, nil
 }
 
-func newDevice(ctx context.Context, bin, dir string) (*device, error) {
+// newDevice initialises the device's state: in dir's data dir, or with
+// storage (an s3:// URL) in that bucket, env holding its credentials.
+func newDevice(ctx context.Context, bin, dir, storage string, env []string, quota string) (*device, error) {
 	port, err := benchutil.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	d := &device{bin: bin, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "edgecrd.log"),
-		addr: net.JoinHostPort("127.0.0.1", port)}
-	out, err := exec.CommandContext(ctx, bin, "init", "--data-dir", d.dataDir, "--name", "soak", "--ip", "127.0.0.1").CombinedOutput()
+	d := &device{bin: bin, logPath: filepath.Join(dir, "edgecrd.log"),
+		addr: net.JoinHostPort("127.0.0.1", port), env: env, quota: quota,
+		where: []string{"--data-dir", filepath.Join(dir, "data")}}
+	if storage != "" {
+		d.where = []string{"--storage", storage}
+	}
+	out, err := d.command(ctx, "init", "--name", "soak", "--ip", "127.0.0.1").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("running edgecrd init: %w: %s", err, out)
 	}
-	out, err = exec.CommandContext(ctx, bin, "info", "--data-dir", d.dataDir, "-o", "json").Output()
+	out, err = d.command(ctx, "info", "-o", "json").Output()
 	if err != nil {
 		return nil, fmt.Errorf("running edgecrd info: %w", err)
 	}
@@ -78,16 +102,23 @@ func (d *device) start(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("opening edgecrd log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(d.bin, "serve", "--data-dir", d.dataDir, "--listen", d.addr,
-		"--ui-listen", "off", "--gc-schedule", "off")
+	args := append([]string{"serve"}, d.where...)
+	args = append(args, "--listen", d.addr, "--ui-listen", "off", "--gc-schedule", "off")
+	if d.quota != "" {
+		args = append(args, "--quota", d.quota)
+	}
+	cmd := exec.Command(d.bin, args...)
+	cmd.Env = d.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = benchutil.ChildAttr()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("starting edgecrd: %w", err)
 	}
+	d.mu.Lock()
 	d.cmd, d.exited = cmd, make(chan struct{})
 	exited := d.exited
+	d.mu.Unlock()
 	go func() { cmd.Wait(); close(exited) }()
 	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: d.roots, ServerName: "127.0.0.1"}}, Timeout: 2 * time.Second}
 	defer probe.CloseIdleConnections()
@@ -111,6 +142,8 @@ func (d *device) start(ctx context.Context) (time.Duration, error) {
 
 // kill ends edgecrd with SIGKILL (no shutdown of any kind) and reaps it.
 func (d *device) kill() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.cmd == nil {
 		return
 	}
@@ -119,11 +152,37 @@ func (d *device) kill() {
 	d.cmd = nil
 }
 
+// pid is the running edgecrd's process id, 0 when none runs.
+func (d *device) pid() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
+// command is an edgecrd admin command on the device's state.
+func (d *device) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, d.bin, append(slices.Clone(args), d.where...)...)
+	cmd.Env = d.env
+	return cmd
+}
+
+// admin runs an edgecrd admin command and returns its standard output;
+// the error holds its standard error.
+func (d *device) admin(ctx context.Context, args ...string) ([]byte, error) {
+	var out, errb bytes.Buffer
+	cmd := d.command(ctx, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.Bytes(), fmt.Errorf("edgecrd %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(errb.Bytes()))
+	}
+	return out.Bytes(), nil
+}
+
 // gc runs `edgecrd gc` next to the server, as an operator's cron job would.
 func (d *device) gc(ctx context.Context, grace time.Duration) error {
-	out, err := exec.CommandContext(ctx, d.bin, "gc", "--data-dir", d.dataDir, "--grace", grace.String(), "--delete-untagged").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("edgecrd gc: %w: %s", err, bytes.TrimSpace(out))
-	}
-	return nil
+	_, err := d.admin(ctx, "gc", "--grace", grace.String(), "--delete-untagged")
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,15 @@ func (w *worker) step(ctx context.Context) {
 			w.l.maybe(w.repo, tag, d.String())
 			return // the run ended under it: no outcome
 		}
+		if err != nil && isQuotaRefusal(err) {
+			// The server's answer: nothing was tagged. A client backs
+			// off until deletions and a collection make room.
+			w.st.refused("push", start)
+			w.gate.RUnlock()
+			sleep(ctx, time.Duration(500+w.rnd.IntN(1000))*time.Millisecond)
+			w.gate.RLock()
+			return
+		}
 		if err == nil {
 			w.l.tagged(w.repo, tag, d.String())
 		} else {
@@ -95,6 +105,10 @@ func (w *worker) step(ctx context.Context) {
 		err := w.cl.tag(opCtx, w.repo, dst, d)
 		if ctx.Err() != nil {
 			w.l.maybe(w.repo, dst, d)
+			return
+		}
+		if err != nil && isQuotaRefusal(err) {
+			w.st.refused("move-tag", start) // the manifest PUT was refused: dst unchanged
 			return
 		}
 		if err == nil {
@@ -138,4 +152,10 @@ type errWrong struct{ error }
 func isWrong(err error) bool {
 	var w errWrong
 	return errors.As(err, &w)
+}
+
+// isQuotaRefusal is a push the registry refused because the storage quota
+// is full: an expected answer under quota pressure, not an error.
+func isQuotaRefusal(err error) bool {
+	return strings.Contains(err.Error(), "storage quota full") || strings.Contains(err.Error(), "storage quota exceeded")
 }
