@@ -225,7 +225,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 	for k := range s.counts {
 		kinds = append(kinds, k)
 	}
-	order := []string{"push", "pull", "move-tag", "delete-tag", "delete-digest", "gc",
+	order := []string{"push", "pull", "pull uncertain", "move-tag", "delete-tag", "delete-digest", "gc",
 		"token-create", "join", "join (dead token)", "leave", "revoke", "token-rm", "auth-probe",
 		"kill+restart", "kill+restart minio", "check after restart"}
 	slices.SortFunc(kinds, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
