@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +30,7 @@ type device struct {
 	bin, logPath, addr string
 	user, password     string
 	roots              *x509.CertPool
+	caPin              string // sha256:HEX of the CA's DER, from edgecrd info
 	// where names the state for every edgecrd command: --data-dir DIR or
 	// --storage URL; env is their environment (the bucket's credentials).
 	where []string
@@ -78,18 +83,23 @@ func newDevice(ctx context.Context, bin, dir, storage string, env []string, quot
 	if err != nil {
 		return nil, fmt.Errorf("running edgecrd info: %w", err)
 	}
-	var info struct{ Username, Password, CAFile string }
+	var info struct{ Username, Password, CAFile, CAFingerprint string }
 	if err := json.Unmarshal(out, &info); err != nil {
 		return nil, fmt.Errorf("parsing edgecrd info: %w", err)
 	}
-	pem, err := os.ReadFile(info.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading device CA: %w", err)
+	d.caPin = info.CAFingerprint
+	if storage == "" {
+		pem, err := os.ReadFile(info.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading device CA: %w", err)
+		}
+		d.roots = x509.NewCertPool()
+		if !d.roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in device CA file %s", info.CAFile)
+		}
 	}
-	d.roots = x509.NewCertPool()
-	if !d.roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no certificate in device CA file %s", info.CAFile)
-	}
+	// On a bucket the CA is no file: start fetches it from the join API
+	// and checks it against caPin.
 	d.user, d.password = info.Username, info.Password
 	return d, nil
 }
@@ -107,6 +117,11 @@ func (d *device) start(ctx context.Context) (time.Duration, error) {
 	if d.quota != "" {
 		args = append(args, "--quota", d.quota)
 	}
+	if d.where[0] == "--storage" {
+		// A replica on a bucket serves its own address (else the
+		// machine's default route's, which the CA may not certify).
+		args = append(args, "--name", "soak", "--ip", "127.0.0.1")
+	}
 	cmd := exec.Command(d.bin, args...)
 	cmd.Env = d.env
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -120,12 +135,22 @@ func (d *device) start(ctx context.Context) (time.Duration, error) {
 	exited := d.exited
 	d.mu.Unlock()
 	go func() { cmd.Wait(); close(exited) }()
-	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: d.roots, ServerName: "127.0.0.1"}}, Timeout: 2 * time.Second}
+	tc := &tls.Config{RootCAs: d.roots, ServerName: "127.0.0.1"}
+	if d.roots == nil {
+		tc = &tls.Config{InsecureSkipVerify: true} // the first start on a bucket: fetchCA checks the pin
+	}
+	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 2 * time.Second}
 	defer probe.CloseIdleConnections()
 	for {
 		if resp, err := probe.Get("https://" + d.addr + "/v2/"); err == nil {
 			resp.Body.Close()
-			return time.Since(start), nil
+			took := time.Since(start)
+			if d.roots == nil {
+				if err := d.fetchCA(probe); err != nil {
+					return 0, err
+				}
+			}
+			return took, nil
 		}
 		select {
 		case <-exited:
@@ -185,4 +210,29 @@ func (d *device) admin(ctx context.Context, args ...string) ([]byte, error) {
 func (d *device) gc(ctx context.Context, grace time.Duration) error {
 	_, err := d.admin(ctx, "gc", "--grace", grace.String(), "--delete-untagged")
 	return err
+}
+
+// fetchCA downloads the device CA from the join API, as the agent does,
+// and checks it against the fingerprint edgecrd info printed.
+func (d *device) fetchCA(c *http.Client) error {
+	resp, err := c.Get("https://" + d.addr + "/edgecr/v1/ca")
+	if err != nil {
+		return fmt.Errorf("fetching the device CA: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("fetching the device CA: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return fmt.Errorf("the device CA endpoint answered %s without PEM", resp.Status)
+	}
+	sum := sha256.Sum256(blk.Bytes)
+	if got := "sha256:" + hex.EncodeToString(sum[:]); got != d.caPin {
+		return fmt.Errorf("the device CA endpoint's CA is %s, edgecrd info says %s", got, d.caPin)
+	}
+	d.roots = x509.NewCertPool()
+	d.roots.AppendCertsFromPEM(b)
+	return nil
 }

@@ -125,6 +125,9 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	var fl *fleet
 	if o.fleet {
 		fl = newFleet(dev, binDir, filepath.Join(dir, "clients"), l, st, &gate)
+		if o.storage == "s3" {
+			fl.revokeBound = 2 * time.Second // edgecrd clients revoke --help: every replica within 2 s
+		}
 	}
 	pids := map[string]func() int{"edgecrd": dev.pid}
 	if m != nil {

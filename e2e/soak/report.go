@@ -226,7 +226,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 		kinds = append(kinds, k)
 	}
 	order := []string{"push", "pull", "pull uncertain", "move-tag", "delete-tag", "delete-digest", "gc",
-		"token-create", "join", "join (dead token)", "leave", "revoke", "token-rm", "auth-probe",
+		"token-create", "join", "join (dead token)", "leave", "revoke", "token-rm", "revocation applied", "auth-probe",
 		"kill+restart", "kill+restart minio", "check after restart"}
 	slices.SortFunc(kinds, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
 	total := map[string]int{}
