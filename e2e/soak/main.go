@@ -134,6 +134,10 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 		pids["minio"] = m.pid
 	}
 
+	repos := make([]string, o.workers)
+	for i := range repos {
+		repos[i] = fmt.Sprintf("soak/w%d", i)
+	}
 	loadCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -141,7 +145,7 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := &worker{repo: fmt.Sprintf("soak/w%d", i), cl: cl, l: l, st: st, o: o, gate: &gate,
+			w := &worker{repo: repos[i], cl: cl, l: l, st: st, o: o, gate: &gate,
 				rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i)))}
 			w.run(loadCtx)
 		}()
@@ -189,7 +193,7 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 			for sleep(loadCtx, time.Duration(float64(o.killEvery)*(0.5+rnd.Float64()))) {
 				var err error
 				if m != nil && rnd.IntN(3) == 0 {
-					err = killMinIO(ctx, m, cl, l, st)
+					err = killMinIO(ctx, m, cl, l, st, repos)
 				} else {
 					err = killAndRestart(ctx, dev, l, st)
 				}
@@ -239,21 +243,34 @@ func killAndRestart(ctx context.Context, dev *device, l *ledger, st *stats) erro
 }
 
 // killMinIO SIGKILLs MinIO and restarts it on the same port and data; the
-// kill window lasts until edgecrd answers an authenticated GET /v2/ again
-// (its state is in the bucket), plus a second for requests already sent.
-func killMinIO(ctx context.Context, m *minio, cl *client, l *ledger, st *stats) error {
+// kill window lasts until edgecrd serves from the bucket again (an
+// authenticated GET /v2/ and every worker repository's tag list answer),
+// plus a second for requests already sent. Its row's time is MinIO's
+// restart plus edgecrd's recovery.
+func killMinIO(ctx context.Context, m *minio, cl *client, l *ledger, st *stats, repos []string) error {
 	l.killStarts(time.Now())
 	m.kill()
 	start := time.Now()
 	if err := m.start(ctx); err != nil {
 		return err
 	}
-	for !cl.authOK(ctx) {
-		if !sleep(ctx, 50*time.Millisecond) {
+	serving := func() bool {
+		if !cl.authOK(ctx) {
+			return false
+		}
+		for _, r := range repos {
+			if _, err := cl.tags(ctx, r); err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	for !serving() {
+		if !sleep(ctx, 100*time.Millisecond) {
 			return ctx.Err()
 		}
-		if time.Since(start) > 2*time.Minute {
-			return fmt.Errorf("edgecrd does not answer GET /v2/ 2 minutes after MinIO was restarted")
+		if time.Since(start) > 5*time.Minute {
+			return fmt.Errorf("edgecrd does not serve from the bucket 5 minutes after MinIO was restarted")
 		}
 	}
 	took := time.Since(start)

@@ -68,7 +68,7 @@ func (s *stats) record(kind string, l *ledger, start time.Time, err error) {
 	if took := time.Since(start); result == resultOK && took > s.slowest[kind].took {
 		s.slowest[kind] = slow{took, start}
 	}
-	if result == resultFailed && len(s.examples) < 10 {
+	if result == resultFailed && len(s.examples) < 40 {
 		s.examples = append(s.examples, fmt.Sprintf("%s at %s: %v", kind, start.Format("15:04:05.000"), err))
 	}
 }
@@ -110,7 +110,7 @@ func (s *stats) checked(c *check) {
 	}
 	s.counts["check after restart"][resultFailed]++
 	for _, p := range c.problems {
-		if len(s.examples) < 10 {
+		if len(s.examples) < 40 {
 			s.examples = append(s.examples, fmt.Sprintf("check after restart %d: %s", len(s.starts)-1, p))
 		}
 	}
@@ -279,6 +279,8 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 		for _, f := range flat {
 			verdict := "yes"
 			switch {
+			case !f.judged:
+				verdict = "(not judged)"
 			case f.n < 4:
 				verdict = "too few samples"
 			case !f.flat:
@@ -317,11 +319,16 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 		result, total[resultFailed], lost, resurrected, c.unresolvable, notFlat)
 }
 
-// flatness judges the samples of each process (edgecrd first).
+// flatness judges the samples of each process (edgecrd first). MinIO's
+// are shown, not judged: it is the test's object store, whose caches grow
+// as the bucket does, not the product.
 func (s *stats) flatness() []*flatness {
 	var out []*flatness
 	for _, p := range []string{"edgecrd", "minio"} {
 		if f := checkFlat(p, s.samples); f.n > 0 {
+			if p == "minio" {
+				f.judged, f.flat, f.notFlat = false, true, nil
+			}
 			out = append(out, f)
 		}
 	}

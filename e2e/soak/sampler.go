@@ -75,6 +75,7 @@ type flatness struct {
 	rssMax               int64
 	fdsMax               int
 	flat                 bool
+	judged               bool // false: shown only (MinIO)
 	notFlat              []string
 	longest, longestFlat int // samples of the longest lifetime; lifetimes checked
 }
@@ -105,7 +106,7 @@ func grew(first, last float64) bool { return last > first*(1+flatTolerance) }
 func grewFds(first, last float64) bool { return grew(first, last) && last > first+fdSlack }
 
 func checkFlat(proc string, all []sample) *flatness {
-	f := &flatness{proc: proc, flat: true}
+	f := &flatness{proc: proc, flat: true, judged: true}
 	var rss, fds []float64
 	byPid := map[int][]sample{}
 	var order []int
