@@ -63,3 +63,56 @@ func TestLinksResolveInsideTheRepository(t *testing.T) {
 		}
 	}
 }
+
+var fuzzFunc = regexp.MustCompile(`(?m)^func (Fuzz\w+)\(`)
+
+// TestFuzzInventory: every fuzz target of the repository is in the table
+// of contributing.md (| input | package | target |), and every row names
+// a target that exists, so the list of what is fuzzed stays true.
+func TestFuzzInventory(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "contributing.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") && p != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(p))
+		for _, m := range fuzzFunc.FindAllSubmatch(b, -1) {
+			found["| `"+filepath.ToSlash(rel)+"` | `"+string(m[1])+"` |"] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) < 10 {
+		t.Fatalf("found only %d fuzz targets under %s", len(found), root)
+	}
+	for row := range found {
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/contributing.md has no row ending %q: add the new fuzz target to the inventory", row)
+		}
+	}
+	for _, m := range regexp.MustCompile("\\| (`[^`]+` \\| `Fuzz\\w+` \\|)").FindAllStringSubmatch(string(doc), -1) {
+		if !found["| "+m[1]] {
+			t.Errorf("docs/contributing.md lists %s, which no _test.go defines", m[1])
+		}
+	}
+}

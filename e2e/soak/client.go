@@ -39,6 +39,11 @@ func (c *client) opts(ctx context.Context) []remote.Option {
 		remote.WithTransport(c.tr),
 		remote.WithContext(ctx),
 		remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 1}),
+		// One blob at a time: a push refused at the quota then abandons no
+		// other upload session (the refused one is removed by the server;
+		// sessions a client abandons count against its limit until they
+		// expire idle).
+		remote.WithJobs(1),
 	}
 }
 
@@ -142,4 +147,19 @@ func (c *client) repairs(ctx context.Context) map[string]int {
 		out[string(m[1])] = v
 	}
 	return out
+}
+
+// authOK reports whether GET /v2/ with the admin's credential answers 200.
+func (c *client) authOK(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+c.dev.addr+"/v2/", nil)
+	if err != nil {
+		return false
+	}
+	req.SetBasicAuth(c.dev.user, c.dev.password)
+	resp, err := (&http.Client{Transport: c.tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }

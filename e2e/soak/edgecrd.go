@@ -3,15 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
@@ -20,52 +27,79 @@ import (
 // device is the edgecrd under test: one data dir and port across
 // restarts, one child process at a time.
 type device struct {
-	bin, dataDir, logPath, addr string
-	user, password              string
-	roots                       *x509.CertPool
+	bin, logPath, addr string
+	user, password     string
+	roots              *x509.CertPool
+	caPin              string // sha256:HEX of the CA's DER, from edgecrd info
+	// where names the state for every edgecrd command: --data-dir DIR or
+	// --storage URL; env is their environment (the bucket's credentials).
+	where []string
+	env   []string
+	quota string // serve --quota; "" for none
 
+	mu     sync.Mutex // guards cmd for the sampler
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
-func buildEdgecrd(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "edgecrd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/edgecr/edgecr/cmd/edgecrd")
+// buildBinaries builds the agent, its credential helper and (withServer)
+// edgecrd into dir/bin and returns that directory.
+func buildBinaries(ctx context.Context, dir string, withServer bool) (string, error) {
+	bin := filepath.Join(dir, "bin")
+	pkgs := []string{"github.com/edgecr/edgecr/cmd/edgecr", "github.com/edgecr/edgecr/cmd/docker-credential-edgecr"}
+	if withServer {
+		pkgs = append(pkgs, "github.com/edgecr/edgecr/cmd/edgecrd")
+	}
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", bin, err)
+	}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", bin + string(os.PathSeparator)}, pkgs...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building edgecrd: %w\n%s", err, out.Bytes())
+		return "", fmt.Errorf("building %s: %w\n%s", strings.Join(pkgs, " "), err, out.Bytes())
 	}
 	return bin, nil
 }
 
-func newDevice(ctx context.Context, bin, dir string) (*device, error) {
+// newDevice initialises the device's state: in dir's data dir, or with
+// storage (an s3:// URL) in that bucket, env holding its credentials.
+func newDevice(ctx context.Context, bin, dir, storage string, env []string, quota string) (*device, error) {
 	port, err := benchutil.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	d := &device{bin: bin, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "edgecrd.log"),
-		addr: net.JoinHostPort("127.0.0.1", port)}
-	out, err := exec.CommandContext(ctx, bin, "init", "--data-dir", d.dataDir, "--name", "soak", "--ip", "127.0.0.1").CombinedOutput()
+	d := &device{bin: bin, logPath: filepath.Join(dir, "edgecrd.log"),
+		addr: net.JoinHostPort("127.0.0.1", port), env: env, quota: quota,
+		where: []string{"--data-dir", filepath.Join(dir, "data")}}
+	if storage != "" {
+		d.where = []string{"--storage", storage}
+	}
+	out, err := d.command(ctx, "init", "--name", "soak", "--ip", "127.0.0.1").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("running edgecrd init: %w: %s", err, out)
 	}
-	out, err = exec.CommandContext(ctx, bin, "info", "--data-dir", d.dataDir, "-o", "json").Output()
+	out, err = d.command(ctx, "info", "-o", "json").Output()
 	if err != nil {
 		return nil, fmt.Errorf("running edgecrd info: %w", err)
 	}
-	var info struct{ Username, Password, CAFile string }
+	var info struct{ Username, Password, CAFile, CAFingerprint string }
 	if err := json.Unmarshal(out, &info); err != nil {
 		return nil, fmt.Errorf("parsing edgecrd info: %w", err)
 	}
-	pem, err := os.ReadFile(info.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading device CA: %w", err)
+	d.caPin = info.CAFingerprint
+	if storage == "" {
+		pem, err := os.ReadFile(info.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading device CA: %w", err)
+		}
+		d.roots = x509.NewCertPool()
+		if !d.roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in device CA file %s", info.CAFile)
+		}
 	}
-	d.roots = x509.NewCertPool()
-	if !d.roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no certificate in device CA file %s", info.CAFile)
-	}
+	// On a bucket the CA is no file: start fetches it from the join API
+	// and checks it against caPin.
 	d.user, d.password = info.Username, info.Password
 	return d, nil
 }
@@ -78,23 +112,45 @@ func (d *device) start(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("opening edgecrd log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(d.bin, "serve", "--data-dir", d.dataDir, "--listen", d.addr,
-		"--ui-listen", "off", "--gc-schedule", "off")
+	args := append([]string{"serve"}, d.where...)
+	args = append(args, "--listen", d.addr, "--ui-listen", "off", "--gc-schedule", "off")
+	if d.quota != "" {
+		args = append(args, "--quota", d.quota)
+	}
+	if d.where[0] == "--storage" {
+		// A replica on a bucket serves its own address (else the
+		// machine's default route's, which the CA may not certify).
+		args = append(args, "--name", "soak", "--ip", "127.0.0.1")
+	}
+	cmd := exec.Command(d.bin, args...)
+	cmd.Env = d.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = benchutil.ChildAttr()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("starting edgecrd: %w", err)
 	}
+	d.mu.Lock()
 	d.cmd, d.exited = cmd, make(chan struct{})
 	exited := d.exited
+	d.mu.Unlock()
 	go func() { cmd.Wait(); close(exited) }()
-	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: d.roots, ServerName: "127.0.0.1"}}, Timeout: 2 * time.Second}
+	tc := &tls.Config{RootCAs: d.roots, ServerName: "127.0.0.1"}
+	if d.roots == nil {
+		tc = &tls.Config{InsecureSkipVerify: true} // the first start on a bucket: fetchCA checks the pin
+	}
+	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 2 * time.Second}
 	defer probe.CloseIdleConnections()
 	for {
 		if resp, err := probe.Get("https://" + d.addr + "/v2/"); err == nil {
 			resp.Body.Close()
-			return time.Since(start), nil
+			took := time.Since(start)
+			if d.roots == nil {
+				if err := d.fetchCA(probe); err != nil {
+					return 0, err
+				}
+			}
+			return took, nil
 		}
 		select {
 		case <-exited:
@@ -111,6 +167,8 @@ func (d *device) start(ctx context.Context) (time.Duration, error) {
 
 // kill ends edgecrd with SIGKILL (no shutdown of any kind) and reaps it.
 func (d *device) kill() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.cmd == nil {
 		return
 	}
@@ -119,11 +177,62 @@ func (d *device) kill() {
 	d.cmd = nil
 }
 
+// pid is the running edgecrd's process id, 0 when none runs.
+func (d *device) pid() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
+// command is an edgecrd admin command on the device's state.
+func (d *device) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, d.bin, append(slices.Clone(args), d.where...)...)
+	cmd.Env = d.env
+	return cmd
+}
+
+// admin runs an edgecrd admin command and returns its standard output;
+// the error holds its standard error.
+func (d *device) admin(ctx context.Context, args ...string) ([]byte, error) {
+	var out, errb bytes.Buffer
+	cmd := d.command(ctx, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.Bytes(), fmt.Errorf("edgecrd %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(errb.Bytes()))
+	}
+	return out.Bytes(), nil
+}
+
 // gc runs `edgecrd gc` next to the server, as an operator's cron job would.
 func (d *device) gc(ctx context.Context, grace time.Duration) error {
-	out, err := exec.CommandContext(ctx, d.bin, "gc", "--data-dir", d.dataDir, "--grace", grace.String(), "--delete-untagged").CombinedOutput()
+	_, err := d.admin(ctx, "gc", "--grace", grace.String(), "--delete-untagged")
+	return err
+}
+
+// fetchCA downloads the device CA from the join API, as the agent does,
+// and checks it against the fingerprint edgecrd info printed.
+func (d *device) fetchCA(c *http.Client) error {
+	resp, err := c.Get("https://" + d.addr + "/edgecr/v1/ca")
 	if err != nil {
-		return fmt.Errorf("edgecrd gc: %w: %s", err, bytes.TrimSpace(out))
+		return fmt.Errorf("fetching the device CA: %w", err)
 	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("fetching the device CA: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return fmt.Errorf("the device CA endpoint answered %s without PEM", resp.Status)
+	}
+	sum := sha256.Sum256(blk.Bytes)
+	if got := "sha256:" + hex.EncodeToString(sum[:]); got != d.caPin {
+		return fmt.Errorf("the device CA endpoint's CA is %s, edgecrd info says %s", got, d.caPin)
+	}
+	d.roots = x509.NewCertPool()
+	d.roots.AppendCertsFromPEM(b)
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -173,5 +174,50 @@ func (l *ledger) snapshot() map[string]map[string]tagState {
 			out[r][t] = s
 		}
 	}
+	return out
+}
+
+// uncertainTags are the repository's tags whose state is unknown.
+func (l *ledger) uncertainTags(repo string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for t, s := range l.tags[repo] {
+		if s.possible != nil {
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// settle records what a read of an uncertain tag found, d ("" = absent):
+// an error when d is none of its possible states. The repository's worker
+// is the only writer of its tags, so what it reads is the tag's state.
+func (l *ledger) settle(repo, tag, d string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.repo(repo)
+	s, ok := m[tag]
+	if !ok || s.possible == nil {
+		return nil
+	}
+	if !s.possible[d] {
+		return fmt.Errorf("%s:%s holds %q, none of its possible states %v", repo, tag, d, keys(s.possible))
+	}
+	if d == "" {
+		delete(m, tag)
+	} else {
+		m[tag] = tagState{digest: d}
+	}
+	return nil
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
 	return out
 }

@@ -79,3 +79,32 @@ func TestLedgerDeletedDigestOfAnUncertainTag(t *testing.T) {
 		t.Fatalf("possible outcomes of t0 after DELETE of sha256:2: %v, want absent or sha256:1", s.possible)
 	}
 }
+
+func TestLedgerSettle(t *testing.T) {
+	l := newLedger()
+	l.tagged("r", "a", "sha256:1")
+	l.maybe("r", "a", "sha256:2")
+	l.maybe("r", "b", "sha256:3")
+	if got := l.uncertainTags("r"); len(got) != 2 {
+		t.Fatalf("uncertain tags: %v", got)
+	}
+	if err := l.settle("r", "a", "sha256:4"); err == nil {
+		t.Fatal("a digest none of the outcomes gave settled the tag")
+	}
+	if err := l.settle("r", "a", "sha256:2"); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := l.get("r", "a"); !ok || d != "sha256:2" {
+		t.Fatalf("a after settling: %q %v", d, ok)
+	}
+	if err := l.settle("r", "b", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.snapshot()["r"]["b"]; ok {
+		t.Fatal("b settled absent is still in the ledger")
+	}
+	l.tagged("r", "c", "sha256:5")
+	if err := l.settle("r", "c", ""); err != nil {
+		t.Fatalf("settling a certain tag is a no-op: %v", err)
+	}
+}

@@ -15,18 +15,40 @@ import (
 // Results of an operation.
 const (
 	resultOK       = "ok"
+	resultRefused  = "refused (expected)"
 	resultInWindow = "failed in a kill window"
 	resultFailed   = "FAILED"
 )
+
+// slow is the slowest successful operation of a kind.
+type slow struct {
+	took time.Duration
+	at   time.Time
+}
 
 type stats struct {
 	mu       sync.Mutex
 	counts   map[string]map[string]int // kind -> result -> n
 	examples []string                  // the first failures outside kill windows
 	starts   []time.Duration           // start to first /v2/ answer, first start and each restart
+	slowest  map[string]slow           // kind -> slowest successful operation
+	samples  []sample                  // RSS and open fds, every -sample-every
 }
 
-func newStats() *stats { return &stats{counts: map[string]map[string]int{}} }
+func newStats() *stats {
+	return &stats{counts: map[string]map[string]int{}, slowest: map[string]slow{}}
+}
+
+// refused records an expected refusal: a push over the quota, a join with
+// a removed or used-up token.
+func (s *stats) refused(kind string, start time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts[kind] == nil {
+		s.counts[kind] = map[string]int{}
+	}
+	s.counts[kind][resultRefused]++
+}
 
 func (s *stats) record(kind string, l *ledger, start time.Time, err error) {
 	result := resultOK
@@ -43,7 +65,10 @@ func (s *stats) record(kind string, l *ledger, start time.Time, err error) {
 		s.counts[kind] = map[string]int{}
 	}
 	s.counts[kind][result]++
-	if result == resultFailed && len(s.examples) < 10 {
+	if took := time.Since(start); result == resultOK && took > s.slowest[kind].took {
+		s.slowest[kind] = slow{took, start}
+	}
+	if result == resultFailed && len(s.examples) < 40 {
 		s.examples = append(s.examples, fmt.Sprintf("%s at %s: %v", kind, start.Format("15:04:05.000"), err))
 	}
 }
@@ -54,14 +79,21 @@ func (s *stats) startup(d time.Duration) {
 	s.starts = append(s.starts, d)
 }
 
-func (s *stats) kill(restart time.Duration) {
-	s.startup(restart)
+// kill records a SIGKILL and restart of edgecrd ("kill+restart") or of
+// MinIO ("kill+restart minio"); restart is the time to first answer.
+func (s *stats) kill(kind string, restart time.Duration) {
+	if kind == "kill+restart" {
+		s.startup(restart)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.counts["kill+restart"] == nil {
-		s.counts["kill+restart"] = map[string]int{}
+	if s.counts[kind] == nil {
+		s.counts[kind] = map[string]int{}
 	}
-	s.counts["kill+restart"][resultOK]++
+	s.counts[kind][resultOK]++
+	if restart > s.slowest[kind].took {
+		s.slowest[kind] = slow{restart, time.Now()}
+	}
 }
 
 // checked records a check after a restart: the final check's rules at a
@@ -78,7 +110,7 @@ func (s *stats) checked(c *check) {
 	}
 	s.counts["check after restart"][resultFailed]++
 	for _, p := range c.problems {
-		if len(s.examples) < 10 {
+		if len(s.examples) < 40 {
 			s.examples = append(s.examples, fmt.Sprintf("check after restart %d: %s", len(s.starts)-1, p))
 		}
 	}
@@ -105,6 +137,18 @@ type check struct {
 	lost         int
 	unresolvable int
 	repairs      map[string]int // edgecr_tag_repairs_total by reason after the last restart
+	fleet        *fleetCheck    // clients and tokens; nil without the fleet
+}
+
+// fullCheck is the images' check and, with a fleet, its identities' and
+// tokens'; every problem of either fails it.
+func fullCheck(ctx context.Context, cl *client, l *ledger, f *fleet) *check {
+	c := finalCheck(ctx, cl, l)
+	if f != nil {
+		c.fleet = f.check(ctx)
+		c.problems = append(c.problems, c.fleet.problems...)
+	}
+	return c
 }
 
 func (c *check) ok() bool { return len(c.problems) == 0 }
@@ -169,25 +213,35 @@ func finalCheck(ctx context.Context, cl *client, l *ledger) *check {
 func (s *stats) print(w io.Writer, c *check, o options) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fmt.Fprintf(w, "soak: %s, %d workers, SIGKILL every ~%s, edgecrd gc --grace %s --delete-untagged every %s\n\n",
-		o.duration, o.workers, o.killEvery, o.gcGrace, o.gcEvery)
+	quota := o.quota
+	if quota == "" {
+		quota = "none"
+	}
+	fmt.Fprintf(w, "soak: %s on %s, %d workers + the fleet, SIGKILL every ~%s, edgecrd gc --grace %s --delete-untagged every %s, quota %s\n\n",
+		o.duration, o.storageName(), o.workers, o.killEvery, o.gcGrace, o.gcEvery, quota)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "operation\t%s\t%s\t%s\t\n", resultOK, resultInWindow, resultFailed)
+	fmt.Fprintf(tw, "operation\t%s\t%s\t%s\t%s\tslowest ok\t\n", resultOK, resultRefused, resultInWindow, resultFailed)
 	kinds := make([]string, 0, len(s.counts))
 	for k := range s.counts {
 		kinds = append(kinds, k)
 	}
-	order := []string{"push", "pull", "move-tag", "delete-tag", "delete-digest", "gc", "kill+restart", "check after restart"}
+	order := []string{"push", "pull", "pull uncertain", "move-tag", "delete-tag", "delete-digest", "gc",
+		"token-create", "join", "join (dead token)", "leave", "revoke", "token-rm", "revocation applied", "auth-probe",
+		"kill+restart", "kill+restart minio", "check after restart"}
 	slices.SortFunc(kinds, func(a, b string) int { return slices.Index(order, a) - slices.Index(order, b) })
 	total := map[string]int{}
 	for _, k := range kinds {
 		m := s.counts[k]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", k, m[resultOK], m[resultInWindow], m[resultFailed])
+		slowest := "-"
+		if sl, ok := s.slowest[k]; ok {
+			slowest = fmt.Sprintf("%s at %s", sl.took.Round(time.Millisecond), sl.at.Format("15:04:05"))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t\n", k, m[resultOK], m[resultRefused], m[resultInWindow], m[resultFailed], slowest)
 		for r, n := range m {
 			total[r] += n
 		}
 	}
-	fmt.Fprintf(tw, "total\t%d\t%d\t%d\t\n", total[resultOK], total[resultInWindow], total[resultFailed])
+	fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t\t\n", total[resultOK], total[resultRefused], total[resultInWindow], total[resultFailed])
 	tw.Flush()
 
 	starts := slices.Clone(s.starts)
@@ -206,7 +260,42 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 	fmt.Fprintf(tw, "lost\t%d\t\n", c.lost)
 	fmt.Fprintf(tw, "unresolvable\t%d\t\n", c.unresolvable)
 	fmt.Fprintf(tw, "repairs on start (edgecr_tag_repairs_total)\t%s\t\n", formatRepairs(c.repairs))
+	fmt.Fprintf(tw, "pulls, every blob and manifest digest verified\t%d\t\n", s.counts["pull"][resultOK])
+	if f := c.fleet; f != nil {
+		fmt.Fprintf(tw, "clients joined (ledger)\t%d\t\n", f.clients)
+		fmt.Fprintf(tw, "  live / revoked / uncertain\t%d / %d / %d\t\n", f.active, f.revoked, f.uncertain)
+		fmt.Fprintf(tw, "  credentials probed (live 200, revoked 401)\t%d\t\n", f.probes)
+		fmt.Fprintf(tw, "tokens created (ledger) / removed\t%d / %d\t\n", f.tokens, f.removed)
+		fmt.Fprintf(tw, "identities or tokens lost\t%d\t\n", f.lost)
+		fmt.Fprintf(tw, "identities or tokens resurrected\t%d\t\n", f.resurrected)
+	}
 	tw.Flush()
+	flat := s.flatness()
+	if len(flat) > 0 {
+		fmt.Fprintf(w, "\nRSS and open fds, sampled every %s (flat: the last quarter's mean within %d %% of the first's (fds: or within %d), over the run and within each lifetime of >= 8 samples):\n",
+			o.sampleEvery, int(flatTolerance*100), int(fdSlack))
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "process\tsamples\tlifetimes\tRSS first q\tRSS last q\tRSS max\tfds first q\tfds last q\tfds max\tflat\t\n")
+		for _, f := range flat {
+			verdict := "yes"
+			switch {
+			case !f.judged:
+				verdict = "(not judged)"
+			case f.n < 4:
+				verdict = "too few samples"
+			case !f.flat:
+				verdict = "NO"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%.1f\t%.1f\t%d\t%s\t\n", f.proc, f.n, f.lifetimes,
+				mib(f.rssFirst), mib(f.rssLast), mib(float64(f.rssMax)), f.fdsFirst, f.fdsLast, f.fdsMax, verdict)
+		}
+		tw.Flush()
+		for _, f := range flat {
+			for _, n := range f.notFlat {
+				fmt.Fprintf(w, "  not flat: %s\n", n)
+			}
+		}
+	}
 	if len(s.examples) > 0 {
 		fmt.Fprintf(w, "\nfailures outside kill windows:\n  %s\n", strings.Join(s.examples, "\n  "))
 	}
@@ -214,10 +303,53 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 		fmt.Fprintf(w, "\nproblems:\n  %s\n", strings.Join(c.problems, "\n  "))
 	}
 	result := "PASS"
-	if total[resultFailed] > 0 || len(c.problems) > 0 {
+	notFlat := 0
+	for _, f := range flat {
+		notFlat += len(f.notFlat)
+	}
+	if total[resultFailed] > 0 || len(c.problems) > 0 || notFlat > 0 {
 		result = "FAIL"
 	}
-	fmt.Fprintf(w, "\n%s: %d failures outside kill windows, %d lost, %d unresolvable\n", result, total[resultFailed], c.lost, c.unresolvable)
+	lost, resurrected := c.lost, 0
+	if c.fleet != nil {
+		lost += c.fleet.lost
+		resurrected = c.fleet.resurrected
+	}
+	fmt.Fprintf(w, "\n%s: %d failures outside kill windows, %d lost, %d resurrected, %d unresolvable, %d not flat\n",
+		result, total[resultFailed], lost, resurrected, c.unresolvable, notFlat)
+}
+
+// flatness judges the samples of each process (edgecrd first). MinIO's
+// are shown, not judged: it is the test's object store, whose caches grow
+// as the bucket does, not the product.
+func (s *stats) flatness() []*flatness {
+	var out []*flatness
+	for _, p := range []string{"edgecrd", "minio"} {
+		if f := checkFlat(p, s.samples); f.n > 0 {
+			if p == "minio" {
+				f.judged, f.flat, f.notFlat = false, true, nil
+			}
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// passed is the run's verdict, as print states it.
+func (s *stats) passed(c *check) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.flatness() {
+		if !f.flat {
+			return false
+		}
+	}
+	for _, m := range s.counts {
+		if m[resultFailed] > 0 {
+			return false
+		}
+	}
+	return c.ok()
 }
 
 // formatRepairs prints the repair counts by reason, e.g. "1 (no_current_link 1)".

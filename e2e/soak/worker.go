@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,12 @@ func (w *worker) step(ctx context.Context) {
 	opCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	p := w.rnd.IntN(100)
+	if unsure := w.l.uncertainTags(w.repo); len(unsure) > 0 && w.rnd.IntN(3) == 0 {
+		// Read an uncertain tag back (or delete it): what the server
+		// holds settles it.
+		w.settle(opCtx, ctx, unsure[w.rnd.IntN(len(unsure))])
+		return
+	}
 	src := w.someTag()
 	if src == "" {
 		p = 0 // nothing to pull, move or delete yet
@@ -70,6 +77,15 @@ func (w *worker) step(ctx context.Context) {
 		if ctx.Err() != nil {
 			w.l.maybe(w.repo, tag, d.String())
 			return // the run ended under it: no outcome
+		}
+		if err != nil && isQuotaRefusal(err) {
+			// The server's answer: nothing was tagged. A client backs
+			// off until deletions and a collection make room.
+			w.st.refused("push", start)
+			w.gate.RUnlock()
+			sleep(ctx, time.Duration(500+w.rnd.IntN(1000))*time.Millisecond)
+			w.gate.RLock()
+			return
 		}
 		if err == nil {
 			w.l.tagged(w.repo, tag, d.String())
@@ -95,6 +111,10 @@ func (w *worker) step(ctx context.Context) {
 		err := w.cl.tag(opCtx, w.repo, dst, d)
 		if ctx.Err() != nil {
 			w.l.maybe(w.repo, dst, d)
+			return
+		}
+		if err != nil && isQuotaRefusal(err) {
+			w.st.refused("move-tag", start) // the manifest PUT was refused: dst unchanged
 			return
 		}
 		if err == nil {
@@ -138,4 +158,49 @@ type errWrong struct{ error }
 func isWrong(err error) bool {
 	var w errWrong
 	return errors.As(err, &w)
+}
+
+// isQuotaRefusal is a push the registry refused because the storage quota
+// is full: an expected answer under quota pressure, not an error.
+func isQuotaRefusal(err error) bool {
+	return strings.Contains(err.Error(), "storage quota full") || strings.Contains(err.Error(), "storage quota exceeded")
+}
+
+// settle reads an uncertain tag (or, a third of the time, deletes it):
+// the answer is its state now, which must be one of its possible states.
+func (w *worker) settle(opCtx, ctx context.Context, tag string) {
+	start := time.Now()
+	if w.rnd.IntN(3) == 0 {
+		err := w.cl.delete(opCtx, w.repo, tag)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil || isNotFound(err) {
+			w.l.untagged(w.repo, tag)
+			err = nil
+		} else {
+			w.l.maybe(w.repo, tag, "")
+		}
+		w.st.record("delete-tag", w.l, start, err)
+		return
+	}
+	got, err := w.cl.pull(opCtx, w.repo, tag)
+	if ctx.Err() != nil {
+		return
+	}
+	if isNotFound(err) {
+		got, err = "", nil
+	}
+	if err == nil {
+		if serr := w.l.settle(w.repo, tag, got); serr != nil {
+			err = errWrong{serr}
+		}
+	}
+	w.st.record("pull uncertain", w.l, start, err)
+}
+
+// isNotFound is the registry's answer for a tag or manifest it does not
+// hold.
+func isNotFound(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "MANIFEST_UNKNOWN") || strings.Contains(err.Error(), "NAME_UNKNOWN"))
 }
