@@ -51,11 +51,25 @@ func (u *syncUpstream) config(t *testing.T, body string) string {
 	return p
 }
 
-// link sets the upstream's veth (host end) up or down.
+// link sets the upstream's veth (host end) up or down. While it is down
+// an unreachable route for the upstream's address keeps its packets from
+// the default route (which would carry them off this machine).
 func (u *syncUpstream) link(t *testing.T, state string) {
 	t.Helper()
+	block := []string{"route", "add", "unreachable", u.IP + "/32"}
+	if state == "down" {
+		if _, err := ipCmd(block...); err != nil {
+			t.Fatalf("ip %s: %v", strings.Join(block, " "), err)
+		}
+		t.Cleanup(func() { ipCmd("route", "del", "unreachable", u.IP+"/32") })
+	}
 	if _, err := ipCmd("link", "set", u.HostIf, state); err != nil {
 		t.Fatalf("ip link set %s %s: %v", u.HostIf, state, err)
+	}
+	if state == "up" {
+		if _, err := ipCmd("route", "del", "unreachable", u.IP+"/32"); err != nil {
+			t.Fatalf("ip route del unreachable %s/32: %v", u.IP, err)
+		}
 	}
 	t.Logf("uplink %s: %s", u.HostIf, state)
 }
@@ -103,7 +117,8 @@ func edgecrdSync(t *testing.T, dev *device, cfg string, extra ...string) (string
 	return out, err
 }
 
-// Acceptance 1 and 3 of issue 15, with the upstream behind a veth.
+// Acceptance 1 and 3 of issue 15, with the upstream behind a veth (its
+// own CA, admin credentials).
 func TestSyncFromNamespacedUpstream(t *testing.T) {
 	up := newSyncUpstream(t)
 	want := map[string]v1.Hash{}
@@ -177,39 +192,107 @@ func TestSyncFromNamespacedUpstream(t *testing.T) {
 		t.Fatalf("second run: %v, want nothing copied and saying so:\n%s", err, out)
 	}
 
-	// Acceptance 3: the uplink goes down in the middle of a transfer
-	// (scaled down from 200 MiB to 48 MiB at 4 MiB/s: ~12 s).
-	big := labelled(t, 16<<20, 3, "amd64")
+	// Acceptance 3: the uplink goes down in the middle of a 200 MiB sync
+	// (8 layers of 25 MiB, paced at 25 MiB/s), once the device has stored
+	// two of the layers.
+	big := labelled(t, 25<<20, 8, "amd64")
 	if err := remote.Write(up.ref(t, "big/app:1.0"), big, up.remote()...); err != nil {
 		t.Fatal(err)
 	}
 	bd, _ := big.Digest()
-	cmd := exec.Command(bin.edgecrd, "sync", "run", "--data-dir", dev.dataDir, "--sync-config", cfg, "--rule", "big", "--sync-rate", "4MiB/s")
+	layers, _ := big.Layers()
+	var layerDigests []v1.Hash
+	full := map[string]bool{} // sizes of the image's blobs, as bytesOut
+	for _, l := range layers {
+		d, _ := l.Digest()
+		n, _ := l.Size()
+		layerDigests = append(layerDigests, d)
+		full[strconv.FormatInt(n, 10)] = true
+	}
+	cfgName, _ := big.ConfigName()
+	rawCfg, _ := big.RawConfigFile()
+	full[strconv.Itoa(len(rawCfg))] = true
+	stored := func() (n int) {
+		for _, d := range append(layerDigests, cfgName) {
+			if _, err := os.Stat(filepath.Join(dev.dataDir, "registry", "docker", "registry", "v2", "blobs", d.Algorithm, d.Hex[:2], d.Hex, "data")); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	fullSends := func(logs string) (n int) {
+		for _, m := range bigBlobGet.FindAllStringSubmatch(logs, -1) {
+			if full[m[1]] {
+				n++
+			}
+		}
+		return n
+	}
+	cmd := exec.Command(bin.edgecrd, "sync", "run", "--data-dir", dev.dataDir, "--sync-config", cfg, "--rule", "big", "--sync-rate", "25MiB/s")
 	var buf lockedBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(4 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
+	for stored() < 3 { // the config and two layers
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("after 2 min the device has %d of big/app's 9 blobs:\n%s", stored(), buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	up.link(t, "down")
 	t.Cleanup(func() { ipCmd("link", "set", up.HostIf, "up") })
+	before := stored()
 	err = cmd.Wait()
-	t.Logf("cut run (%v):\n%s", err, indent(buf.String()))
+	t.Logf("cut run, cut with %d of 9 blobs stored (%v):\n%s", before, err, indent(buf.String()))
 	if err == nil || !strings.Contains(buf.String(), "failed   ") {
 		t.Fatalf("the cut run did not report a failure")
+	}
+	if before == 9 {
+		t.Fatal("every blob had arrived before the cut: the cut was not in the middle")
 	}
 	if _, err := remote.Head(dev.ref(t, "big/app:1.0"), dev.remote()...); err == nil {
 		t.Fatal("big/app:1.0 is visible after the cut run")
 	}
 	up.link(t, "up")
+	mark := len(up.Logs())
 	out, err = edgecrdSync(t, dev, cfg, "--rule", "big")
 	if err != nil || !strings.Contains(out, "1 copied") {
 		t.Fatalf("resumed run: %v\n%s", err, out)
+	}
+	// The resumed run fetches only what had not arrived: the device says
+	// how many it had, and the upstream sent no more whole blobs than the
+	// rest.
+	m := regexp.MustCompile(`(\d+) blob\(s\), .* sent, (\d+) already here`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("resumed run: no blob counts in:\n%s", out)
+	}
+	sent, present := atoi(t, m[1]), atoi(t, m[2])
+	time.Sleep(500 * time.Millisecond) // the upstream's log lines
+	sends := fullSends(up.Logs()[mark:])
+	t.Logf("resumed run: %d blob(s) sent, %d already here (%d stored at the cut); the upstream sent %d whole blob(s) of big/app", sent, present, before, sends)
+	if present < before || sent+present != 9 || sends > 9-before {
+		t.Errorf("the resumed run fetched again what had arrived: %d sent, %d already here, %d stored before; upstream sent %d whole blobs, want at most %d", sent, present, before, sends, 9-before)
 	}
 	if h, err := remote.Head(dev.ref(t, "big/app:1.0"), dev.remote()...); err != nil || h.Digest != bd {
 		t.Fatalf("big/app:1.0 after the resumed run: %v %v, want %s", h, err, bd)
 	}
 	dev.pullVerified(t, "big/app:1.0", bd)
+}
+
+// bigBlobGet is the upstream's log line of a blob GET of big/app, with
+// the bytes it sent.
+var bigBlobGet = regexp.MustCompile(`"msg":"request","method":"GET","route":"blob","repo":"big/app","user":"admin","status":200,"bytesOut":(\d+)`)
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 var blobGetLine = regexp.MustCompile(`"msg":"request","method":"GET","route":"blob","repo":"([^"]+)","user":"admin","status":200`)

@@ -101,13 +101,13 @@ type gcLeaseHandle struct {
 // acquireGCLease takes gc/lease for a run of holder, or returns
 // ErrGCLeaseHeld naming who has it and until when.
 func acquireGCLease(ctx context.Context, store kv.Store, holder, run string, now func() time.Time) (*gcLeaseHandle, error) {
-	return acquireLease(ctx, store, gcLeaseKey, holder, run, now)
+	return acquireLease(ctx, store, gcLeaseKey, ErrGCLeaseHeld, holder, run, now)
 }
 
 // acquireLease takes the lease at key (gc/lease, sync/lease) for a run of
-// holder, or returns ErrGCLeaseHeld naming who has it and until when. The
-// errors say "garbage collection" for gc/lease and name the key otherwise.
-func acquireLease(ctx context.Context, store kv.Store, key, holder, run string, now func() time.Time) (*gcLeaseHandle, error) {
+// holder, or returns held (ErrGCLeaseHeld, ErrSyncRunning) naming who has
+// it and until when.
+func acquireLease(ctx context.Context, store kv.Store, key string, held error, holder, run string, now func() time.Time) (*gcLeaseHandle, error) {
 	for range 5 {
 		t := now()
 		l := gcLease{Holder: holder, Run: run, Started: t.UTC(), Expires: t.Add(gcLeaseTTL).UTC()}
@@ -121,7 +121,7 @@ func acquireLease(ctx context.Context, store kv.Store, key, holder, run string, 
 		default:
 			var old gcLease
 			if json.Unmarshal(cur, &old) == nil && t.Before(old.Expires) {
-				return nil, fmt.Errorf("%w: %s holds the lease (run %s) until %s", ErrGCLeaseHeld, old.Holder, old.Run, old.Expires.Format(time.RFC3339))
+				return nil, fmt.Errorf("%w: %s holds the lease %s (run %s) until %s", held, old.Holder, key, old.Run, old.Expires.Format(time.RFC3339))
 			}
 			// Expired (or unreadable): its collector died; take it over.
 		}
@@ -134,7 +134,7 @@ func acquireLease(ctx context.Context, store kv.Store, key, holder, run string, 
 		}
 		return &gcLeaseHandle{store: store, key: key, now: now, lease: l, ver: nv}, nil
 	}
-	return nil, fmt.Errorf("%w: the lease kept changing", ErrGCLeaseHeld)
+	return nil, fmt.Errorf("%w: the lease %s kept changing", held, key)
 }
 
 // renew extends the lease by gcLeaseTTL.
@@ -149,12 +149,12 @@ func (h *gcLeaseHandle) renew(ctx context.Context) error {
 	val, _ := json.Marshal(l)
 	nv, err := h.store.Put(ctx, h.key, val, h.ver)
 	if errors.Is(err, kv.ErrConflict) {
-		h.lost = fmt.Errorf("garbage collection lease of run %s taken over by another collector", l.Run)
+		h.lost = fmt.Errorf("lease %s of run %s taken over by another holder", h.key, l.Run)
 		return h.lost
 	}
 	if err != nil {
 		if !h.now().Before(h.lease.Expires) {
-			h.lost = fmt.Errorf("garbage collection lease of run %s expired: renewing: %w", l.Run, err)
+			h.lost = fmt.Errorf("lease %s of run %s expired: renewing: %w", h.key, l.Run, err)
 			return h.lost
 		}
 		return err // try again at the next tick
@@ -172,7 +172,7 @@ func (h *gcLeaseHandle) valid() error {
 		return h.lost
 	}
 	if !h.now().Before(h.lease.Expires) {
-		return fmt.Errorf("garbage collection lease of run %s expired", h.lease.Run)
+		return fmt.Errorf("lease %s of run %s expired", h.key, h.lease.Run)
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ type syncer struct {
 	m       *mirror.Syncer
 	h       http.Handler // accessControl → storageGuard → the lenient app
 	log     *slog.Logger
-	lock    func() (func(), error)
+	lock    func(context.Context) (context.Context, func(), error)
 	metrics *syncMetrics
 	state   *State // keeps the rules' status for `edgecrd info` (syncStatusFile)
 
@@ -111,7 +111,7 @@ func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror
 	a := *ac
 	a.next, a.fetch = &g, nil
 	s := &syncer{h: &a, log: log, status: map[string]*RuleStatus{},
-		lock: func() (func(), error) { return syncRunLock(ctx, st, log) }, state: st}
+		lock: func(ctx context.Context) (context.Context, func(), error) { return syncRunLock(ctx, st, log) }, state: st}
 	reg, _ := name.NewRegistry("edgecrd.internal", name.Insecure)
 	dest := mirror.Destination{
 		Registry: reg,
@@ -197,15 +197,27 @@ var manifestAccept = []string{
 	"application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.docker.distribution.manifest.v2+json",
 }
 
-// run runs rules now (all: none named), one run at a time per data dir.
-func (s *syncer) run(ctx context.Context, o mirror.RunOptions, trigger string) (*mirror.Report, error) {
-	unlock, err := s.lock()
+// run runs rules now (all: none named), one run at a time per data dir
+// or bucket. A scheduled run (due set: when its turn came) whose rules
+// another replica ran since then is skipped: the replicas of a bucket
+// share one schedule's turn.
+func (s *syncer) run(ctx context.Context, o mirror.RunOptions, trigger string, due time.Time) (*mirror.Report, error) {
+	rctx, unlock, err := s.lock(ctx)
 	if err != nil {
+		if errors.Is(err, ErrSyncRunning) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("taking the sync lock: %w", err)
 	}
 	defer unlock()
+	if !due.IsZero() && s.ranSince(o.Rules, due) {
+		return nil, fmt.Errorf("%w: its run of %s finished after this turn came (%s)", ErrSyncRunning, strings.Join(o.Rules, ", "), due.Format(time.RFC3339))
+	}
 	s.log.Info("sync started", "rules", o.Rules, "dryRun", o.DryRun, "trigger", trigger)
-	rep, err := s.m.Run(ctx, o)
+	rep, err := s.m.Run(rctx, o)
+	if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
+		err = errors.Join(err, fmt.Errorf("sync run stopped: %w", cause))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +230,35 @@ func (s *syncer) run(ctx context.Context, o mirror.RunOptions, trigger string) (
 	s.log.Info("sync finished", "copied", rep.Count(mirror.OutcomeCopied), "skipped", rep.Count(mirror.OutcomeSkipped),
 		"failed", rep.Count(mirror.OutcomeFailed)+len(rep.Errors), "bytes", rep.BytesCopied(), "duration", rep.Finished.Sub(rep.Started))
 	return rep, nil
+}
+
+// ranSince reports whether every one of rules has a run recorded in the
+// shared status (any process, any replica) that finished at or after t,
+// and takes those runs into this process's status.
+func (s *syncer) ranSince(rules []string, t time.Time) bool {
+	shared, _, err := s.state.readSyncStatus()
+	if err != nil || len(rules) == 0 {
+		return false
+	}
+	byRule := map[string]RuleStatus{}
+	for _, st := range shared {
+		byRule[st.Rule] = st
+	}
+	for _, n := range rules {
+		if st, ok := byRule[n]; !ok || st.LastRun.Before(t) {
+			return false
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range rules {
+		if cur := s.status[n]; cur != nil {
+			st := byRule[n]
+			st.NextRun, st.Schedule, st.Upstream = cur.NextRun, cur.Schedule, cur.Upstream
+			*cur = st
+		}
+	}
+	return true
 }
 
 // record keeps the outcome of a run per rule, for the page, info and the
@@ -328,27 +369,36 @@ func (s *State) LastSync() ([]RuleStatus, error) {
 // across replicas, as gc/lease is for garbage collection.
 const syncLeaseKey = "sync/lease"
 
-// syncRunLock makes sync runs one at a time: a file lock in the data dir,
-// or on a bucket a lease that replicas share, renewed while the run goes
-// on and left to expire when its holder dies.
-func syncRunLock(ctx context.Context, st *State, log *slog.Logger) (func(), error) {
+// ErrSyncRunning: another replica's sync run holds the lease on the
+// bucket; a scheduled run skips its turn.
+var ErrSyncRunning = errors.New("another replica is running sync")
+
+// syncRunLock makes sync runs one at a time: a file lock in the data dir
+// (waited for), or on a bucket a lease that replicas share (ErrSyncRunning
+// when another holds it), renewed while the run goes on and left to
+// expire when its holder dies. The run goes on under the returned
+// context, which ends when the lease is lost.
+func syncRunLock(ctx context.Context, st *State, log *slog.Logger) (context.Context, func(), error) {
 	if st.S3() == nil {
-		return lockFile(st.Path(syncLock))
+		unlock, err := lockFile(st.Path(syncLock))
+		return ctx, unlock, err
 	}
 	run, err := randomHex(8)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	h, err := acquireLease(ctx, st.KV(), syncLeaseKey, gcHolder(), run, time.Now)
+	h, err := acquireLease(ctx, st.KV(), syncLeaseKey, ErrSyncRunning, gcHolder(), run, time.Now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	kctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	rctx, lost := context.WithCancelCause(ctx)
+	kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
-	go func() { defer close(done); h.keep(kctx, cancel) }()
-	return func() {
-		cancel(nil)
+	go func() { defer close(done); h.keep(kctx, lost) }()
+	return rctx, func() {
+		stop()
 		<-done
+		lost(nil)
 		rctx, rc := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer rc()
 		if err := h.release(rctx); err != nil {
@@ -404,7 +454,13 @@ func (s *syncer) loop(ctx context.Context, now func() time.Time) {
 			}
 		}
 		for _, n := range due {
-			if _, err := s.run(ctx, mirror.RunOptions{Rules: []string{n}}, "schedule"); err != nil {
+			switch _, err := s.run(ctx, mirror.RunOptions{Rules: []string{n}}, "schedule", next[n]); {
+			case errors.Is(err, ErrSyncRunning):
+				s.log.Info("sync skipped", "rule", n, "reason", err)
+				if s.metrics != nil {
+					s.metrics.runs.WithLabelValues(n, "skipped").Inc()
+				}
+			case err != nil:
 				s.log.Error("sync run failed", "rule", n, "err", err)
 			}
 			next[n] = s.m.Config().Rule(n).ScheduleOf().Next(now())
@@ -458,7 +514,7 @@ type syncMetrics struct {
 func newSyncMetrics(reg *prometheus.Registry, m *mirror.Syncer) *syncMetrics {
 	sm := &syncMetrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgecr_sync_runs_total", Help: "Sync rule runs, by rule and result (ok: nothing failed).",
+			Name: "edgecr_sync_runs_total", Help: "Sync rule runs, by rule and result (ok: nothing failed; skipped: another replica ran it).",
 		}, []string{"rule", "result"}),
 		images: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgecr_sync_images_total", Help: "Images sync runs handled, by rule and outcome (copied, skipped, failed).",
@@ -491,7 +547,7 @@ func (s *Server) Sync(ctx context.Context, o mirror.RunOptions) (*mirror.Report,
 	if s.sync == nil {
 		return nil, ErrNoSync
 	}
-	return s.sync.run(ctx, o, "command")
+	return s.sync.run(ctx, o, "command", time.Time{})
 }
 
 // SyncStatus is every rule's last and next run; nil without a sync

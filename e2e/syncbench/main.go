@@ -6,11 +6,12 @@
 //
 // It prints a markdown table: one sync run of every image (Server.Sync,
 // what `edgecrd sync run` does) against go-containerregistry's crane.Copy
-// of the same images in a loop (what `crane copy` runs; `edgecr cp` is
-// on par with it, see the cpbench section of docs/benchmarks.md), each
-// into its own repositories of the device; a second sync run (nothing to
-// copy); the upstream requests per synced blob; and a pull-through first
-// pull of each image against a direct pull from the upstream.
+// of the same images in a loop (what `crane copy` runs) and agent's
+// Images.Copy in a loop (what `edgecr cp` runs), each into a device of its
+// own (so that none finds blobs another tool brought); a second sync run
+// (nothing to copy); the upstream requests per synced blob; and a
+// pull-through first pull of each image against a direct pull from the
+// upstream.
 package main
 
 import (
@@ -29,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgecr/edgecr/agent"
 	"github.com/edgecr/edgecr/server"
 	"github.com/edgecr/edgecr/server/mirror"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -112,9 +114,19 @@ pullThrough:
 	if err != nil {
 		return err
 	}
+	devCrane, err := start(ctx, filepath.Join(tmp, "dev-crane"), "dev-crane", nil, 0)
+	if err != nil {
+		return err
+	}
+	devCp, err := start(ctx, filepath.Join(tmp, "dev-cp"), "dev-cp", nil, 0)
+	if err != nil {
+		return err
+	}
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(up.st.CA.PEM)
-	pool.AppendCertsFromPEM(dev.st.CA.PEM)
+	for _, i := range []*instance{up, dev, devCrane, devCp} {
+		pool.AppendCertsFromPEM(i.st.CA.PEM)
+	}
+	kc := keychain{up.addr: up.pw, dev.addr: dev.pw, devCrane.addr: devCrane.pw, devCp.addr: devCp.pw}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
 	auth := func(i *instance) remote.Option {
 		return remote.WithAuth(&authn.Basic{Username: "admin", Password: i.pw})
@@ -138,13 +150,29 @@ pullThrough:
 	t0 := time.Now()
 	for i := range count {
 		src := fmt.Sprintf("%s/bench/img%02d:1.0.%d", up.addr, i, i)
-		dst := fmt.Sprintf("%s/crane/bench/img%02d:1.0.%d", dev.addr, i, i)
-		kc := keychain{up.addr: up.pw, dev.addr: dev.pw}
+		dst := fmt.Sprintf("%s/bench/img%02d:1.0.%d", devCrane.addr, i, i)
 		if err := crane.Copy(src, dst, crane.WithTransport(tr), crane.WithAuthFromKeychain(kc)); err != nil {
 			return fmt.Errorf("crane copy %s: %w", src, err)
 		}
 	}
 	craneT := time.Since(t0)
+
+	// edgecr cp, in a loop: a client that joined nothing, reaching both
+	// registries with the admin credentials.
+	client := &agent.System{State: agent.NewStateFile(filepath.Join(tmp, "client", "state.json")), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}
+	im, err := client.Images(agent.ImagesOptions{Keychain: kc, Transport: tr})
+	if err != nil {
+		return err
+	}
+	t0 = time.Now()
+	for i := range count {
+		src, _ := name.ParseReference(fmt.Sprintf("%s/bench/img%02d:1.0.%d", up.addr, i, i))
+		dst, _ := name.ParseReference(fmt.Sprintf("%s/bench/img%02d:1.0.%d", devCp.addr, i, i))
+		if _, err := im.Copy(ctx, src, dst, agent.CopyOptions{}); err != nil {
+			return fmt.Errorf("edgecr cp %s: %w", src, err)
+		}
+	}
+	cpT := time.Since(t0)
 
 	// Sync, then again.
 	before := dev.srv.SyncUpstreamRequests("up")
@@ -217,11 +245,12 @@ pullThrough:
 	fmt.Fprintf(out, "- %d images of one %s layer each (%s), edgecrd → edgecrd in one process on 127.0.0.1, TLS\n\n", count, server.FormatSize(size), server.FormatSize(int64(total)))
 	fmt.Fprintf(out, "| What | Time | Throughput |\n|---|---|---|\n")
 	fmt.Fprintf(out, "| crane.Copy of each image, in a loop | %.2f s | %s |\n", craneT.Seconds(), mbps(craneT))
+	fmt.Fprintf(out, "| agent Images.Copy (`edgecr cp`) of each image, in a loop | %.2f s | %s |\n", cpT.Seconds(), mbps(cpT))
 	fmt.Fprintf(out, "| one sync run of the same images | %.2f s | %s |\n", syncT.Seconds(), mbps(syncT))
 	fmt.Fprintf(out, "| second sync run (%d skipped, %d copied) | %.2f s | |\n", rep2.Count(mirror.OutcomeSkipped), rep2.Count(mirror.OutcomeCopied), sync2T.Seconds())
 	fmt.Fprintf(out, "| direct pulls from the upstream | %.2f s | %s |\n", direct.Seconds(), mbps(direct))
 	fmt.Fprintf(out, "| pull-through first pulls through the device | %.2f s | %s |\n\n", through.Seconds(), mbps(through))
-	fmt.Fprintf(out, "Sync / crane copy time: **%.2f×**. Pull-through first pull / direct pull: **%.2f×**.\n", syncT.Seconds()/craneT.Seconds(), through.Seconds()/direct.Seconds())
+	fmt.Fprintf(out, "Sync / crane copy time: **%.2f×**. Sync / edgecr cp time: **%.2f×**. Pull-through first pull / direct pull: **%.2f×**.\n", syncT.Seconds()/craneT.Seconds(), syncT.Seconds()/cpT.Seconds(), through.Seconds()/direct.Seconds())
 	fmt.Fprintf(out, "Upstream requests: first run %d for %d blobs sent (%.2f per blob, all requests counted: ping, tag lists, catalog, manifest HEAD/GET, blob GET, referrers); second run %d (%.1f per image).\n",
 		reqs, blobs, float64(reqs)/float64(max(blobs, 1)), reqs2, float64(reqs2)/float64(count))
 	return nil

@@ -67,6 +67,14 @@ func newClient(ctx context.Context, u *Upstream, lim *rate.Limiter, stall time.D
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.ResponseHeaderTimeout = 2 * time.Minute
+	// Over HTTP/2 every request to the upstream shares one connection: an
+	// uplink that goes down leaves a frame write (a WINDOW_UPDATE sent
+	// from a body's Read) blocked on the socket with the connection's
+	// write lock held, and every stream behind it, which no request's
+	// context ends. A write that makes no progress, and a connection that
+	// receives nothing and then does not answer a ping, end the
+	// connection and with it its streams.
+	tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: stall / 2, PingTimeout: stall / 2, WriteByteTimeout: stall}
 	if u.CA != "" {
 		pem, err := os.ReadFile(u.CA)
 		if err != nil {
