@@ -87,11 +87,24 @@ func TestSyncOneRunnerAcrossReplicas(t *testing.T) {
 		t.Errorf("the synced image through the replica that skipped: %v", err)
 	}
 
+	// The replicas started at different times: the idle one's turn comes
+	// 4 min after the other's (every@10m). The run 4 min ago stands for it.
+	sc := idle.srv.sync.m.Config().Rule("r").ScheduleOf()
+	_, err := idle.srv.sync.run(context.Background(), mirror.RunOptions{Rules: []string{"r"}}, "schedule", turnSince(sc, time.Now().Add(4*time.Minute)))
+	if !errors.Is(err, errTurnRan) {
+		t.Fatalf("the idle replica's own turn, 4 min after the run: %v, want it skipped", err)
+	}
+	t.Logf("the idle replica's own turn: %v", err)
+	if n := idle.srv.SyncUpstreamRequests("up"); n != 0 {
+		t.Errorf("the replica that skipped its turn sent the upstream %d request(s), want none", n)
+	}
+
 	// A runner killed while it held the lease: taken with 3 s left, never
 	// renewed nor released.
 	up.pushImage(t, "team/app", "1.1.0", 64<<10)
 	bg := context.Background()
-	dead, err := acquireLease(bg, site.store, syncLeaseKey, ErrSyncRunning, "dead-host/1", "deadrun",
+	var dead *gcLeaseHandle
+	dead, err = acquireLease(bg, site.store, syncLeaseKey, ErrSyncRunning, "dead-host/1", "deadrun",
 		func() time.Time { return time.Now().Add(3*time.Second - gcLeaseTTL) })
 	if err != nil {
 		t.Fatal(err)
