@@ -377,3 +377,65 @@ func TestPullThroughDocker(t *testing.T) {
 		}
 	}
 }
+
+// Acceptance 5 of issue 15 against the namespaced upstream: an invalid
+// sync configuration, wrong upstream credentials and an upstream whose
+// certificate the device does not trust each end `edgecrd sync run` with
+// a clear error; nothing is stored and the device keeps serving.
+func TestSyncBadInputNamespaced(t *testing.T) {
+	up := newSyncUpstream(t)
+	if err := remote.Write(up.ref(t, "team/app:1.4.0"), labelled(t, 4096, 1, "amd64"), up.remote()...); err != nil {
+		t.Fatal(err)
+	}
+	dev := startDevice(t, "")
+	rule := "rules:\n  - name: r\n    upstream: up\n    repositories: [team/app]\n"
+	wrongCred := filepath.Join(t.TempDir(), "cred")
+	if err := os.WriteFile(wrongCred, []byte("admin:not-the-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noCA := func(t *testing.T) string { // the system roots only
+		p := filepath.Join(t.TempDir(), "sync.yaml")
+		y := fmt.Sprintf("upstreams:\n  - name: up\n    url: https://%s\n    credentials: {file: %s}\n", up.addr, up.cred) + rule
+		if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  func(t *testing.T) string
+		want []string
+	}{
+		{"unknown key", func(t *testing.T) string { return up.config(t, rule+"    referrer: true\n") }, []string{"line 10", `unknown key "referrer"`}},
+		{"bad regex", func(t *testing.T) string { return up.config(t, rule+"    tags: {regex: \"^(1\"}\n") }, []string{"line 10", "bad tags.regex"}},
+		{"bad semver range", func(t *testing.T) string { return up.config(t, rule+"    tags: {semver: \">=banana\"}\n") }, []string{"line 10", "bad tags.semver range"}},
+		{"unknown schedule", func(t *testing.T) string { return up.config(t, rule+"    schedule: hourly\n") }, []string{"line 10", `unknown schedule "hourly"`}},
+		{"wrong credentials", func(t *testing.T) string {
+			c := up.config(t, rule)
+			b, _ := os.ReadFile(c)
+			os.WriteFile(c, []byte(strings.Replace(string(b), up.cred, wrongCred, 1)), 0o600)
+			return c
+		}, []string{"upstream up (" + up.addr + ")", "UNAUTHORIZED"}},
+		{"untrusted certificate", noCA, []string{"upstream up (" + up.addr + ")", "its certificate is not trusted"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, err := edgecrd(t, "sync", "run", "--data-dir", dev.dataDir, "--sync-config", tc.cfg(t))
+			t.Logf("edgecrd sync run: %v\n%s%s", err, indent(out), indent(errOut))
+			errOut += out
+			if err == nil {
+				t.Fatal("edgecrd sync run succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("the error does not say %q", w)
+				}
+			}
+			if _, err := remote.Head(dev.ref(t, "team/app:1.4.0"), dev.remote()...); err == nil {
+				t.Error("team/app:1.4.0 was stored")
+			}
+			if _, err := remote.Catalog(t.Context(), dev.ref(t, "x").Context().Registry, dev.remote()...); err != nil {
+				t.Errorf("the device after the failed run: %v", err)
+			}
+		})
+	}
+}

@@ -198,10 +198,10 @@ var manifestAccept = []string{
 }
 
 // run runs rules now (all: none named), one run at a time per data dir
-// or bucket. A scheduled run (due set: when its turn came) whose rules
-// another replica ran since then is skipped: the replicas of a bucket
-// share one schedule's turn.
-func (s *syncer) run(ctx context.Context, o mirror.RunOptions, trigger string, due time.Time) (*mirror.Report, error) {
+// or bucket. A scheduled run (since set: when its turn began, turnSince)
+// whose rules another process or replica ran since then is skipped: the
+// replicas of a bucket share one schedule's turns.
+func (s *syncer) run(ctx context.Context, o mirror.RunOptions, trigger string, since time.Time) (*mirror.Report, error) {
 	rctx, unlock, err := s.lock(ctx)
 	if err != nil {
 		if errors.Is(err, ErrSyncRunning) {
@@ -210,8 +210,8 @@ func (s *syncer) run(ctx context.Context, o mirror.RunOptions, trigger string, d
 		return nil, fmt.Errorf("taking the sync lock: %w", err)
 	}
 	defer unlock()
-	if !due.IsZero() && s.ranSince(o.Rules, due) {
-		return nil, fmt.Errorf("%w: its run of %s finished after this turn came (%s)", ErrSyncRunning, strings.Join(o.Rules, ", "), due.Format(time.RFC3339))
+	if !since.IsZero() && s.ranSince(o.Rules, since) {
+		return nil, fmt.Errorf("%w: %s (this turn began %s)", errTurnRan, strings.Join(o.Rules, ", "), since.Format(time.RFC3339))
 	}
 	s.log.Info("sync started", "rules", o.Rules, "dryRun", o.DryRun, "trigger", trigger)
 	rep, err := s.m.Run(rctx, o)
@@ -373,6 +373,10 @@ const syncLeaseKey = "sync/lease"
 // bucket; a scheduled run skips its turn.
 var ErrSyncRunning = errors.New("another replica is running sync")
 
+// errTurnRan: a scheduled turn finds its rules run since it began (by
+// another replica, or by `edgecrd sync run`); it is skipped.
+var errTurnRan = errors.New("a run of the rule finished in this turn already")
+
 // syncRunLock makes sync runs one at a time: a file lock in the data dir
 // (waited for), or on a bucket a lease that replicas share (ErrSyncRunning
 // when another holds it), renewed while the run goes on and left to
@@ -454,8 +458,8 @@ func (s *syncer) loop(ctx context.Context, now func() time.Time) {
 			}
 		}
 		for _, n := range due {
-			switch _, err := s.run(ctx, mirror.RunOptions{Rules: []string{n}}, "schedule", next[n]); {
-			case errors.Is(err, ErrSyncRunning):
+			switch _, err := s.run(ctx, mirror.RunOptions{Rules: []string{n}}, "schedule", turnSince(s.m.Config().Rule(n).ScheduleOf(), next[n])); {
+			case errors.Is(err, ErrSyncRunning) || errors.Is(err, errTurnRan):
 				s.log.Info("sync skipped", "rule", n, "reason", err)
 				if s.metrics != nil {
 					s.metrics.runs.WithLabelValues(n, "skipped").Inc()
@@ -467,6 +471,14 @@ func (s *syncer) loop(ctx context.Context, now func() time.Time) {
 		}
 		s.setNext(next)
 	}
+}
+
+// turnSince is when the turn of a schedule due at due began: due for
+// daily@, half an interval before it for every@ (replicas started at
+// different times have turns at different times; a run by any of them in
+// the last half interval stands for this turn).
+func turnSince(sc mirror.Schedule, due time.Time) time.Time {
+	return due.Add(-sc.Interval() / 2)
 }
 
 func (s *syncer) setNext(next map[string]time.Time) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -86,11 +87,24 @@ func TestSyncOneRunnerAcrossReplicas(t *testing.T) {
 		t.Errorf("the synced image through the replica that skipped: %v", err)
 	}
 
+	// The replicas started at different times: the idle one's turn comes
+	// 4 min after the other's (every@10m). The run 4 min ago stands for it.
+	sc := idle.srv.sync.m.Config().Rule("r").ScheduleOf()
+	_, err := idle.srv.sync.run(context.Background(), mirror.RunOptions{Rules: []string{"r"}}, "schedule", turnSince(sc, time.Now().Add(4*time.Minute)))
+	if !errors.Is(err, errTurnRan) {
+		t.Fatalf("the idle replica's own turn, 4 min after the run: %v, want it skipped", err)
+	}
+	t.Logf("the idle replica's own turn: %v", err)
+	if n := idle.srv.SyncUpstreamRequests("up"); n != 0 {
+		t.Errorf("the replica that skipped its turn sent the upstream %d request(s), want none", n)
+	}
+
 	// A runner killed while it held the lease: taken with 3 s left, never
 	// renewed nor released.
 	up.pushImage(t, "team/app", "1.1.0", 64<<10)
 	bg := context.Background()
-	dead, err := acquireLease(bg, site.store, syncLeaseKey, ErrSyncRunning, "dead-host/1", "deadrun",
+	var dead *gcLeaseHandle
+	dead, err = acquireLease(bg, site.store, syncLeaseKey, ErrSyncRunning, "dead-host/1", "deadrun",
 		func() time.Time { return time.Now().Add(3*time.Second - gcLeaseTTL) })
 	if err != nil {
 		t.Fatal(err)
@@ -117,5 +131,67 @@ func TestSyncOneRunnerAcrossReplicas(t *testing.T) {
 	// The lease was released: the other replica runs at once.
 	if _, err := ran.srv.Sync(bg, mirror.RunOptions{}); err != nil {
 		t.Errorf("a run on the other replica after the first released the lease: %v", err)
+	}
+}
+
+// A run whose lease another runner takes over (its holder was thought
+// dead: a pause longer than the lease) stops at its next renewal instead
+// of running beside the new holder, and says why; no tag is left partial.
+func TestSyncStopsWhenLeaseLost(t *testing.T) {
+	shortGCTimings(t) // the lease lasts 3 s, renewed every second
+	up := newUpstream(t)
+	up.pushImage(t, "team/big", "1.0.0", 4<<20)
+	cfg := parseConfig(t, up.yaml()+"rules:\n  - {name: r, upstream: up, repositories: [team/big]}\n")
+	site := startS3Site(t)
+	r := site.replica(t, func(o *Options) { o.Sync, o.SyncRate = cfg, 512<<10 }) // 8 s for the image
+	ctx := context.Background()
+	type result struct {
+		rep *mirror.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := r.srv.Sync(ctx, mirror.RunOptions{})
+		done <- result{rep, err}
+	}()
+	// Once the run holds the lease, another runner takes it over.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cur, ver, err := site.store.Get(ctx, syncLeaseKey)
+		if err == nil {
+			var l gcLease
+			if err := json.Unmarshal(cur, &l); err != nil {
+				t.Fatal(err)
+			}
+			l.Holder, l.Run = "other-host/2", "takeover"
+			b, _ := json.Marshal(l)
+			if _, err := site.store.Put(ctx, syncLeaseKey, b, ver); err != nil {
+				t.Fatalf("taking the lease over: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never took the sync lease")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the run went on 20 s after its lease was taken over")
+	}
+	t.Logf("stopped %v after the takeover: %v", time.Since(start).Round(time.Millisecond), res.err)
+	if res.err == nil || !strings.Contains(res.err.Error(), "taken over") {
+		t.Fatalf("the run after its lease was taken over: %v %+v, want an error saying the lease was taken over", res.err, res.rep)
+	}
+	if _, err := remote.Head(r.ref("team/big:1.0.0"), r.admin()...); err == nil {
+		t.Error("team/big:1.0.0 is visible after a stopped run")
+	}
+	// The new holder's lease is not released by the stopped run.
+	cur, _, err := site.store.Get(ctx, syncLeaseKey)
+	if err != nil || !strings.Contains(string(cur), "other-host/2") {
+		t.Errorf("the lease after the stopped run: %s %v, want other-host/2's", cur, err)
 	}
 }

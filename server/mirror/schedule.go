@@ -52,6 +52,9 @@ func ParseSchedule(spec string) (Schedule, error) {
 	return bad("unknown form")
 }
 
+// Interval is the period of an every@ schedule; 0 for the others.
+func (s Schedule) Interval() time.Duration { return s.every }
+
 // Off reports whether the schedule never runs on its own.
 func (s Schedule) Off() bool { return s.every == 0 && !s.daily }
 
