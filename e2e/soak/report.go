@@ -33,6 +33,7 @@ type stats struct {
 	starts   []time.Duration           // start to first /v2/ answer, first start and each restart
 	slowest  map[string]slow           // kind -> slowest successful operation
 	samples  []sample                  // RSS and open fds, every -sample-every
+	fdSlack  float64                   // see fdSlack; more on a bucket
 }
 
 func newStats() *stats {
@@ -273,7 +274,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 	flat := s.flatness()
 	if len(flat) > 0 {
 		fmt.Fprintf(w, "\nRSS and open fds, sampled every %s (flat: the last quarter's mean within %d %% of the first's (fds: or within %d), over the run and within each lifetime of >= 8 samples):\n",
-			o.sampleEvery, int(flatTolerance*100), int(fdSlack))
+			o.sampleEvery, int(flatTolerance*100), int(s.fdSlack))
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "process\tsamples\tlifetimes\tRSS first q\tRSS last q\tRSS max\tfds first q\tfds last q\tfds max\tflat\t\n")
 		for _, f := range flat {
@@ -325,7 +326,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 func (s *stats) flatness() []*flatness {
 	var out []*flatness
 	for _, p := range []string{"edgecrd", "minio"} {
-		if f := checkFlat(p, s.samples); f.n > 0 {
+		if f := checkFlat(p, s.samples, s.fdSlack); f.n > 0 {
 			if p == "minio" {
 				f.judged, f.flat, f.notFlat = false, true, nil
 			}

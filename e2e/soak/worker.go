@@ -56,8 +56,13 @@ func (w *worker) step(ctx context.Context) {
 		return
 	}
 	src := w.someTag()
-	if src == "" {
+	switch {
+	case src == "":
 		p = 0 // nothing to pull, move or delete yet
+	case p >= 80 && len(w.l.certainTags(w.repo)) < 3:
+		// Keep a few tags: under quota pressure pushes are refused
+		// while deletions go on, which would leave nothing to check.
+		p = 0
 	}
 	start := time.Now()
 	switch {
