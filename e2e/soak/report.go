@@ -37,7 +37,7 @@ type stats struct {
 }
 
 func newStats() *stats {
-	return &stats{counts: map[string]map[string]int{}, slowest: map[string]slow{}}
+	return &stats{counts: map[string]map[string]int{}, slowest: map[string]slow{}, fdSlack: fdSlack}
 }
 
 // refused records an expected refusal: a push over the quota, a join with
