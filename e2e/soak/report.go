@@ -282,7 +282,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 			switch {
 			case !f.judged:
 				verdict = "(not judged)"
-			case f.n < 4:
+			case f.n < minFlatSamples:
 				verdict = "too few samples"
 			case !f.flat:
 				verdict = "NO"

@@ -80,6 +80,11 @@ type flatness struct {
 	longest, longestFlat int // samples of the longest lifetime; lifetimes checked
 }
 
+// minFlatSamples is the fewest samples judged (a run, a lifetime): two a
+// quarter, so that one sample of a process just started is not the whole
+// first quarter.
+const minFlatSamples = 8
+
 // flatTolerance is how much the last quarter may exceed the first.
 const flatTolerance = 0.10
 
@@ -130,8 +135,8 @@ func checkFlat(proc string, all []sample, slack float64) *flatness {
 		byPid[s.pid] = append(byPid[s.pid], s)
 	}
 	f.n, f.lifetimes = len(rss), len(order)
-	if f.n < 4 {
-		return f // too few to judge; the report says so
+	if f.n < minFlatSamples {
+		return f // too few to judge (a quarter of one or two samples); the report says so
 	}
 	f.rssFirst, f.rssLast = quarters(rss)
 	f.fdsFirst, f.fdsLast = quarters(fds)
@@ -144,7 +149,7 @@ func checkFlat(proc string, all []sample, slack float64) *flatness {
 	for _, pid := range order {
 		life := byPid[pid]
 		f.longest = max(f.longest, len(life))
-		if len(life) < 8 {
+		if len(life) < minFlatSamples {
 			continue
 		}
 		f.longestFlat++
