@@ -287,8 +287,12 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 			case !f.flat:
 				verdict = "NO"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%.1f\t%.1f\t%d\t%s\t\n", f.proc, f.n, f.lifetimes,
-				mib(f.rssFirst), mib(f.rssLast), mib(float64(f.rssMax)), f.fdsFirst, f.fdsLast, f.fdsMax, verdict)
+			q := []string{mib(f.rssFirst), mib(f.rssLast), fmt.Sprintf("%.1f", f.fdsFirst), fmt.Sprintf("%.1f", f.fdsLast)}
+			if f.n < minFlatSamples {
+				q = []string{"-", "-", "-", "-"} // no quarters computed
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", f.proc, f.n, f.lifetimes,
+				q[0], q[1], mib(float64(f.rssMax)), q[2], q[3], f.fdsMax, verdict)
 		}
 		tw.Flush()
 		for _, f := range flat {
