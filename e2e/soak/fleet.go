@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgecr/edgecr/agent"
 )
 
 // The fleet is the identities side of the soak: one goroutine creates
@@ -275,17 +277,25 @@ func (f *fleet) join(ctx, opCtx context.Context) {
 		r.id, r.state, r.joined = res.ClientID, idActive, true
 		r.user, r.secret, err = readCredential(sb, res.Registry)
 	}
+	inWindow := f.l.inWindow(start, time.Now())
 	f.fl.mu.Lock()
 	if r.state == idActive {
 		t.used++
 		if t.usedMax < t.used {
 			t.usedMax = t.used
 		}
+		if inWindow {
+			// The device spends the use before it writes the client, and
+			// a failure between the two loses the use (server.Redeem);
+			// the agent retries a 503 with the same token: a join that
+			// met a fault may have spent a use per attempt.
+			t.usedMax += agent.DefaultRetry.Attempts - 1
+		}
 	} else {
 		// A join that fails after the device made the client revokes it
 		// as it rolls back: any state.
 		r.possible = map[string]bool{idAbsent: true, idActive: true, idRevoked: true}
-		t.usedMax++
+		t.usedMax += agent.DefaultRetry.Attempts // each attempt may have spent one
 	}
 	f.fl.clients[name] = r
 	f.fl.mu.Unlock()

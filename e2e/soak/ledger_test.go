@@ -108,3 +108,32 @@ func TestLedgerSettle(t *testing.T) {
 		t.Fatalf("settling a certain tag is a no-op: %v", err)
 	}
 }
+
+func TestCheckFlat(t *testing.T) {
+	series := func(rss func(i int) int64, fds func(i int) int, pid func(i int) int) []sample {
+		var out []sample
+		for i := range 16 {
+			out = append(out, sample{proc: "edgecrd", pid: pid(i), rss: rss(i), fds: fds(i)})
+		}
+		return out
+	}
+	one := func(int) int { return 1 }
+	flat := series(func(i int) int64 { return 50<<20 + int64(i%3)<<20 }, func(i int) int { return 15 + i%2 }, one)
+	if f := checkFlat("edgecrd", flat, fdSlack); !f.flat {
+		t.Fatalf("a flat series is judged not flat: %v", f.notFlat)
+	}
+	leak := series(func(i int) int64 { return 50<<20 + int64(i)<<21 }, func(int) int { return 15 }, one)
+	if f := checkFlat("edgecrd", leak, fdSlack); f.flat || len(f.notFlat) != 2 {
+		t.Fatalf("RSS growing 2 MiB a sample: flat %v, %v (want the run and the lifetime)", f.flat, f.notFlat)
+	}
+	fds := series(func(int) int64 { return 50 << 20 }, func(i int) int { return 15 + i }, func(i int) int { return i/4 + 1 })
+	if f := checkFlat("edgecrd", fds, fdSlack); f.flat {
+		t.Fatal("fds growing by one a sample, across four lifetimes, judged flat")
+	}
+	if f := checkFlat("edgecrd", fds, fdSlack+s3PoolSlack); !f.flat {
+		t.Fatalf("fds within the pool's slack judged not flat: %v", f.notFlat)
+	}
+	if f := checkFlat("edgecrd", flat[:3], fdSlack); f.n != 3 || !f.flat {
+		t.Fatalf("three samples: %+v", f)
+	}
+}

@@ -57,7 +57,7 @@ func main() {
 	flag.StringVar(&o.edgecrd, "edgecrd", "", "edgecrd binary to test (default: build ./cmd/edgecrd)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the data dir and log")
 	flag.StringVar(&o.storage, "storage", "dir", "where the device keeps its state: dir (a data dir) or s3 (a bucket on the pinned MinIO, which is SIGKILLed too)")
-	flag.StringVar(&o.quota, "quota", "24MiB", "edgecrd serve --quota (a refusal at the quota is an expected answer); \"\": none")
+	flag.StringVar(&o.quota, "quota", "32MiB", "edgecrd serve --quota (a refusal at the quota is an expected answer); \"\": none")
 	flag.BoolVar(&o.fleet, "fleet", true, "also create tokens, join and leave sandboxed clients with edgecr, revoke them and remove tokens")
 	flag.DurationVar(&o.sampleEvery, "sample-every", 10*time.Second, "interval between RSS and open-fd samples of edgecrd (and MinIO)")
 	flag.Parse()
@@ -110,6 +110,9 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 		return false, err
 	}
 	st := newStats()
+	if o.storage == "s3" {
+		st.fdSlack += s3PoolSlack
+	}
 	l := newLedger()
 	// Workers hold gate for reading during an operation; after each
 	// restart the check holds it for writing: a quiescent moment, in which

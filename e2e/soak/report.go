@@ -33,10 +33,11 @@ type stats struct {
 	starts   []time.Duration           // start to first /v2/ answer, first start and each restart
 	slowest  map[string]slow           // kind -> slowest successful operation
 	samples  []sample                  // RSS and open fds, every -sample-every
+	fdSlack  float64                   // see fdSlack; more on a bucket
 }
 
 func newStats() *stats {
-	return &stats{counts: map[string]map[string]int{}, slowest: map[string]slow{}}
+	return &stats{counts: map[string]map[string]int{}, slowest: map[string]slow{}, fdSlack: fdSlack}
 }
 
 // refused records an expected refusal: a push over the quota, a join with
@@ -273,7 +274,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 	flat := s.flatness()
 	if len(flat) > 0 {
 		fmt.Fprintf(w, "\nRSS and open fds, sampled every %s (flat: the last quarter's mean within %d %% of the first's (fds: or within %d), over the run and within each lifetime of >= 8 samples):\n",
-			o.sampleEvery, int(flatTolerance*100), int(fdSlack))
+			o.sampleEvery, int(flatTolerance*100), int(s.fdSlack))
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "process\tsamples\tlifetimes\tRSS first q\tRSS last q\tRSS max\tfds first q\tfds last q\tfds max\tflat\t\n")
 		for _, f := range flat {
@@ -281,13 +282,17 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 			switch {
 			case !f.judged:
 				verdict = "(not judged)"
-			case f.n < 4:
+			case f.n < minFlatSamples:
 				verdict = "too few samples"
 			case !f.flat:
 				verdict = "NO"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%.1f\t%.1f\t%d\t%s\t\n", f.proc, f.n, f.lifetimes,
-				mib(f.rssFirst), mib(f.rssLast), mib(float64(f.rssMax)), f.fdsFirst, f.fdsLast, f.fdsMax, verdict)
+			q := []string{mib(f.rssFirst), mib(f.rssLast), fmt.Sprintf("%.1f", f.fdsFirst), fmt.Sprintf("%.1f", f.fdsLast)}
+			if f.n < minFlatSamples {
+				q = []string{"-", "-", "-", "-"} // no quarters computed
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", f.proc, f.n, f.lifetimes,
+				q[0], q[1], mib(float64(f.rssMax)), q[2], q[3], f.fdsMax, verdict)
 		}
 		tw.Flush()
 		for _, f := range flat {
@@ -325,7 +330,7 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 func (s *stats) flatness() []*flatness {
 	var out []*flatness
 	for _, p := range []string{"edgecrd", "minio"} {
-		if f := checkFlat(p, s.samples); f.n > 0 {
+		if f := checkFlat(p, s.samples, s.fdSlack); f.n > 0 {
 			if p == "minio" {
 				f.judged, f.flat, f.notFlat = false, true, nil
 			}

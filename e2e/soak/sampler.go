@@ -80,6 +80,11 @@ type flatness struct {
 	longest, longestFlat int // samples of the longest lifetime; lifetimes checked
 }
 
+// minFlatSamples is the fewest samples judged (a run, a lifetime): two a
+// quarter, so that one sample of a process just started is not the whole
+// first quarter.
+const minFlatSamples = 8
+
 // flatTolerance is how much the last quarter may exceed the first.
 const flatTolerance = 0.10
 
@@ -88,6 +93,12 @@ const flatTolerance = 0.10
 // (workers, fleet, probes, checks), open or not at the moment of a sample.
 // A leak grows past any constant; connections in use do not.
 const fdSlack = 8.0
+
+// s3PoolSlack is added on a bucket: edgecrd keeps up to 64 idle
+// connections to the object store (server/kv/s3.go, MaxIdleConnsPerHost)
+// and closes them after 90 s idle, so a young process (and under kills
+// every process is young) holds more than one that has idled.
+const s3PoolSlack = 64.0
 
 func quarters(xs []float64) (first, last float64) {
 	q := len(xs) / 4
@@ -103,9 +114,9 @@ func quarters(xs []float64) (first, last float64) {
 
 func grew(first, last float64) bool { return last > first*(1+flatTolerance) }
 
-func grewFds(first, last float64) bool { return grew(first, last) && last > first+fdSlack }
+func grewFds(first, last, slack float64) bool { return grew(first, last) && last > first+slack }
 
-func checkFlat(proc string, all []sample) *flatness {
+func checkFlat(proc string, all []sample, slack float64) *flatness {
 	f := &flatness{proc: proc, flat: true, judged: true}
 	var rss, fds []float64
 	byPid := map[int][]sample{}
@@ -124,21 +135,21 @@ func checkFlat(proc string, all []sample) *flatness {
 		byPid[s.pid] = append(byPid[s.pid], s)
 	}
 	f.n, f.lifetimes = len(rss), len(order)
-	if f.n < 4 {
-		return f // too few to judge; the report says so
+	if f.n < minFlatSamples {
+		return f // too few to judge (a quarter of one or two samples); the report says so
 	}
 	f.rssFirst, f.rssLast = quarters(rss)
 	f.fdsFirst, f.fdsLast = quarters(fds)
 	if grew(f.rssFirst, f.rssLast) {
 		f.notFlat = append(f.notFlat, fmt.Sprintf("%s RSS over the run: last quarter %s, first %s", proc, mib(f.rssLast), mib(f.rssFirst)))
 	}
-	if grewFds(f.fdsFirst, f.fdsLast) {
+	if grewFds(f.fdsFirst, f.fdsLast, slack) {
 		f.notFlat = append(f.notFlat, fmt.Sprintf("%s open fds over the run: last quarter %.1f, first %.1f", proc, f.fdsLast, f.fdsFirst))
 	}
 	for _, pid := range order {
 		life := byPid[pid]
 		f.longest = max(f.longest, len(life))
-		if len(life) < 8 {
+		if len(life) < minFlatSamples {
 			continue
 		}
 		f.longestFlat++
@@ -150,7 +161,7 @@ func checkFlat(proc string, all []sample) *flatness {
 		if a, b := quarters(r); grew(a, b) {
 			f.notFlat = append(f.notFlat, fmt.Sprintf("%s pid %d RSS: last quarter %s, first %s", proc, pid, mib(b), mib(a)))
 		}
-		if a, b := quarters(d); grewFds(a, b) {
+		if a, b := quarters(d); grewFds(a, b, slack) {
 			f.notFlat = append(f.notFlat, fmt.Sprintf("%s pid %d open fds: last quarter %.1f, first %.1f", proc, pid, b, a))
 		}
 	}

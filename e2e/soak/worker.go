@@ -22,14 +22,30 @@ type worker struct {
 	o    options
 	rnd  *rand.Rand
 	gate *sync.RWMutex
+	// failed: the last step's operation failed (run pauses).
+	failed bool
 }
 
 const tagPool = 6
 
 func (w *worker) run(ctx context.Context) {
 	for ctx.Err() == nil {
+		w.failed = false
 		w.step(ctx)
+		if w.failed {
+			// A client pauses before it tries again: during a kill
+			// window, operations would otherwise fail by the hundred.
+			sleep(ctx, time.Duration(100+w.rnd.IntN(200))*time.Millisecond)
+		}
 	}
+}
+
+// record records an operation's outcome and notes a failure for run.
+func (w *worker) record(kind string, start time.Time, err error) {
+	if err != nil {
+		w.failed = true
+	}
+	w.st.record(kind, w.l, start, err)
 }
 
 func (w *worker) randomTag() string { return fmt.Sprintf("t%d", w.rnd.IntN(tagPool)) }
@@ -56,8 +72,13 @@ func (w *worker) step(ctx context.Context) {
 		return
 	}
 	src := w.someTag()
-	if src == "" {
+	switch {
+	case src == "":
 		p = 0 // nothing to pull, move or delete yet
+	case p >= 80 && len(w.l.certainTags(w.repo)) < 3:
+		// Keep a few tags: under quota pressure pushes are refused
+		// while deletions go on, which would leave nothing to check.
+		p = 0
 	}
 	start := time.Now()
 	switch {
@@ -65,12 +86,12 @@ func (w *worker) step(ctx context.Context) {
 		tag := w.randomTag()
 		img, err := random.Image(1+w.rnd.Int64N(w.o.maxSize), 1+w.rnd.Int64N(3))
 		if err != nil {
-			w.st.record("push", w.l, start, err)
+			w.record("push", start, err)
 			return
 		}
 		d, err := img.Digest()
 		if err != nil {
-			w.st.record("push", w.l, start, err)
+			w.record("push", start, err)
 			return
 		}
 		err = w.cl.push(opCtx, w.repo, tag, img)
@@ -92,7 +113,7 @@ func (w *worker) step(ctx context.Context) {
 		} else {
 			w.l.maybe(w.repo, tag, d.String())
 		}
-		w.st.record("push", w.l, start, err)
+		w.record("push", start, err)
 	case p < 65:
 		want, _ := w.l.get(w.repo, src)
 		got, err := w.cl.pull(opCtx, w.repo, src)
@@ -101,10 +122,10 @@ func (w *worker) step(ctx context.Context) {
 		}
 		if err == nil && got != want {
 			err = fmt.Errorf("pull %s:%s: got %s, acknowledged %s", w.repo, src, got, want)
-			w.st.record("pull", w.l, start, errWrong{err})
+			w.record("pull", start, errWrong{err})
 			return
 		}
-		w.st.record("pull", w.l, start, err)
+		w.record("pull", start, err)
 	case p < 80:
 		d, _ := w.l.get(w.repo, src)
 		dst := w.randomTag()
@@ -122,7 +143,7 @@ func (w *worker) step(ctx context.Context) {
 		} else {
 			w.l.maybe(w.repo, dst, d)
 		}
-		w.st.record("move-tag", w.l, start, err)
+		w.record("move-tag", start, err)
 	case p < 90:
 		err := w.cl.delete(opCtx, w.repo, src)
 		if ctx.Err() != nil {
@@ -134,7 +155,7 @@ func (w *worker) step(ctx context.Context) {
 		} else {
 			w.l.maybe(w.repo, src, "")
 		}
-		w.st.record("delete-tag", w.l, start, err)
+		w.record("delete-tag", start, err)
 	default:
 		d, _ := w.l.get(w.repo, src)
 		err := w.cl.delete(opCtx, w.repo, d)
@@ -147,7 +168,7 @@ func (w *worker) step(ctx context.Context) {
 		} else {
 			w.l.maybeDeletedDigest(w.repo, d)
 		}
-		w.st.record("delete-digest", w.l, start, err)
+		w.record("delete-digest", start, err)
 	}
 }
 
@@ -181,7 +202,7 @@ func (w *worker) settle(opCtx, ctx context.Context, tag string) {
 		} else {
 			w.l.maybe(w.repo, tag, "")
 		}
-		w.st.record("delete-tag", w.l, start, err)
+		w.record("delete-tag", start, err)
 		return
 	}
 	got, err := w.cl.pull(opCtx, w.repo, tag)
@@ -196,7 +217,7 @@ func (w *worker) settle(opCtx, ctx context.Context, tag string) {
 			err = errWrong{serr}
 		}
 	}
-	w.st.record("pull uncertain", w.l, start, err)
+	w.record("pull uncertain", start, err)
 }
 
 // isNotFound is the registry's answer for a tag or manifest it does not
