@@ -386,7 +386,13 @@ func parseRangeNumber(s string) (int64, error) {
 // against the quota (up front by Content-Length when given, as it streams
 // otherwise), and a session that does not fit is cancelled with its data.
 // What the request changes on disk besides the body (hash states, the
-// commit's move, the link) is measured before and after.
+// commit's move, the link) is measured before and after. A session whose
+// body was lost midway (the client went away, or stalled past the
+// server's timeout) goes too: distribution saved no hash state for the
+// bytes it wrote, so no request can continue it (416 at any offset), and
+// a push given up that way (a client cancels its other layers' uploads
+// when one is refused) must not hold its identity's places until the
+// sessions expire.
 func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid string) {
 	dir := path.Join(uploadsDir(repo), uuid)
 	touched := []string{dir}
@@ -425,12 +431,18 @@ func (g *storageGuard) upload(w http.ResponseWriter, r *http.Request, repo, uuid
 		g.refuse(w, r, msg)
 		return
 	}
+	var body *quotaReader
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &quotaReader{body: r.Body, acct: acct}
+		body = &quotaReader{body: r.Body, acct: acct}
+		r.Body = body
 	}
 	qw := &quotaWriter{ResponseWriter: w, g: g, r: r, acct: acct, session: dir}
 	g.next.ServeHTTP(qw, r)
-	if acct.exceeded {
+	switch {
+	case acct.exceeded:
+		g.cancelUpload(repo, uuid)
+	case body != nil && body.err != nil:
+		g.log.Info("upload session removed: its body was cut", "repo", repo, "upload", uuid, "bytes", acct.read, "err", body.err)
 		g.cancelUpload(repo, uuid)
 	}
 }

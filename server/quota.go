@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/big"
@@ -385,6 +386,7 @@ type quotaReader struct {
 		Close() error
 	}
 	acct *uploadAccount
+	err  error // the body's read error other than its end: it was cut
 }
 
 func (q *quotaReader) Read(p []byte) (int, error) {
@@ -395,6 +397,9 @@ func (q *quotaReader) Read(p []byte) (int, error) {
 	if n > 0 && !q.acct.consume(int64(n)) {
 		q.acct.exceeded = true
 		return 0, errQuotaExceeded
+	}
+	if err != nil && err != io.EOF {
+		q.err = err
 	}
 	return n, err
 }

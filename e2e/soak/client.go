@@ -40,9 +40,10 @@ func (c *client) opts(ctx context.Context) []remote.Option {
 		remote.WithContext(ctx),
 		remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 1}),
 		// One blob at a time: a push refused at the quota then abandons no
-		// other upload session (the refused one is removed by the server;
-		// sessions a client abandons count against its limit until they
-		// expire idle).
+		// other upload session. The server removes a session whose body
+		// was cut (TestCutUploadSessionGoesAtOnce), but one a client
+		// opened and never wrote to still counts against its limit until
+		// it expires idle.
 		remote.WithJobs(1),
 	}
 }
