@@ -175,6 +175,9 @@ type storageGuard struct {
 
 	referrers *referrersIndex // manifests with a subject are indexed here (referrersindex.go)
 	index     *imageIndex     // told of every manifest written or deleted (imageindex.go)
+	// serveFiles: blob GETs and HEADs on local disk are answered from the
+	// file (blobserve.go), not through distribution's reader.
+	serveFiles bool
 }
 
 func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -203,6 +206,9 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if d, err := parseDigest(m.Vars["digest"]); err == nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			if err := g.fresh.blobCtx(r.Context(), repo, d); err != nil {
 				g.unavailable(w, r, err)
+				return
+			}
+			if g.serveFiles && serveBlobFile(w, r, g.fresh.root, repo, d) { // blobserve.go
 				return
 			}
 		}

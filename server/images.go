@@ -26,6 +26,8 @@ import (
 // once per call (distribution refuses manifests over 4 MiB); the context is
 // checked between tags. Nothing is cached between calls, so the list is
 // what storage holds now, garbage collections and other processes included.
+// The web UI's Images page lists from an index built with the same
+// functions and kept up to date instead (imageindex.go).
 
 // ImageRepo is one repository with its tags, sorted by tag.
 type ImageRepo struct {

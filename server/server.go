@@ -250,6 +250,8 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 
 		referrers: refIdx,
 		index:     s.imgIndex,
+
+		serveFiles: images.local(),
 	}
 	var storage http.Handler = guard
 	if images.health != nil {

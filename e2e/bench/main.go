@@ -7,6 +7,7 @@
 //	go run ./e2e/bench [-edgecrd PATH] [-size 1GiB] [-n 500] [-runs 3] [-proto h2] [-o FILE]
 //	go run ./e2e/bench -gc [-edgecrd PATH] [-size 2GiB]
 //	go run ./e2e/bench -gc-fleet 10000 [-edgecrd PATH]
+//	go run ./e2e/bench -pullers 5,50 [-size 100MiB] [-edgecrd PATH]
 //	go run ./e2e/bench -compare [-edgecrd PATH] [-zot PATH] [-size 512MiB] [-runs 3] [-n 200] [-o FILE]
 //
 // -compare runs edgecrd, distribution and zot side by side (compare.go).
@@ -57,12 +58,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	zotCommit := fs.Bool("zot-commit", false, "with -compare: also run zot with its fsync on (storage commit: true), as durable as edgecrd")
 	cost := fs.Int("cost", 5, "with -compare: bcrypt cost of distribution's and zot's htpasswd")
 	gc := fs.Bool("gc", false, "instead: time `edgecrd gc` on a store of -size (default 2GiB) and on many small blobs, half of each garbage (gc.go)")
+	pullers := fs.String("pullers", "", "instead: these counts of concurrent pullers (5,50) of one image of 10 layers, -size in all (default 100MiB); aggregate throughput and edgecrd RSS (pullers.go)")
 	gcFleet := fs.Int("gc-fleet", 0, "instead: `edgecrd gc` on this many tags (10,000: 50,000 blobs) with pushes running meanwhile; time and peak RSS (gcfleet.go)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *pullers != "" {
+		return runPullers(ctx, fs, o, *pullers, args, stdout, stderr)
 	}
 	if *gcFleet != 0 {
 		return runGCFleet(ctx, o, *gcFleet, args, stdout, stderr)

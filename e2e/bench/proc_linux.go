@@ -61,3 +61,13 @@ func maxRSS(ps *os.ProcessState) int64 {
 	}
 	return 0
 }
+
+// currentRSS is the process's resident set size now (VmRSS), in bytes.
+func currentRSS(pid int) (int64, error) {
+	v := benchutil.ProcField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+	kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, " kB")), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("reading VmRSS of process %d: %q: %w", pid, v, err)
+	}
+	return kb << 10, nil
+}

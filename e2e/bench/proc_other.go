@@ -14,3 +14,5 @@ func peakRSS(int) (int64, error) { return 0, errNoProc }
 func cpuTime(int) (cpuUse, error) { return cpuUse{}, errNoProc }
 
 func maxRSS(*os.ProcessState) int64 { return 0 }
+
+func currentRSS(int) (int64, error) { return 0, errNoProc }

@@ -1,0 +1,63 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"testing"
+)
+
+// TestBlobServedFromFile: a blob GET and HEAD on local disk answer as
+// distribution's blob server does (status, digest, length, type, ETag,
+// ranges, If-None-Match), and a blob the repository does not link stays
+// unknown there.
+func TestBlobServedFromFile(t *testing.T) {
+	ts := startServer(t, nil)
+	img := ociImage(t, 64<<10, 1)
+	ts.push(t, "app:v1", img)
+	ts.push(t, "other:v1", ociImage(t, 1024, 1))
+	ls, _ := img.Layers()
+	d, _ := ls[0].Digest()
+	size, _ := ls[0].Size()
+	get := func(method, repo string, hdr map[string]string) (*http.Response, []byte) {
+		t.Helper()
+		resp := ts.do(method, "/v2/"+repo+"/blobs/"+d.String(), "admin", ts.adminPW, nil, hdr)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	resp, body := get(http.MethodGet, "app", nil)
+	sum := sha256.Sum256(body)
+	if resp.StatusCode != http.StatusOK || "sha256:"+hex.EncodeToString(sum[:]) != d.String() || int64(len(body)) != size {
+		t.Fatalf("GET blob: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	for k, want := range map[string]string{
+		"Docker-Content-Digest": d.String(), "Content-Type": "application/octet-stream", "ETag": `"` + d.String() + `"`,
+		"Cache-Control": "max-age=31536000", "Docker-Distribution-Api-Version": "registry/2.0", "Accept-Ranges": "bytes",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("GET blob: %s = %q, want %q", k, got, want)
+		}
+	}
+	resp, body = get(http.MethodHead, "app", nil)
+	if resp.StatusCode != http.StatusOK || len(body) != 0 || resp.ContentLength != size || resp.Header.Get("Docker-Content-Digest") != d.String() {
+		t.Errorf("HEAD blob: %d, length %d, %d body bytes", resp.StatusCode, resp.ContentLength, len(body))
+	}
+	resp, body = get(http.MethodGet, "app", map[string]string{"Range": "bytes=10-19"})
+	if resp.StatusCode != http.StatusPartialContent || len(body) != 10 || resp.Header.Get("Content-Range") == "" {
+		t.Errorf("GET blob with a range: %d, %d bytes, Content-Range %q", resp.StatusCode, len(body), resp.Header.Get("Content-Range"))
+	}
+	resp, _ = get(http.MethodGet, "app", map[string]string{"If-None-Match": `"` + d.String() + `"`})
+	if resp.StatusCode != http.StatusNotModified {
+		t.Errorf("GET blob If-None-Match its ETag: %d, want 304", resp.StatusCode)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		if resp, _ := get(m, "other", nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s of a blob the repository does not link: %d, want 404", m, resp.StatusCode)
+		}
+	}
+}
