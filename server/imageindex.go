@@ -52,6 +52,9 @@ type imageIndex struct {
 	now    func() time.Time
 	log    *slog.Logger
 	memo   *manifestMemo
+	// counted is told of the bytes a listing writes (the referrers index
+	// it rebuilds): serve's quota counter. Nil: nobody counts.
+	counted func(delta int64)
 
 	mu       sync.Mutex
 	repos    map[string]indexedRepo // nil until the first build
@@ -210,7 +213,7 @@ func (x *imageIndex) listOne(ctx context.Context, reg distribution.Namespace, d 
 		}
 		return ImageRepo{}, false, err
 	}
-	r, err := describeRepository(ctx, reg, d, named, x.memo)
+	r, err := describeRepository(ctx, reg, &referrersIndex{d: d, counted: x.counted}, named, x.memo)
 	if isPathNotFound(err) {
 		return ImageRepo{}, false, nil
 	}

@@ -105,7 +105,7 @@ func (s *State) Images(ctx context.Context) ([]ImageRepo, error) {
 			// could reach: a directory someone made by hand.
 			continue
 		}
-		r, err := describeRepository(ctx, reg, d, named, nil)
+		r, err := describeRepository(ctx, reg, &referrersIndex{d: d}, named, nil)
 		if err != nil {
 			return nil, fmt.Errorf("listing images of %s: %w", name, err)
 		}
@@ -253,11 +253,13 @@ func repositoryNames(ctx context.Context, reg distribution.Namespace) ([]string,
 }
 
 // describeRepository is listRepository with the referrer counts, what the
-// Images page shows of one repository.
-func describeRepository(ctx context.Context, reg distribution.Namespace, d storagedriver.StorageDriver, named reference.Named, known *manifestMemo) (ImageRepo, error) {
+// Images page shows of one repository. Counting may write the referrers
+// index of the repository (its first listing rebuilds it): refs says
+// where, and whom to tell of the bytes (the quota's counter, in serve).
+func describeRepository(ctx context.Context, reg distribution.Namespace, refs *referrersIndex, named reference.Named, known *manifestMemo) (ImageRepo, error) {
 	r, err := listRepository(ctx, reg, named, known)
 	if err == nil {
-		err = addReferrerCounts(ctx, &referrersIndex{d: d}, &r)
+		err = addReferrerCounts(ctx, refs, &r)
 	}
 	return r, err
 }

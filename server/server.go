@@ -233,6 +233,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 	s.sessions = newUploadSessions(o.UploadsPerIdentity, o.UploadsTotal, o.UploadIdle, o.Now)
 	images.scanUploads(ctx, s.sessions.found)
 	refIdx := &referrersIndex{d: images.d, counted: s.usage.add}
+	s.imgIndex.counted = s.usage.add // its listings rebuild referrers indexes too
 	fresh := &freshness{root: images.root, st: images, every: o.TouchInterval, now: o.Now}
 	if !images.local() {
 		s.uses = newSharedUse(images.store, o.TouchInterval, o.Now)
