@@ -106,7 +106,10 @@ func TestGCAfterDeleteByTagAndDigest(t *testing.T) {
 	ts.age(t, old)
 	before := ts.usedBytes()
 	rep := ts.gc(t, GCOptions{DeleteUntagged: true, Grace: time.Hour, Trigger: "test"})
-	after := ts.usedBytes()
+	// The counter agrees with a walk once the Images page's index, rebuilt
+	// after a collection, has written the referrers index markers (2 bytes
+	// a repository) the collection invalidated.
+	after := ts.checkUsage(t, "after gc")
 
 	if rep.ReclaimedBytes != want || rep.BlobsDeleted != len(wantBlobs) {
 		t.Errorf("reclaimed %d bytes in %d blobs, want %d bytes in %d blobs", rep.ReclaimedBytes, rep.BlobsDeleted, want, len(wantBlobs))
@@ -122,12 +125,10 @@ func TestGCAfterDeleteByTagAndDigest(t *testing.T) {
 	if rep.ManifestsDeleted != 3+2+2 {
 		t.Errorf("deleted %d manifests, want 7: %+v", rep.ManifestsDeleted, rep.DeletedManifests)
 	}
-	// Usage drops by the blobs, plus link and tag files (metadata).
-	if drop := before - after; drop < want || drop > want+16<<10 {
+	// Usage drops by the blobs, plus link and tag files (metadata), less
+	// the markers written again.
+	if drop := before - after; drop < want-64 || drop > want+16<<10 {
 		t.Errorf("storage dropped by %d bytes, want %d (+ metadata up to 16 KiB)", drop, want)
-	}
-	if got := ts.srv.StorageUsed(); got != after {
-		t.Errorf("usage counter %d after gc, walk says %d", got, after)
 	}
 
 	for _, p := range kept {

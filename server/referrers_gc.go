@@ -20,7 +20,9 @@ func (c *collector) pruneReferrers(repo string) error {
 		return err
 	}
 	for _, alg := range algs {
-		if alg == "complete" {
+		if alg != "sha256" && alg != "sha512" {
+			// The marker, or a file being written beside it (its
+			// temporary name) by a listing that rebuilds the index now.
 			continue
 		}
 		subjects, err := c.list(path.Join(referrersDir(repo), alg))
