@@ -573,7 +573,22 @@ func (s *syncer) fetchBlob(w http.ResponseWriter, r *http.Request, repo, digest 
 	if r.Method != http.MethodGet {
 		return false
 	}
-	if _, err := io.Copy(w, rc); err != nil {
+	// Each piece goes out as it arrives (a response buffers otherwise).
+	ctl := http.NewResponseController(w)
+	buf := make([]byte, 64<<10)
+	err = nil
+	for err == nil {
+		var n int
+		n, err = rc.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				err = werr
+			} else if ferr := ctl.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+				err = ferr
+			}
+		}
+	}
+	if err != io.EOF {
 		if r.Context().Err() == nil {
 			s.log.Warn("pull-through blob failed mid-transfer", "repo", repo, "digest", digest, "err", err)
 		}

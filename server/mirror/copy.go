@@ -73,7 +73,8 @@ func New(cfg *Config, dest Destination, log *slog.Logger) (*Syncer, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	p, err := remote.NewPusher(dest.Options...)
+	// Retries are ours (retryFor), which read the source again.
+	p, err := remote.NewPusher(append(slices.Clone(dest.Options), remote.WithRetryBackoff(remote.Backoff{Steps: 1}))...)
 	if err != nil {
 		return nil, fmt.Errorf("preparing the sync destination: %w", err)
 	}

@@ -93,6 +93,17 @@ func (s *Syncer) Fetch(ctx context.Context, repo, ref string) (matched bool, m *
 	return true, pl.m, pl.err
 }
 
+// PullsUnderWay is how many images pull-throughs are fetching.
+func (s *Syncer) PullsUnderWay() int {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	seen := map[*pull]bool{}
+	for _, p := range s.pulls {
+		seen[p] = true
+	}
+	return len(seen)
+}
+
 // pullThrough reads the manifest ref of upRepo, hands it to pl's waiters
 // and stores the image.
 func (s *Syncer) pullThrough(ctx context.Context, p *PullThrough, upRepo, repo, ref string, pl *pull) {
@@ -100,9 +111,11 @@ func (s *Syncer) pullThrough(ctx context.Context, p *PullThrough, upRepo, repo, 
 	var pending []*transfer
 	fail := func(err error) {
 		err = upstreamError(p.up, err)
-		if transient(err) {
-			// Unreachable: the next pulls fail at once for a while
-			// instead of each waiting for the network to give up.
+		if pl.m == nil && transient(err) {
+			// Unreachable (the manifest did not arrive; a blob cut
+			// after it did is fetched again by the next pull): the
+			// next pulls fail at once for a while instead of each
+			// waiting for the network to give up.
 			now := time.Now()
 			s.down.Store(p.up.Name, downState{at: now, until: now.Add(downFor), err: err})
 		}

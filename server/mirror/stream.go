@@ -101,14 +101,7 @@ func (s *Syncer) runTransfer(ctx context.Context, t *transfer, attempts int) {
 		s.finish(t, nil)
 		return
 	}
-	tries := 0
 	err := s.retryFor(ctx, attempts, "copying blob "+t.src.String(), func() error {
-		tries++
-		if tries > 1 && t.f != nil {
-			t.mu.Lock()
-			t.n = 0 // readers past this point fail below, when their bytes would be rewritten
-			t.mu.Unlock()
-		}
 		l, err := t.c.puller.Layer(ctx, t.src.(name.Digest))
 		if err != nil {
 			return err
@@ -158,6 +151,13 @@ func (l *spoolLayer) Compressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A retry writes the blob from its start again: the same bytes at the
+	// same offsets (a reader ahead waits for them; were they not the
+	// same, the digest check fails the transfer and its readers before
+	// their last byte).
+	l.t.mu.Lock()
+	l.t.n = 0
+	l.t.mu.Unlock()
 	return &spoolTee{rc: rc, t: l.t}, nil
 }
 
@@ -251,10 +251,6 @@ func (r *spoolReader) Read(p []byte) (int, error) {
 		if t.end && t.err != nil {
 			t.mu.Unlock()
 			return 0, fmt.Errorf("%w: %v", errTransferFailed, t.err)
-		}
-		if t.n < r.off {
-			t.mu.Unlock()
-			return 0, fmt.Errorf("%w: the transfer restarted", errTransferFailed)
 		}
 		limit = t.n
 		if !t.end {
