@@ -19,11 +19,12 @@ import (
 // destination repository and digest, so that the upstream sends it once.
 //
 // A pull-through's transfer is spooled: the bytes the upstream sends are
-// written to a file while they are stored, and clients' reads follow that
-// file as it grows (one that falls behind reads from the file; nothing is
-// held in memory). The last byte is handed out only once the blob is
-// stored, which means its digest was verified; a transfer that fails
-// fails its readers, so that no client receives a short or wrong blob.
+// written to a file at the upstream's pace, and the upload into the
+// device's storage and the clients' reads follow that file as it grows
+// (one that falls behind reads from the file; nothing is held in
+// memory). The last byte is handed out only once the whole blob arrived
+// and its digest checked; a transfer that fails fails its readers, so
+// that no client receives a short or wrong blob.
 type transfer struct {
 	key   string
 	c     *client
@@ -39,12 +40,14 @@ type transfer struct {
 	copied  bool
 	counted atomic.Bool // a copy counted it as copied (its report's bytes)
 
-	mu   sync.Mutex
-	cond *sync.Cond
-	f    *os.File // the spool; nil without one
-	n    int64    // bytes written to f
-	end  bool     // finished (err says how)
-	refs int      // the transfer itself and each reader: the last one removes f
+	mu       sync.Mutex
+	cond     *sync.Cond
+	f        *os.File // the spool; nil without one
+	n        int64    // bytes written to f
+	verified bool     // f holds the whole blob, its digest checked
+	fetchErr error    // the fetch into f failed
+	end      bool     // finished (err says how)
+	refs     int      // the transfer itself and each reader: the last one removes f
 }
 
 // transferOf returns the transfer of blob desc into dst, registering it
@@ -97,24 +100,113 @@ func (s *Syncer) drop(t *transfer) {
 }
 
 func (s *Syncer) runTransfer(ctx context.Context, t *transfer, attempts int) {
-	if has, _ := s.dest.Has(ctx, t.dst.RepositoryStr(), false, t.desc.Digest); has {
-		s.finish(t, nil)
-		return
+	if t.f == nil {
+		if has, _ := s.dest.Has(ctx, t.dst.RepositoryStr(), false, t.desc.Digest); has {
+			s.finish(t, nil)
+			return
+		}
 	}
 	err := s.retryFor(ctx, attempts, "copying blob "+t.src.String(), func() error {
+		if t.f != nil {
+			return s.spoolAndUpload(ctx, t)
+		}
 		l, err := t.c.puller.Layer(ctx, t.src.(name.Digest))
 		if err != nil {
 			return err
 		}
-		var layer v1.Layer = &sizedLayer{Layer: l, size: t.desc.Size, mt: t.desc.MediaType}
-		if t.f != nil {
-			layer = &spoolLayer{Layer: layer, t: t}
-		}
-		return s.pusher.Upload(ctx, t.dst, layer)
+		return s.pusher.Upload(ctx, t.dst, &sizedLayer{Layer: l, size: t.desc.Size, mt: t.desc.MediaType})
 	})
 	t.copied = err == nil
 	s.finish(t, err)
 }
+
+// spoolAndUpload fetches t's blob into its spool file at the upstream's
+// pace while the upload into the device follows the file as a reader
+// like the clients' (storage does not slow the fetch down, nor the
+// clients).
+func (s *Syncer) spoolAndUpload(ctx context.Context, t *transfer) error {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l, err := t.c.puller.Layer(fctx, t.src.(name.Digest))
+	if err != nil {
+		return err
+	}
+	rc, err := l.Compressed() // checks the digest at its end (go-containerregistry)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	// A retry writes the blob from its start again: the same bytes at the
+	// same offsets (a reader ahead waits for them).
+	t.n, t.verified, t.fetchErr = 0, false, nil
+	t.mu.Unlock()
+	fetched := make(chan error, 1)
+	go func() {
+		defer rc.Close()
+		fetched <- t.fill(rc)
+	}()
+	r := &spoolReader{t: t, ctx: ctx, stop: func() bool { return true }}
+	err = s.pusher.Upload(ctx, t.dst, &sizedLayer{Layer: &readerLayer{Layer: l, r: r}, size: t.desc.Size, mt: t.desc.MediaType})
+	if err != nil {
+		cancel() // the fetch is of no use now
+	}
+	if ferr := <-fetched; ferr != nil {
+		return ferr // the upstream's error says more than the upload's
+	}
+	return err
+}
+
+// fill writes what rc sends to the spool file, waking the readers; the
+// last byte is theirs once the blob is whole and its digest checked.
+func (t *transfer) fill(rc io.Reader) error {
+	buf := make([]byte, 64<<10)
+	var off int64
+	for {
+		n, err := rc.Read(buf)
+		if n > 0 {
+			if off+int64(n) > t.desc.Size {
+				return t.failFetch(fmt.Errorf("copying blob %s: the upstream sent more than its %d bytes", t.src, t.desc.Size))
+			}
+			if _, werr := t.f.WriteAt(buf[:n], off); werr != nil {
+				return t.failFetch(fmt.Errorf("copying blob %s: writing its spool file: %w", t.src, werr))
+			}
+			off += int64(n)
+			t.mu.Lock()
+			t.n = off
+			t.cond.Broadcast()
+			t.mu.Unlock()
+		}
+		if err == io.EOF {
+			if off != t.desc.Size {
+				return t.failFetch(fmt.Errorf("copying blob %s: the upstream sent %d of its %d bytes", t.src, off, t.desc.Size))
+			}
+			t.mu.Lock()
+			t.verified = true
+			t.cond.Broadcast()
+			t.mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			return t.failFetch(err)
+		}
+	}
+}
+
+func (t *transfer) failFetch(err error) error {
+	t.mu.Lock()
+	t.fetchErr = err
+	t.cond.Broadcast()
+	t.mu.Unlock()
+	return err
+}
+
+// readerLayer is a layer whose bytes come from r (the spool).
+type readerLayer struct {
+	v1.Layer
+	r io.Reader
+}
+
+func (l *readerLayer) Compressed() (io.ReadCloser, error) { return io.NopCloser(l.r), nil }
 
 // finish records how t ended and wakes its readers; t leaves the
 // registry, so that a later need of the blob finds it stored or fetches
@@ -139,55 +231,6 @@ func (t *transfer) release() {
 		os.Remove(t.f.Name())
 	}
 }
-
-// spoolLayer writes what the upload reads from the upstream to the spool.
-type spoolLayer struct {
-	v1.Layer
-	t *transfer
-}
-
-func (l *spoolLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.Layer.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	// A retry writes the blob from its start again: the same bytes at the
-	// same offsets (a reader ahead waits for them; were they not the
-	// same, the digest check fails the transfer and its readers before
-	// their last byte).
-	l.t.mu.Lock()
-	l.t.n = 0
-	l.t.mu.Unlock()
-	return &spoolTee{rc: rc, t: l.t}, nil
-}
-
-type spoolTee struct {
-	rc io.ReadCloser
-	t  *transfer
-}
-
-func (r *spoolTee) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	if n > 0 {
-		t := r.t
-		t.mu.Lock()
-		off := t.n
-		t.mu.Unlock()
-		if off+int64(n) > t.desc.Size {
-			return 0, fmt.Errorf("copying blob %s: the upstream sent more than its %d bytes", t.src, t.desc.Size)
-		}
-		if _, werr := t.f.WriteAt(p[:n], off); werr != nil {
-			return 0, fmt.Errorf("copying blob %s: writing its spool file: %w", t.src, werr)
-		}
-		t.mu.Lock()
-		t.n = off + int64(n)
-		t.cond.Broadcast()
-		t.mu.Unlock()
-	}
-	return n, err
-}
-
-func (r *spoolTee) Close() error { return r.rc.Close() }
 
 // errTransferFailed is what a reader of a failed transfer gets.
 var errTransferFailed = errors.New("the fetch from the upstream failed")
@@ -252,9 +295,13 @@ func (r *spoolReader) Read(p []byte) (int, error) {
 			t.mu.Unlock()
 			return 0, fmt.Errorf("%w: %v", errTransferFailed, t.err)
 		}
+		if t.fetchErr != nil {
+			t.mu.Unlock()
+			return 0, fmt.Errorf("%w: %v", errTransferFailed, t.fetchErr)
+		}
 		limit = t.n
-		if !t.end {
-			limit = min(limit, size-1) // the last byte once stored and verified
+		if !t.verified {
+			limit = min(limit, size-1) // the last byte once the digest is checked
 		}
 		if limit > r.off {
 			break
