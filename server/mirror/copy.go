@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -252,7 +253,10 @@ func (s *Syncer) tree(ctx context.Context, j *job, d v1.Hash, depth int) (remote
 			return nil, fmt.Errorf("reading %s: %w", ref, err)
 		}
 		blobs := append([]v1.Descriptor{m.Config}, m.Layers...)
-		g, gctx := errgroup.WithContext(ctx)
+		// After a failure no further blob starts, but those under way
+		// finish: what arrived is kept, and the next run resumes from it.
+		var g errgroup.Group
+		var failed atomic.Bool
 		g.SetLimit(max(s.Jobs, 1))
 		if s.Jobs == 0 {
 			g.SetLimit(4)
@@ -261,7 +265,16 @@ func (s *Syncer) tree(ctx context.Context, j *job, d v1.Hash, depth int) (remote
 			if len(b.URLs) > 0 || b.MediaType == types.DockerForeignLayer {
 				continue // a non-distributable layer lives at its URLs
 			}
-			g.Go(func() error { return s.blob(gctx, j, b) })
+			g.Go(func() error {
+				if failed.Load() {
+					return nil
+				}
+				err := s.blob(ctx, j, b)
+				if err != nil {
+					failed.Store(true)
+				}
+				return err
+			})
 		}
 		if err := g.Wait(); err != nil {
 			return nil, err
