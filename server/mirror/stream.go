@@ -150,8 +150,10 @@ func (s *Syncer) spoolAndUpload(ctx context.Context, t *transfer) error {
 	if err != nil {
 		cancel() // the fetch is of no use now
 	}
-	if ferr := <-fetched; ferr != nil {
-		return ferr // the upstream's error says more than the upload's
+	// The upstream's error says more than the upload's, unless the fetch
+	// ended only because the upload failed.
+	if ferr := <-fetched; ferr != nil && (err == nil || !errors.Is(ferr, context.Canceled)) {
+		return ferr
 	}
 	return err
 }
