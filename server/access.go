@@ -68,6 +68,9 @@ type accessControl struct {
 	// pull, it brings the manifest from its upstream when the device lacks
 	// it; false means it wrote the refusal. nil: no pull-through.
 	fetch func(w http.ResponseWriter, r *http.Request, repo, ref string) bool
+	// fetchBlob is its hook before a blob pull: it serves a blob a
+	// pull-through is fetching as it arrives; false means it answered.
+	fetchBlob func(w http.ResponseWriter, r *http.Request, repo, digest string) bool
 }
 
 const challenge = `Basic realm="edgecr"`
@@ -117,6 +120,10 @@ func (a *accessControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.fetch != nil && info.route == v2.RouteNameManifest && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
 		!a.fetch(w, r, info.repo, match.Vars["reference"]) {
+		return
+	}
+	if a.fetchBlob != nil && info.route == v2.RouteNameBlob && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		!a.fetchBlob(w, r, info.repo, match.Vars["digest"]) {
 		return
 	}
 	if info.route == v2.RouteNameManifest && r.Method == http.MethodPut && r.ContentLength > maxManifestSize {

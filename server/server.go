@@ -276,7 +276,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		if s.sync, err = newSyncer(ctx, st, s.images, o.Sync, o.SyncRate, ac, guard, m, s.log); err != nil {
 			return nil, err
 		}
-		ac.fetch = s.sync.fetch
+		ac.fetch, ac.fetchBlob = s.sync.fetch, s.sync.fetchBlob
 	}
 	// The join API has its own allowance: bad join attempts must not lock
 	// an address out of the registry, nor registry failures out of joining.

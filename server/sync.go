@@ -9,7 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +37,21 @@ const SyncUser = "edgecrd-sync"
 // schedule and `edgecrd sync run`), as gcLock does for collections. With
 // replicas on an object store (issue 12) this is the place a lease goes.
 const syncLock = ".sync.lock"
+
+// spoolDir (in the data dir) holds the blobs pull-throughs are fetching.
+const spoolDir = ".pullthrough-spool"
+
+// clearSpool removes spool files left by a process that crashed: those
+// not written since before (a live transfer writes, or stalls out, within
+// a minute; another process, `edgecrd sync run`, may be serving its own).
+func clearSpool(dir string, before time.Time) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(before) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
 
 // syncStatusFile keeps the rules' last runs, for `edgecrd info`.
 const syncStatusFile = "sync-status.json"
@@ -109,7 +127,7 @@ func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror
 	g := *guard
 	g.next = app
 	a := *ac
-	a.next, a.fetch = &g, nil
+	a.next, a.fetch, a.fetchBlob = &g, nil, nil
 	s := &syncer{h: &a, log: log, status: map[string]*RuleStatus{},
 		lock: func(ctx context.Context) (context.Context, func(), error) { return syncRunLock(ctx, st, log) }, state: st}
 	reg, _ := name.NewRegistry("edgecrd.internal", name.Insecure)
@@ -117,6 +135,15 @@ func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror
 		Registry: reg,
 		Options:  []remote.Option{remote.WithTransport(s)},
 		Has:      s.has,
+	}
+	if st.Dir != "" {
+		// Blobs pull-throughs are fetching, on disk (not in a tmpfs); a
+		// dot name, which backups skip.
+		dest.SpoolDir = filepath.Join(st.Dir, spoolDir)
+		if err := os.MkdirAll(dest.SpoolDir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating the pull-through spool %s: %w", dest.SpoolDir, err)
+		}
+		clearSpool(dest.SpoolDir, time.Now().Add(-time.Hour))
 	}
 	if s.m, err = mirror.New(cfg, dest, log); err != nil {
 		return nil, err
@@ -491,10 +518,11 @@ func (s *syncer) setNext(next map[string]time.Time) {
 
 // fetch is accessControl's pull-through hook: before a pull of a manifest
 // under a pull-through prefix, bring it from the upstream unless the
-// device has it. An error is written to w (naming the upstream) and
-// reported as false.
+// device has it. The manifest is answered as soon as it is read (the
+// image is stored in the background). An error is written to w (naming
+// the upstream); false: w has the answer.
 func (s *syncer) fetch(w http.ResponseWriter, r *http.Request, repo, ref string) bool {
-	matched, err := s.m.Fetch(r.Context(), repo, ref)
+	matched, m, err := s.m.Fetch(r.Context(), repo, ref)
 	if !matched {
 		return true
 	}
@@ -511,7 +539,62 @@ func (s *syncer) fetch(w http.ResponseWriter, r *http.Request, repo, ref string)
 			fmt.Sprintf("%s:%s is not on this device, and fetching it failed: %v", repo, ref, err)))
 		return false
 	}
-	return true
+	if m == nil {
+		return true // stored: served from storage
+	}
+	w.Header().Set("Content-Type", string(m.MediaType))
+	w.Header().Set("Docker-Content-Digest", m.Digest.String())
+	w.Header().Set("Content-Length", strconv.Itoa(len(m.Raw)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(m.Raw)
+	}
+	return false
+}
+
+// fetchBlob is accessControl's hook before a blob pull: a blob a
+// pull-through is fetching is served as it arrives (mirror.Syncer.Blob).
+// A fetch that fails cuts the client off: the response's length then
+// says it is short. false: w has the answer.
+func (s *syncer) fetchBlob(w http.ResponseWriter, r *http.Request, repo, digest string) bool {
+	d, err := v1.NewHash(digest)
+	if err != nil {
+		return true
+	}
+	rc, size := s.m.Blob(r.Context(), repo, d)
+	if rc == nil {
+		return true
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Docker-Content-Digest", d.String())
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodGet {
+		return false
+	}
+	// Each piece goes out as it arrives (a response buffers otherwise).
+	ctl := http.NewResponseController(w)
+	buf := make([]byte, 64<<10)
+	err = nil
+	for err == nil {
+		var n int
+		n, err = rc.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				err = werr
+			} else if ferr := ctl.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+				err = ferr
+			}
+		}
+	}
+	if err != io.EOF {
+		if r.Context().Err() == nil {
+			s.log.Warn("pull-through blob failed mid-transfer", "repo", repo, "digest", digest, "err", err)
+		}
+		panic(http.ErrAbortHandler) // closes the connection: never a short blob that looks whole
+	}
+	return false
 }
 
 // syncMetrics are the edgecr_sync_* series.

@@ -302,6 +302,8 @@ func TestPullThroughConcurrent(t *testing.T) {
 	}
 
 	// Upstream gone: what is stored still pulls, the rest fails naming it.
+	// (The pull-throughs store in the background: wait for them to end.)
+	waitFor(t, "the pull-throughs ended", func() bool { return dev.srv.sync.m.PullsUnderWay() == 0 })
 	dev.srv.sync.m.Attempts = 1
 	up.ts.cancel()
 	<-up.ts.done

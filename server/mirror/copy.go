@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -18,7 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 )
 
@@ -30,6 +30,9 @@ type Destination struct {
 	// Has reports whether repo holds the blob or manifest d, without
 	// counting as a pull.
 	Has func(ctx context.Context, repo string, manifest bool, d v1.Hash) (bool, error)
+	// SpoolDir holds the blobs pull-throughs are fetching while clients
+	// read them (stream.go); "": the system's temporary directory.
+	SpoolDir string
 }
 
 // Syncer runs rules and pull-throughs against a destination.
@@ -54,12 +57,13 @@ type Syncer struct {
 	// requests with it).
 	Wrap func(http.RoundTripper) http.RoundTripper
 
-	stats   map[string]*Stats // per upstream name
-	pusher  *remote.Pusher
-	blobs   singleflight.Group // one transfer per destination repo and blob at a time
-	images  singleflight.Group // one pull-through per image at a time
-	clients sync.Map           // upstream name → *client, for pull-through
-	down    sync.Map           // upstream name → downState: unreachable lately
+	stats     map[string]*Stats // per upstream name
+	pusher    *remote.Pusher
+	transfers sync.Map // destination repo@digest → *transfer: one per blob at a time (stream.go)
+	pullMu    sync.Mutex
+	pulls     map[string]*pull // device repo@ref → the pull-through under way (pullthrough.go)
+	clients   sync.Map         // upstream name → *client, for pull-through
+	down      sync.Map         // upstream name → downState: unreachable lately
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter // upstream name → bandwidth limit (nil: none)
@@ -70,11 +74,12 @@ func New(cfg *Config, dest Destination, log *slog.Logger) (*Syncer, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	p, err := remote.NewPusher(dest.Options...)
+	// Retries are ours (retryFor), which read the source again.
+	p, err := remote.NewPusher(append(slices.Clone(dest.Options), remote.WithRetryBackoff(remote.Backoff{Steps: 1}))...)
 	if err != nil {
 		return nil, fmt.Errorf("preparing the sync destination: %w", err)
 	}
-	s := &Syncer{cfg: cfg, dest: dest, log: log, pusher: p, stats: map[string]*Stats{}, limiters: map[string]*rate.Limiter{}}
+	s := &Syncer{cfg: cfg, dest: dest, log: log, pusher: p, stats: map[string]*Stats{}, pulls: map[string]*pull{}, limiters: map[string]*rate.Limiter{}}
 	for _, u := range cfg.Upstreams {
 		s.stats[u.Name] = &Stats{}
 	}
@@ -123,6 +128,11 @@ type job struct {
 	// attempts bounds retries (0: the Syncer's); a pull-through, with a
 	// client waiting (that retries itself), tries once.
 	attempts int
+	// pre is the manifest of ref, already read (a pull-through answered
+	// the client with it); nil: read it.
+	pre *remote.Descriptor
+	// spool: blob transfers are spooled for clients to follow.
+	spool bool
 }
 
 // copyImage brings one image (or index) over: blobs, then child
@@ -135,12 +145,13 @@ func (s *Syncer) copyImage(ctx context.Context, j *job) error {
 		srcRef, tagged = j.src.Digest(d.String()), false
 	}
 	var head *v1.Descriptor
-	err := s.retryFor(ctx, j.attempts, "reading "+srcRef.String(), func() error {
+	if j.pre != nil {
+		head = &j.pre.Descriptor
+	} else if err := s.retryFor(ctx, j.attempts, "reading "+srcRef.String(), func() error {
 		var err error
 		head, err = j.c.puller.Head(ctx, srcRef)
 		return err
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	j.item.Digest = head.Digest.String()
@@ -195,7 +206,9 @@ func (s *Syncer) tree(ctx context.Context, j *job, d v1.Hash, depth int) (remote
 	}
 	ref := j.src.Digest(d.String())
 	var desc *remote.Descriptor
-	if err := s.retryFor(ctx, j.attempts, "reading "+ref.String(), func() error {
+	if j.pre != nil && j.pre.Digest == d {
+		desc = j.pre
+	} else if err := s.retryFor(ctx, j.attempts, "reading "+ref.String(), func() error {
 		var err error
 		desc, err = j.c.puller.Get(ctx, ref)
 		return err
@@ -240,7 +253,10 @@ func (s *Syncer) tree(ctx context.Context, j *job, d v1.Hash, depth int) (remote
 			return nil, fmt.Errorf("reading %s: %w", ref, err)
 		}
 		blobs := append([]v1.Descriptor{m.Config}, m.Layers...)
-		g, gctx := errgroup.WithContext(ctx)
+		// After a failure no further blob starts, but those under way
+		// finish: what arrived is kept, and the next run resumes from it.
+		var g errgroup.Group
+		var failed atomic.Bool
 		g.SetLimit(max(s.Jobs, 1))
 		if s.Jobs == 0 {
 			g.SetLimit(4)
@@ -249,7 +265,16 @@ func (s *Syncer) tree(ctx context.Context, j *job, d v1.Hash, depth int) (remote
 			if len(b.URLs) > 0 || b.MediaType == types.DockerForeignLayer {
 				continue // a non-distributable layer lives at its URLs
 			}
-			g.Go(func() error { return s.blob(gctx, j, b) })
+			g.Go(func() error {
+				if failed.Load() {
+					return nil
+				}
+				err := s.blob(ctx, j, b)
+				if err != nil {
+					failed.Store(true)
+				}
+				return err
+			})
 		}
 		if err := g.Wait(); err != nil {
 			return nil, err
@@ -281,29 +306,23 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
 // transfer of the same blob into the same repository already under way
 // (another rule, a pull-through) is waited for, not repeated.
 func (s *Syncer) blob(ctx context.Context, j *job, b v1.Descriptor) error {
-	key := j.dst.RepositoryStr() + "@" + b.Digest.String()
-	_, err, shared := s.blobs.Do(key, func() (any, error) {
-		if has, _ := s.dest.Has(ctx, j.dst.RepositoryStr(), false, b.Digest); has {
-			j.item.addBlob(b.Size, false)
-			return nil, nil
+	for {
+		t, _ := s.transferOf(j.c, j.src, j.dst, b, j.spool)
+		s.begin(ctx, t, j.attempts)
+		select {
+		case <-t.done:
+		case <-ctx.Done():
+			return fmt.Errorf("copying blob %s: %w", t.src, ctx.Err())
 		}
-		ref := j.src.Digest(b.Digest.String())
-		err := s.retryFor(ctx, j.attempts, "copying blob "+ref.String(), func() error {
-			l, err := j.c.puller.Layer(ctx, ref)
-			if err != nil {
-				return err
-			}
-			return s.pusher.Upload(ctx, j.dst, &sizedLayer{Layer: l, size: b.Size, mt: b.MediaType})
-		})
-		if err == nil {
-			j.item.addBlob(b.Size, true)
+		if errors.Is(t.err, errDropped) {
+			continue
 		}
-		return nil, err
-	})
-	if shared && err == nil {
-		j.item.addBlob(b.Size, false)
+		if t.err != nil {
+			return t.err
+		}
+		j.item.addBlob(b.Size, t.copied && t.counted.CompareAndSwap(false, true))
+		return nil
 	}
-	return err
 }
 
 // sizedLayer answers Size and MediaType from the manifest's descriptor,
