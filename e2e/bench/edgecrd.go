@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,24 @@ import (
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
 )
+
+// benchDir makes the temporary directory of one benchmark (prefix names
+// it) and, when bin is "", builds edgecrd into it. The caller removes tmp.
+func benchDir(ctx context.Context, prefix, bin string, progress io.Writer) (tmp, edgecrd string, err error) {
+	tmp, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", "", fmt.Errorf("creating temp dir: %w", err)
+	}
+	if bin != "" {
+		return tmp, bin, nil
+	}
+	fmt.Fprintln(progress, "building edgecrd")
+	if bin, err = buildEdgecrd(ctx, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", "", err
+	}
+	return tmp, bin, nil
+}
 
 // buildEdgecrd compiles cmd/edgecrd into dir. It runs in the current
 // directory, which must be inside the edgecr module (go run ./e2e/bench

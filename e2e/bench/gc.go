@@ -104,17 +104,11 @@ func sizeSet(fs *flag.FlagSet) bool {
 }
 
 func benchGC(ctx context.Context, bin string, p proto, scenarios []gcScenario, progress io.Writer) ([]gcResult, error) {
-	tmp, err := os.MkdirTemp("", "edgecr-bench-gc-")
+	tmp, bin, err := benchDir(ctx, "edgecr-bench-gc-", bin, progress)
 	if err != nil {
-		return nil, fmt.Errorf("creating temp dir: %w", err)
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if bin == "" {
-		fmt.Fprintln(progress, "building edgecrd")
-		if bin, err = buildEdgecrd(ctx, tmp); err != nil {
-			return nil, err
-		}
-	}
 	var out []gcResult
 	for i, sc := range scenarios {
 		dir := filepath.Join(tmp, fmt.Sprint(i))

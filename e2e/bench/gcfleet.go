@@ -96,17 +96,11 @@ type fleetImage struct {
 }
 
 func benchGCFleet(ctx context.Context, bin string, p proto, tags int, progress io.Writer) (res gcFleetResult, err error) {
-	tmp, err := os.MkdirTemp("", "edgecr-bench-gcfleet-")
+	tmp, bin, err := benchDir(ctx, "edgecr-bench-gcfleet-", bin, progress)
 	if err != nil {
-		return res, fmt.Errorf("creating temp dir: %w", err)
+		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	if bin == "" {
-		fmt.Fprintln(progress, "building edgecrd")
-		if bin, err = buildEdgecrd(ctx, tmp); err != nil {
-			return res, err
-		}
-	}
 	dataDir := filepath.Join(tmp, "edgecrd-data") // as startEdgecrd lays it out
 	if out, err := exec.CommandContext(ctx, bin, "init", "--data-dir", dataDir, "--name", "bench").CombinedOutput(); err != nil {
 		return res, fmt.Errorf("edgecrd init: %w: %s", err, out)

@@ -85,17 +85,11 @@ func runPullers(ctx context.Context, fs *flag.FlagSet, o options, counts string,
 }
 
 func benchPullers(ctx context.Context, bin string, p proto, counts []int, size int64, progress io.Writer) (rs []pullersResult, err error) {
-	tmp, err := os.MkdirTemp("", "edgecr-bench-pullers-")
+	tmp, bin, err := benchDir(ctx, "edgecr-bench-pullers-", bin, progress)
 	if err != nil {
-		return nil, fmt.Errorf("creating temp dir: %w", err)
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	if bin == "" {
-		fmt.Fprintln(progress, "building edgecrd")
-		if bin, err = buildEdgecrd(ctx, tmp); err != nil {
-			return nil, err
-		}
-	}
 	e, err := startEdgecrd(ctx, bin, tmp)
 	if e != nil {
 		defer func() { err = errors.Join(err, e.stop()) }()
