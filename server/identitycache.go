@@ -68,22 +68,7 @@ func shardNumber(key string) (int, bool) {
 
 // listVersions pages through prefix.
 func (s *IdentityStore) listVersions(ctx context.Context, vl kv.VersionLister, prefix string) ([]kv.KeyVersion, error) {
-	var out []kv.KeyVersion
-	after := ""
-	for {
-		page, err := vl.ListVersions(ctx, prefix, after, 1000)
-		if errors.Is(err, kv.ErrNotFound) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("listing %s: %w", s.keyWhere(prefix), err)
-		}
-		out = append(out, page...)
-		if len(page) < 1000 {
-			return out, nil
-		}
-		after = page[len(page)-1].Key
-	}
+	return listAll(ctx, s, prefix, vl.ListVersions, func(v kv.KeyVersion) string { return v.Key })
 }
 
 // readCached is read through s.cache: list the keys with their versions,

@@ -221,10 +221,17 @@ func (s *IdentityStore) writeAll(ctx context.Context, r *Records) error {
 }
 
 func (s *IdentityStore) listKeys(ctx context.Context, prefix string) ([]string, error) {
-	var out []string
+	return listAll(ctx, s, prefix, s.kv.List, func(k string) string { return k })
+}
+
+// listAll pages through prefix with list, 1000 at a time; key is an
+// item's key, where the next page starts after. A prefix with nothing
+// under it is an empty list.
+func listAll[T any](ctx context.Context, s *IdentityStore, prefix string, list func(ctx context.Context, prefix, after string, limit int) ([]T, error), key func(T) string) ([]T, error) {
+	var out []T
 	after := ""
 	for {
-		page, err := s.kv.List(ctx, prefix, after, 1000)
+		page, err := list(ctx, prefix, after, 1000)
 		if errors.Is(err, kv.ErrNotFound) {
 			return out, nil
 		}
@@ -235,7 +242,7 @@ func (s *IdentityStore) listKeys(ctx context.Context, prefix string) ([]string, 
 		if len(page) < 1000 {
 			return out, nil
 		}
-		after = page[len(page)-1]
+		after = key(page[len(page)-1])
 	}
 }
 
