@@ -93,7 +93,7 @@ func (s *Server) CollectGarbage(ctx context.Context, o GCOptions) (*GCReport, er
 	s.gc.ran(rep, err)
 	if rep != nil && !rep.DryRun {
 		s.usage.walk()
-		s.imgIndex.changedAll()
+		s.collected()
 	}
 	if err != nil {
 		s.log.Error("garbage collection failed", "trigger", o.Trigger, "err", err)
@@ -144,7 +144,7 @@ func (s *Server) storageLoop(ctx context.Context) {
 		case <-poll.C:
 			if sum, ok := s.gc.poll(); ok {
 				s.usage.walk()
-				s.imgIndex.changedAll()
+				s.collected()
 				s.log.Info("garbage collection by another process", "trigger", sum.Trigger,
 					"reclaimedBytes", sum.ReclaimedBytes, "blobsDeleted", sum.BlobsDeleted,
 					"manifestsDeleted", sum.ManifestsDeleted, "storageUsedBytes", s.usage.used())
@@ -155,3 +155,7 @@ func (s *Server) storageLoop(ctx context.Context) {
 
 // StorageUsed is the registry's current storage usage in bytes.
 func (s *Server) StorageUsed() int64 { return s.usage.used() }
+
+// collected tells the web UI's image index that a collection changed the
+// storage.
+func (s *Server) collected() { s.imgIndex.changedAllIfUsed() }

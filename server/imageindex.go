@@ -105,6 +105,20 @@ func (x *imageIndex) changedAll() {
 	x.mu.Unlock()
 }
 
+// changedAllIfUsed is changedAll for an index that was built or is being
+// built: one nobody has viewed (serve without the web UI) stays unbuilt,
+// since a rebuild reads every repository; its first view builds it.
+func (x *imageIndex) changedAllIfUsed() {
+	if x == nil {
+		return
+	}
+	x.mu.Lock()
+	if x.repos != nil || x.building != nil {
+		x.startBuildLocked()
+	}
+	x.mu.Unlock()
+}
+
 // imageSnapshot is what a view shows: every repository, sorted by name.
 type imageSnapshot struct {
 	Repos []ImageRepo

@@ -126,7 +126,7 @@ func (s *Syncer) pullThrough(ctx context.Context, p *PullThrough, upRepo, repo, 
 	}
 	defer func() {
 		for _, t := range pending {
-			s.drop(t) // the copy did not need it, or failed first
+			s.unwant(t) // the copy did not need it, or failed first
 		}
 		s.pullMu.Lock()
 		for _, k := range keys {
@@ -166,6 +166,7 @@ func (s *Syncer) pullThrough(ctx context.Context, p *PullThrough, upRepo, repo, 
 						continue
 					}
 					if t, _ := s.transferOf(c, src, dst, b, true); t != nil {
+						t.want()
 						pending = append(pending, t)
 					}
 				}

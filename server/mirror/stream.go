@@ -48,6 +48,7 @@ type transfer struct {
 	fetchErr error    // the fetch into f failed
 	end      bool     // finished (err says how)
 	refs     int      // the transfer itself and each reader: the last one removes f
+	wants    int      // pull-throughs that registered it and have not ended
 }
 
 // transferOf returns the transfer of blob desc into dst, registering it
@@ -97,6 +98,28 @@ var errDropped = errors.New("transfer dropped before it started")
 // drop ends t if it has not started.
 func (s *Syncer) drop(t *transfer) {
 	t.once.Do(func() { s.finish(t, errDropped) })
+}
+
+// want notes that a pull-through handed out a manifest naming t's blob:
+// its clients may ask for it.
+func (t *transfer) want() {
+	t.mu.Lock()
+	t.wants++
+	t.mu.Unlock()
+}
+
+// unwant ends a pull-through's interest in t, dropping t when it was the
+// last and t never started: a pull that fails must not drop a transfer
+// whose blob another pull's client, given another manifest naming the same
+// blob, is about to ask for.
+func (s *Syncer) unwant(t *transfer) {
+	t.mu.Lock()
+	t.wants--
+	last := t.wants == 0
+	t.mu.Unlock()
+	if last && t.spool != "" { // a sync run's own transfer is its to start
+		s.drop(t)
+	}
 }
 
 func (s *Syncer) runTransfer(ctx context.Context, t *transfer, attempts int) {
