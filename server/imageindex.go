@@ -30,11 +30,15 @@ import (
 //   - A garbage collection, this server's or another process's (noticed by
 //     the storage loop), starts a rebuild at once.
 //   - What this server cannot see, writes by other replicas on the bucket,
-//     shows within the bound maxAge: a view of an index older than that
-//     starts a rebuild in the background and answers from the index it has;
-//     the rebuild lands a moment later (its duration is on the page). A
-//     server builds its index when it starts, so the first view does not
-//     wait, unless it comes before that build ends.
+//     shows within the index's age: a view of an index older than that
+//     starts a rebuild and waits for it up to imageIndexStaleWait, then
+//     answers from the index it has (a large registry's rebuild lands a
+//     moment later; its duration is on the page). By default the age is
+//     ten times the last rebuild's duration, at least 2 s and at most
+//     DefaultImageIndexAge: a small registry shows other replicas' writes
+//     on the next view, a large one is not rebuilt more than a tenth of the
+//     time. A server builds its index when it starts, so the first view
+//     does not wait, unless it comes before that build ends.
 //
 // A rebuild lists every repository and tag, but reads a manifest only the
 // first time it sees it in a repository: a manifest's content never changes
@@ -44,11 +48,20 @@ import (
 // be before a view refreshes it (writes by other replicas on a bucket).
 const DefaultImageIndexAge = 30 * time.Second
 
+// imageIndexMinAge is the least age of the default (adaptive) bound, and
+// imageIndexStaleWait how long a view of an older index waits for the
+// rebuild it starts.
+const (
+	imageIndexMinAge    = 2 * time.Second
+	imageIndexStaleWait = 2 * time.Second
+)
+
 // imageIndex is the Images page's list of repositories.
 type imageIndex struct {
 	ctx    context.Context // the server's: builds end with it
 	open   func(ctx context.Context) (distribution.Namespace, storagedriver.StorageDriver, error)
 	maxAge time.Duration
+	fixed  bool // maxAge was set (Options.ImageIndexAge): no adaptive age
 	now    func() time.Time
 	log    *slog.Logger
 	memo   *manifestMemo
@@ -74,13 +87,14 @@ type indexedRepo struct {
 }
 
 func newImageIndex(ctx context.Context, open func(ctx context.Context) (distribution.Namespace, storagedriver.StorageDriver, error), maxAge time.Duration, now func() time.Time, log *slog.Logger) *imageIndex {
-	if maxAge <= 0 {
+	fixed := maxAge > 0
+	if !fixed {
 		maxAge = DefaultImageIndexAge
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &imageIndex{ctx: ctx, open: open, maxAge: maxAge, now: now, log: log, memo: newManifestMemo(), changed: map[string]uint64{}}
+	return &imageIndex{ctx: ctx, open: open, maxAge: maxAge, fixed: fixed, now: now, log: log, memo: newManifestMemo(), changed: map[string]uint64{}}
 }
 
 // changedRepo notes that repo was written: the next view lists it again.
@@ -149,8 +163,19 @@ func (x *imageIndex) view(ctx context.Context) (*imageSnapshot, error) {
 			return nil, err
 		}
 	}
-	if x.now().Sub(x.built) > x.maxAge {
-		x.startBuildLocked()
+	if x.now().Sub(x.built) > x.ageLocked() {
+		done := x.startBuildLocked()
+		x.mu.Unlock()
+		wait := time.NewTimer(imageIndexStaleWait)
+		select {
+		case <-done:
+		case <-wait.C:
+		case <-ctx.Done():
+			wait.Stop()
+			return nil, ctx.Err()
+		}
+		wait.Stop()
+		x.mu.Lock()
 	}
 	var stale []string
 	for repo, seq := range x.changed {
@@ -181,6 +206,15 @@ func (x *imageIndex) view(ctx context.Context) (*imageSnapshot, error) {
 		snap.Repos = append(snap.Repos, x.repos[name].repo)
 	}
 	return snap, nil
+}
+
+// ageLocked is how old the index may be before a view rebuilds it. x.mu
+// is held.
+func (x *imageIndex) ageLocked() time.Duration {
+	if x.fixed {
+		return x.maxAge
+	}
+	return min(x.maxAge, max(imageIndexMinAge, 10*x.took))
 }
 
 // relist lists repos again, as of change at.
