@@ -211,21 +211,8 @@ func benchGCScenario(ctx context.Context, bin, dir string, p proto, sc gcScenari
 	}
 
 	gc := func(args ...string) (gcJSON, time.Duration, error) {
-		args = append([]string{"gc", "--data-dir", dataDir, "--delete-untagged", "--grace", "0s", "-o", "json"}, args...)
-		cmd := exec.CommandContext(ctx, bin, args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		t0 := time.Now()
-		out, err := cmd.Output()
-		wall := time.Since(t0)
-		var r gcJSON
-		if err != nil {
-			return r, wall, fmt.Errorf("edgecrd %s: %w: %s", strings.Join(args, " "), err, stderr.Bytes())
-		}
-		if err := json.Unmarshal(out, &r); err != nil {
-			return r, wall, fmt.Errorf("parsing edgecrd gc output: %w", err)
-		}
-		return r, wall, nil
+		r, wall, _, err := gcOnce(ctx, bin, dataDir, "0s", args...)
+		return r, wall, err
 	}
 	fmt.Fprintf(progress, "%s: edgecrd gc --dry-run\n", sc.name)
 	if res.dry, res.dryWall, err = gc("--dry-run"); err != nil {
@@ -386,4 +373,24 @@ func gcReport(w io.Writer, rs []gcResult, started time.Time, load, command strin
 	for _, r := range rs {
 		fmt.Fprintf(w, "Building the %s store (pushes through the registry): %.1f MB/s, %.0f blobs/s.\n", r.sc.name, r.pushMBps, r.pushBlobsPerSec)
 	}
+}
+
+// gcOnce runs `edgecrd gc --delete-untagged -o json` on dataDir with grace
+// and args, and returns its report, wall time and peak RSS.
+func gcOnce(ctx context.Context, bin, dataDir, grace string, args ...string) (gcJSON, time.Duration, int64, error) {
+	args = append([]string{"gc", "--data-dir", dataDir, "--delete-untagged", "--grace", grace, "-o", "json"}, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	t0 := time.Now()
+	out, err := cmd.Output()
+	wall := time.Since(t0)
+	var r gcJSON
+	if err != nil {
+		return r, wall, 0, fmt.Errorf("edgecrd %s: %w: %s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, wall, 0, fmt.Errorf("parsing edgecrd gc output: %w", err)
+	}
+	return r, wall, maxRSS(cmd.ProcessState), nil
 }

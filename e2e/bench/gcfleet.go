@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -141,21 +139,7 @@ func benchGCFleet(ctx context.Context, bin string, p proto, tags int, progress i
 	res.deleteTime = time.Since(t0)
 
 	gc := func(args ...string) (gcJSON, time.Duration, int64, error) {
-		args = append([]string{"gc", "--data-dir", dataDir, "--delete-untagged", "--grace", "1h", "-o", "json"}, args...)
-		cmd := exec.CommandContext(ctx, bin, args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		t0 := time.Now()
-		out, err := cmd.Output()
-		wall := time.Since(t0)
-		var r gcJSON
-		if err != nil {
-			return r, wall, 0, fmt.Errorf("edgecrd %s: %w: %s", strings.Join(args, " "), err, stderr.Bytes())
-		}
-		if err := json.Unmarshal(out, &r); err != nil {
-			return r, wall, 0, fmt.Errorf("parsing edgecrd gc output: %w", err)
-		}
-		return r, wall, maxRSS(cmd.ProcessState), nil
+		return gcOnce(ctx, bin, dataDir, "1h", args...)
 	}
 	fmt.Fprintln(progress, "edgecrd gc --dry-run")
 	if res.dry, res.dryWall, res.dryPeakRSS, err = gc("--dry-run"); err != nil {
