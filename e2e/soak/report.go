@@ -273,8 +273,8 @@ func (s *stats) print(w io.Writer, c *check, o options) {
 	tw.Flush()
 	flat := s.flatness()
 	if len(flat) > 0 {
-		fmt.Fprintf(w, "\nRSS and open fds, sampled every %s (flat: the last quarter's mean within %d %% of the first's (fds: or within %d), over the run and within each lifetime of >= 8 samples):\n",
-			o.sampleEvery, int(flatTolerance*100), int(s.fdSlack))
+		fmt.Fprintf(w, "\nRSS and open fds, sampled every %s (flat: the last quarter's mean within %d %% of the first's (RSS: or within %d MiB; fds: or within %d), over the run and within each lifetime of >= 8 samples):\n",
+			o.sampleEvery, int(flatTolerance*100), rssSlack>>20, int(s.fdSlack))
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "process\tsamples\tlifetimes\tRSS first q\tRSS last q\tRSS max\tfds first q\tfds last q\tfds max\tflat\t\n")
 		for _, f := range flat {
