@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -149,9 +150,37 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// PutContent writes p as the filesystem driver's PutContent does (a
+// temporary file beside it, synced, then renamed over p), but syncs p's
+// directory once: the driver's own PutContent syncs it after the rename
+// and syncCreated would sync it again, a second fsync of an unchanged
+// directory (each one a flush of the disk's cache) on every link and
+// upload-state write, about a fifth of an image push's fsyncs. On a
+// bucket (root "") the driver's PutContent is the write.
 func (d *durableFS) PutContent(ctx context.Context, p string, content []byte) error {
+	if d.root == "" {
+		return d.StorageDriver.PutContent(ctx, p, content)
+	}
 	created := d.missingDirs(path.Dir(p))
-	if err := d.StorageDriver.PutContent(ctx, p, content); err != nil {
+	tmp := p + "." + rand.Text() + ".tmp" // skipRegistryFile and the collector know *.tmp
+	w, err := d.StorageDriver.Writer(ctx, tmp, false)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(content)
+	if err == nil {
+		err = w.Commit(ctx) // syncs the file
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = d.StorageDriver.Move(ctx, tmp, p)
+	}
+	if err != nil {
+		if rerr := os.Remove(d.osPath(tmp)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, fmt.Errorf("removing %s: %w", tmp, rerr))
+		}
 		return err
 	}
 	return d.syncCreated(path.Dir(p), created)

@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
 
@@ -100,4 +102,60 @@ func rel(root string, dirs []string) []string {
 		out = append(out, filepath.ToSlash(r))
 	}
 	return out
+}
+
+// putContentCounter counts the calls of the driver's PutContent under
+// edgecrfs.
+type putContentCounter struct {
+	storagedriver.StorageDriver
+	n int
+}
+
+func (c *putContentCounter) PutContent(ctx context.Context, p string, content []byte) error {
+	c.n++
+	return c.StorageDriver.PutContent(ctx, p, content)
+}
+
+// TestDurableFSPutContentSyncsItsDirectoryOnce: a PutContent into an
+// existing directory replaces the file whole, leaves no temporary file and
+// syncs that directory once: not through the filesystem driver's
+// PutContent, which syncs the directory itself (edgecrfs used to call it
+// and then sync the directory again).
+func TestDurableFSPutContentSyncsItsDirectoryOnce(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	inner := &putContentCounter{StorageDriver: filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100})}
+	d := newDurableFS(inner, root)
+	var synced []string
+	d.sync = func(dir string) error {
+		synced = append(synced, dir)
+		return syncDir(dir)
+	}
+	p := path.Join(uploadsDir("app"), "u1", "startedat")
+	if err := d.PutContent(ctx, p, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	synced = nil
+	if err := d.PutContent(ctx, p, []byte("second")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.GetContent(ctx, p); err != nil || string(got) != "second" {
+		t.Fatalf("after the second PutContent: %q, %v; want %q", got, err, "second")
+	}
+	dir := osPath(root, path.Dir(p))
+	if want := []string{dir}; !slices.Equal(synced, want) {
+		t.Errorf("synced %v, want %v", rel(root, synced), rel(root, want))
+	}
+	if inner.n != 0 {
+		t.Errorf("the filesystem driver's PutContent (which syncs the directory itself) was called %d times", inner.n)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("temporary file %s left in %s", e.Name(), path.Dir(p))
+		}
+	}
 }

@@ -50,6 +50,9 @@ type client struct {
 	// imageTransport is for go-containerregistry: the same TLS and HTTP
 	// version, without the one-connection limit (it pushes 4 blobs at once).
 	imageTransport *http.Transport
+	// requests, when set, gets a line per request of an image push or
+	// pull (-requests, requestlog.go).
+	requests io.Writer
 }
 
 func newClient(t target, p proto) *client {

@@ -34,6 +34,7 @@ type compareConfig struct {
 	n            int     // GET /v2/ per server, protocol and round
 	cost         int     // bcrypt cost of the anchors' htpasswd
 	protos       []proto // measured separately, same rounds
+	requests     bool    // print every request of the image push and pull
 }
 
 // contender is one server of the comparison.
@@ -213,6 +214,9 @@ func measureRound(ctx context.Context, cfg compareConfig, s *contender, p proto,
 	m := s.m[p]
 	c := newClient(s.t, p)
 	defer c.close()
+	if cfg.requests {
+		c.requests = prefixWriter{w: progress, prefix: fmt.Sprintf("%s %s ", s.name, p)}
+	}
 	cpu := func() func() (cpuUse, bool) {
 		start, err := cpuTime(s.pid)
 		return func() (cpuUse, bool) {

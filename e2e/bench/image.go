@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -54,10 +55,16 @@ func (c *client) imageRef(repo, tag string) (name.Reference, error) {
 	return ref, nil
 }
 
-func (c *client) remoteOpts(ctx context.Context) []remote.Option {
+// remoteOpts are go-containerregistry's options for one operation (what
+// the request log, when on, calls it).
+func (c *client) remoteOpts(ctx context.Context, op string) []remote.Option {
+	var rt http.RoundTripper = c.imageTransport
+	if c.requests != nil {
+		rt = newRequestLog(rt, c.requests, op)
+	}
 	return []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithTransport(c.imageTransport),
+		remote.WithTransport(rt),
 		remote.WithAuth(&authn.Basic{Username: c.user, Password: c.password}),
 	}
 }
@@ -69,7 +76,7 @@ func (c *client) pushImage(ctx context.Context, repo, tag string, img v1.Image) 
 		return 0, err
 	}
 	start := time.Now()
-	if err := remote.Write(ref, img, c.remoteOpts(ctx)...); err != nil {
+	if err := remote.Write(ref, img, c.remoteOpts(ctx, "image push")...); err != nil {
 		return 0, fmt.Errorf("pushing image %s: %w", ref, err)
 	}
 	return time.Since(start), nil
@@ -83,7 +90,7 @@ func (c *client) pullImage(ctx context.Context, repo, tag string) (time.Duration
 		return 0, err
 	}
 	start := time.Now()
-	img, err := remote.Image(ref, c.remoteOpts(ctx)...)
+	img, err := remote.Image(ref, c.remoteOpts(ctx, "image pull")...)
 	if err != nil {
 		return 0, fmt.Errorf("pulling image %s: %w", ref, err)
 	}

@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	compare := fs.Bool("compare", false, "instead: edgecrd, distribution and zot side by side with the TLS copy limit, HTTP/2 and HTTP/1.1 (compare.go); -size defaults to 512MiB, -n to 200")
 	zot := fs.String("zot", defaultZot(), "with -compare: the zot "+zotVersion+" binary (.ci/build-zot builds it)")
 	edgecrdB := fs.String("edgecrd-b", "", "with -compare: another edgecrd binary, measured alongside as \"edgecrd B\" (an A/B of a change)")
+	requests := fs.Bool("requests", false, "with -compare: print every request of the image push and pull (path, status, time to first byte, new connections and their TLS handshakes) to stderr")
 	zotCommit := fs.Bool("zot-commit", false, "with -compare: also run zot with its fsync on (storage commit: true), as durable as edgecrd")
 	cost := fs.Int("cost", 5, "with -compare: bcrypt cost of distribution's and zot's htpasswd")
 	gc := fs.Bool("gc", false, "instead: time `edgecrd gc` on a store of -size (default 2GiB) and on many small blobs, half of each garbage (gc.go)")
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runGC(ctx, fs, o, args, stdout, stderr)
 	}
 	if *compare {
-		return runCompareCmd(ctx, fs, o, *zot, *edgecrdB, *zotCommit, *cost, args, stdout, stderr)
+		return runCompareCmd(ctx, fs, o, compareConfig{zot: *zot, edgecrdB: *edgecrdB, zotCommit: *zotCommit, cost: *cost, requests: *requests}, args, stdout, stderr)
 	}
 	cfg, err := o.config(fs.Args())
 	if err != nil {
@@ -143,7 +144,8 @@ func parseSize(s string) (int64, error) {
 }
 
 // runCompareCmd is -compare: its own defaults, its own report block.
-func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot, edgecrdB string, zotCommit bool, cost int, args []string, stdout, stderr io.Writer) int {
+// cc holds the -compare flags; the common ones are in o.
+func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, cc compareConfig, args []string, stdout, stderr io.Writer) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["size"] {
@@ -161,9 +163,8 @@ func runCompareCmd(ctx context.Context, fs *flag.FlagSet, o options, zot, edgecr
 	if set["proto"] {
 		protos = []proto{cfg.proto}
 	}
-	res, err := runCompare(ctx, compareConfig{
-		edgecrd: cfg.edgecrd, edgecrdB: edgecrdB, zotCommit: zotCommit, zot: zot, size: cfg.size, runs: cfg.runs, n: cfg.n, cost: cost, protos: protos,
-	}, stderr)
+	cc.edgecrd, cc.size, cc.runs, cc.n, cc.protos = cfg.edgecrd, cfg.size, cfg.runs, cfg.n, protos
+	res, err := runCompare(ctx, cc, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
