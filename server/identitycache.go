@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/edgecr/edgecr/server/kv"
 )
@@ -29,6 +31,38 @@ type identityCache struct {
 	mu      sync.Mutex
 	m       map[string]cachedKey
 	changed bool // since it was loaded: SaveIdentityCache has something to write
+
+	layoutAt time.Time // when identities.json was last read as the sharded layout
+
+	// The identity snapshot (identitysnapshot.go): its version in the
+	// last listing of identities/, the version last read or written, and
+	// the versions of the keys that one holds.
+	listedSnap kv.Version
+	snapVer    kv.Version
+	snapKeys   map[string]kv.Version
+	log        *slog.Logger
+}
+
+// layoutRecheck is how long a State on a bucket trusts the sharded layout
+// it found before it reads identities.json again (ensureLayout).
+const layoutRecheck = 10 * time.Second
+
+func (c *identityCache) layoutSeenWithin(d time.Duration) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.layoutAt.IsZero() && time.Since(c.layoutAt) < d
+}
+
+func (c *identityCache) sawLayout() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.layoutAt = time.Now()
 }
 
 // cachedKey is one shard (ids) or one token (tk) as read at ver.
@@ -36,6 +70,30 @@ type cachedKey struct {
 	ver kv.Version
 	ids []*Identity
 	tk  *Token
+}
+
+// get is key's entry; nothing on a nil cache. Its identities are shared:
+// clone them before changing any.
+func (c *identityCache) get(key string) (cachedKey, bool) {
+	if c == nil {
+		return cachedKey{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	return e, ok
+}
+
+// put stores e as key's entry, e.g. what this State just wrote; nothing
+// on a nil cache.
+func (c *identityCache) put(key string, e cachedKey) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[key] = e
+	c.changed = true
 }
 
 var identityCachesMu sync.Mutex // State.ids is made once
@@ -76,6 +134,7 @@ func (s *IdentityStore) listVersions(ctx context.Context, vl kv.VersionLister, p
 // (callers may change what they get).
 func (s *IdentityStore) readCached(ctx context.Context, vl kv.VersionLister, identities, tokens bool) (*Records, error) {
 	var want []kv.KeyVersion
+	snap := kv.Version("") // the identity snapshot's, if listed
 	if identities {
 		kvs, err := s.listVersions(ctx, vl, shardDir)
 		if err != nil {
@@ -84,8 +143,13 @@ func (s *IdentityStore) readCached(ctx context.Context, vl kv.VersionLister, ide
 		for _, k := range kvs {
 			if _, ok := shardNumber(k.Key); ok {
 				want = append(want, k)
+			} else if k.Key == snapshotKey {
+				snap = k.Version
 			}
 		}
+		s.cache.mu.Lock()
+		s.cache.listedSnap = snap
+		s.cache.mu.Unlock()
 	}
 	if tokens {
 		kvs, err := s.listVersions(ctx, vl, tokenDir)
@@ -93,6 +157,10 @@ func (s *IdentityStore) readCached(ctx context.Context, vl kv.VersionLister, ide
 			return nil, err
 		}
 		want = append(want, kvs...)
+	}
+	if identities {
+		// Once the tokens are listed too: the snapshot holds them as well.
+		s.useSnapshot(ctx, want, snap, false)
 	}
 	c := s.cache
 	var fetch []string

@@ -2,8 +2,6 @@ package server
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -160,8 +158,9 @@ type JoinResult struct {
 
 // Redeem checks a token and spends one use of it on a new client identity
 // named name: one CAS on the token's key (so a use count is exact however
-// many replicas redeem it at once), then one on the new identity's shard.
-// A failure between the two loses the use, never gives one too many.
+// many replicas redeem it at once; the redemptions of one token in this
+// State share one, redeem.go), then one on the new identity's shard. A
+// failure between the two loses the use, never gives one too many.
 func (s *State) Redeem(p ParsedToken, name string, now time.Time) (*JoinResult, error) {
 	if p.Pin != s.CA.Fingerprint() {
 		return nil, ErrTokenInvalid
@@ -172,26 +171,7 @@ func (s *State) Redeem(p ParsedToken, name string, now time.Time) (*JoinResult, 
 	if err := store.ensureLayout(ctx); err != nil {
 		return nil, err
 	}
-	var role Role
-	err := store.updateToken(ctx, p.ID, func(tk *Token) error {
-		want, _ := decodeHash(tk.SecretHash)
-		got := sha256.Sum256([]byte(p.Secret))
-		if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
-			return ErrTokenInvalid
-		}
-		if !now.Before(tk.Expires) {
-			return ErrTokenExpired
-		}
-		if tk.Used >= tk.Uses {
-			return ErrTokenUsedUp
-		}
-		tk.Used++
-		role = tk.Role
-		return nil
-	})
-	if errors.Is(err, ErrNoSuchToken) {
-		return nil, ErrTokenInvalid
-	}
+	role, err := s.tokenCommits().spend(store, p, now)
 	if err != nil {
 		return nil, err
 	}
