@@ -158,9 +158,9 @@ type JoinResult struct {
 
 // Redeem checks a token and spends one use of it on a new client identity
 // named name: one CAS on the token's key (so a use count is exact however
-// many replicas redeem it at once; the redemptions of one token in this
-// State share one, redeem.go), then one on the new identity's shard. A
-// failure between the two loses the use, never gives one too many.
+// many replicas redeem it at once), then one on the new identity's shard;
+// the joins on one token in this State share both (redeem.go). A failure
+// between the two loses the use, never gives one too many.
 func (s *State) Redeem(p ParsedToken, name string, now time.Time) (*JoinResult, error) {
 	if p.Pin != s.CA.Fingerprint() {
 		return nil, ErrTokenInvalid
@@ -171,24 +171,7 @@ func (s *State) Redeem(p ParsedToken, name string, now time.Time) (*JoinResult, 
 	if err := store.ensureLayout(ctx); err != nil {
 		return nil, err
 	}
-	role, err := s.tokenCommits().spend(store, p, now)
-	if err != nil {
-		return nil, err
-	}
-	id, err := randomHex(8)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := NewSecret()
-	if err != nil {
-		return nil, err
-	}
-	cid := "c-" + id
-	i := &Identity{ID: cid, Name: name, Kind: "client", Role: role, SecretHash: HashSecret(secret), Created: now.UTC()}
-	if err := store.addIdentity(ctx, i); err != nil {
-		return nil, fmt.Errorf("joining %s (one use of token %s spent): %w", name, p.ID, err)
-	}
-	return &JoinResult{ClientID: cid, Secret: secret, Role: role}, nil
+	return s.tokenCommits().redeem(store, p, name, now)
 }
 
 // CleanClientName makes a client-supplied name safe to store and print.
