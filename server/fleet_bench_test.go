@@ -294,10 +294,11 @@ func BenchmarkFleetVerify(b *testing.B) {
 // --limit 50` and the Clients page do among 10,000 clients: read every
 // identity (on a bucket through the identity cache, identitycache.go) and
 // last-seen, filter, order by last seen, and `edgecrd token ls` with 100
-// tokens. "first" is a process's first read; "page" a later one in the
-// same process (the server's Clients and Tokens pages); "cli" a later run
-// of the command (a new process: load the state, the cache file, read,
-// save the cache).
+// tokens. "first" is a process's first read (on a bucket through the
+// identity snapshot a serving replica keeps, identitysnapshot.go, and
+// once before it is written); "page" a later one in the same process (the
+// server's Clients and Tokens pages); "cli" a later run of the command (a
+// new process: load the state, the cache file, read, save the cache).
 //
 //	go test ./server -run '^$' -bench FleetClientsList -benchtime 20x
 func BenchmarkFleetClientsList(b *testing.B) {
@@ -349,6 +350,18 @@ func BenchmarkFleetClientsList(b *testing.B) {
 					b.Fatal(err)
 				}
 				return st
+			}
+			if backend == "s3" {
+				// Before a serving replica wrote the identity snapshot
+				// (identitysnapshot.go), then with it.
+				b.Run("clients/first-without-snapshot", func(b *testing.B) {
+					for range b.N {
+						clients(b, process(b))
+					}
+				})
+				if _, err := st.WriteIdentitySnapshot(context.Background()); err != nil {
+					b.Fatal(err)
+				}
 			}
 			for _, c := range []struct {
 				name string
