@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -72,6 +73,13 @@ type cachedKey struct {
 	tk  *Token
 }
 
+// empty reports whether the cache holds nothing (a process's first read).
+func (c *identityCache) empty() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m) == 0
+}
+
 // get is key's entry; nothing on a nil cache. Its identities are shared:
 // clone them before changing any.
 func (c *identityCache) get(key string) (cachedKey, bool) {
@@ -133,34 +141,48 @@ func (s *IdentityStore) listVersions(ctx context.Context, vl kv.VersionLister, p
 // fetch those the cache does not hold at that version, and answer copies
 // (callers may change what they get).
 func (s *IdentityStore) readCached(ctx context.Context, vl kv.VersionLister, identities, tokens bool) (*Records, error) {
+	// The LISTs at once, and on a first read (nothing cached) the
+	// identity snapshot with them: it will be wanted if there is one.
+	var (
+		wg             sync.WaitGroup
+		ids, tks       []kv.KeyVersion
+		idsErr, tksErr error
+		early          *fetchedSnapshot
+	)
+	if identities {
+		wg.Add(1)
+		go func() { defer wg.Done(); ids, idsErr = s.listVersions(ctx, vl, shardDir) }()
+		if s.cache.empty() {
+			wg.Add(1)
+			go func() { defer wg.Done(); early = s.fetchSnapshot(ctx) }()
+		}
+	}
+	if tokens {
+		wg.Add(1)
+		go func() { defer wg.Done(); tks, tksErr = s.listVersions(ctx, vl, tokenDir) }()
+	}
+	wg.Wait()
+	if err := cmp.Or(idsErr, tksErr); err != nil {
+		return nil, err
+	}
 	var want []kv.KeyVersion
 	snap := kv.Version("") // the identity snapshot's, if listed
+	for _, k := range ids {
+		if _, ok := shardNumber(k.Key); ok {
+			want = append(want, k)
+		} else if k.Key == snapshotKey {
+			snap = k.Version
+		}
+	}
 	if identities {
-		kvs, err := s.listVersions(ctx, vl, shardDir)
-		if err != nil {
-			return nil, err
-		}
-		for _, k := range kvs {
-			if _, ok := shardNumber(k.Key); ok {
-				want = append(want, k)
-			} else if k.Key == snapshotKey {
-				snap = k.Version
-			}
-		}
 		s.cache.mu.Lock()
 		s.cache.listedSnap = snap
 		s.cache.mu.Unlock()
 	}
-	if tokens {
-		kvs, err := s.listVersions(ctx, vl, tokenDir)
-		if err != nil {
-			return nil, err
-		}
-		want = append(want, kvs...)
-	}
+	want = append(want, tks...)
 	if identities {
-		// Once the tokens are listed too: the snapshot holds them as well.
-		s.useSnapshot(ctx, want, snap, false)
+		// The snapshot holds the tokens as well.
+		s.useSnapshot(ctx, want, snap, false, early)
 	}
 	c := s.cache
 	var fetch []string

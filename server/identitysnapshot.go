@@ -87,11 +87,26 @@ func (c *identityCache) logger() *slog.Logger {
 	return c.log
 }
 
+// fetchedSnapshot is a GET of the snapshot: its bytes and version, or
+// the error (kv.ErrNotFound when there is none).
+type fetchedSnapshot struct {
+	b   []byte
+	ver kv.Version
+	err error
+}
+
+func (s *IdentityStore) fetchSnapshot(ctx context.Context) *fetchedSnapshot {
+	b, ver, err := s.kv.Get(ctx, snapshotKey)
+	return &fetchedSnapshot{b, ver, err}
+}
+
 // useSnapshot fills the cache from the snapshot listed at ver when it
 // saves GETs: more than snapshotSlack keys of want are missing or stale,
 // and this snapshot was not read before; force reads it whatever want
-// (the writer, to compare). want is the read's listing.
-func (s *IdentityStore) useSnapshot(ctx context.Context, want []kv.KeyVersion, ver kv.Version, force bool) {
+// (the writer, to compare). want is the read's listing; early, if not
+// nil, the snapshot fetched with the listing (it may be older than the
+// one listed: each key is still taken only at its listed version).
+func (s *IdentityStore) useSnapshot(ctx context.Context, want []kv.KeyVersion, ver kv.Version, force bool, early *fetchedSnapshot) {
 	c := s.cache
 	c.mu.Lock()
 	stale := 0
@@ -105,20 +120,23 @@ func (s *IdentityStore) useSnapshot(ctx context.Context, want []kv.KeyVersion, v
 	if ver == "" || seen || (stale <= snapshotSlack && !force) {
 		return
 	}
-	b, got, err := s.kv.Get(ctx, snapshotKey)
-	if errors.Is(err, kv.ErrNotFound) {
+	f := early
+	if f == nil || f.err != nil {
+		f = s.fetchSnapshot(ctx)
+	}
+	if errors.Is(f.err, kv.ErrNotFound) {
 		return
 	}
-	if err != nil {
+	if f.err != nil {
 		// Not fatal: the read GETs the shards instead, and says why it
 		// fails if they fail too.
-		c.logger().Warn("reading the identity snapshot; reading every shard instead", "key", s.keyWhere(snapshotKey), "err", err)
+		c.logger().Warn("reading the identity snapshot; reading every shard instead", "key", s.keyWhere(snapshotKey), "err", f.err)
 		return
 	}
-	keys, err := parseSnapshot(b)
+	keys, err := parseSnapshot(f.b)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.snapVer = got
+	c.snapVer = f.ver
 	if err != nil {
 		c.snapKeys = nil
 		c.logger().Warn("ignoring the identity snapshot: it is corrupt; reading every shard instead", "key", s.keyWhere(snapshotKey), "err", err)
@@ -168,7 +186,7 @@ func (s *State) WriteIdentitySnapshot(ctx context.Context) (bool, error) {
 		// Another replica wrote it since this one last looked: read it
 		// (readCached did not, as it had everything) to compare.
 		c.mu.Unlock()
-		store.useSnapshot(ctx, nil, listedVer, true)
+		store.useSnapshot(ctx, nil, listedVer, true, nil)
 		c.mu.Lock()
 		if c.snapVer != listedVer {
 			// Not read (it failed, or is gone): compare with nothing.
