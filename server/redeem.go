@@ -30,25 +30,28 @@ import (
 // each, ~0.1 ms), so a group costs two writes whatever its size, while
 // shards stay even. The next group's token commit does not wait for it.
 //
-// The token as this State last wrote it, with its version, is kept while
-// joins on it keep coming, so a commit tries its PUT without reading the
-// token first; a conflict (another replica's commit, a removal) reads it
-// again.
+// The token as this State last wrote it, with its version, is kept (until
+// it expires), so a commit tries its PUT without reading the token first;
+// a conflict (another replica's commit, a removal) reads it again.
 
-// tokenCommits is a State's queues of redemptions, by token id.
+// tokenCommits is a State's queues of redemptions, by token id, and the
+// tokens as it last wrote them.
 type tokenCommits struct {
 	mu     sync.Mutex
 	queues map[string]*redeemQueue
+	last   map[string]writtenToken
 }
 
-// redeemQueue is one token's redemptions waiting for a commit. Only its
-// committer (one goroutine while running) touches last and lastVer.
+// redeemQueue is one token's redemptions waiting for a commit.
 type redeemQueue struct {
 	waiting []*redemption
 	running bool
+}
 
-	last    *Token
-	lastVer kv.Version
+// writtenToken is a token as this State last wrote it, at version ver.
+type writtenToken struct {
+	tk  *Token
+	ver kv.Version
 }
 
 // redemption is one join's claim on a use, and its answer.
@@ -68,7 +71,7 @@ func (s *State) tokenCommits() *tokenCommits {
 	tokenCommitsMu.Lock()
 	defer tokenCommitsMu.Unlock()
 	if s.redeems == nil {
-		s.redeems = &tokenCommits{queues: map[string]*redeemQueue{}}
+		s.redeems = &tokenCommits{queues: map[string]*redeemQueue{}, last: map[string]writtenToken{}}
 	}
 	return s.redeems
 }
@@ -107,8 +110,12 @@ func (c *tokenCommits) commitAll(store *IdentityStore, id string, q *redeemQueue
 			c.mu.Unlock()
 			return
 		}
+		last := c.last[id]
 		c.mu.Unlock()
-		store.commitRedemptions(id, q, group)
+		last = store.commitRedemptions(id, last, group)
+		c.mu.Lock()
+		c.remember(id, last)
+		c.mu.Unlock()
 		var joined []*redemption
 		for _, r := range group {
 			if r.err != nil {
@@ -119,6 +126,24 @@ func (c *tokenCommits) commitAll(store *IdentityStore, id string, q *redeemQueue
 		}
 		if len(joined) > 0 {
 			go store.addJoined(id, joined)
+		}
+	}
+}
+
+// remember keeps w as token id's last write (none when w.tk is nil),
+// forgetting expired tokens; c.mu is held.
+func (c *tokenCommits) remember(id string, w writtenToken) {
+	if w.tk == nil {
+		delete(c.last, id)
+		return
+	}
+	c.last[id] = w
+	if len(c.last) > 64 {
+		now := time.Now()
+		for k, o := range c.last {
+			if !now.Before(o.tk.Expires) {
+				delete(c.last, k)
+			}
 		}
 	}
 }
@@ -177,13 +202,14 @@ func clientIDIn(n int) (string, error) {
 }
 
 // commitRedemptions spends the uses of group on token id in one CAS and
-// sets each redemption's answer.
-func (s *IdentityStore) commitRedemptions(id string, q *redeemQueue, group []*redemption) {
+// sets each redemption's role or error. It starts from last (the token as
+// this State last wrote it) when it has one, and returns the token as it
+// now is, or nothing after an error.
+func (s *IdentityStore) commitRedemptions(id string, last writtenToken, group []*redemption) writtenToken {
 	ctx, cancel := opCtx()
 	defer cancel()
 	key := tokenKey(id)
-	tk, ver := q.last, q.lastVer
-	q.last, q.lastVer = nil, ""
+	tk, ver := last.tk, last.ver
 	err := s.casLoop(ctx, "updating token "+s.keyWhere(key), func() error {
 		cached := tk != nil
 		if !cached {
@@ -230,9 +256,9 @@ func (s *IdentityStore) commitRedemptions(id string, q *redeemQueue, group []*re
 		for _, r := range group {
 			r.role, r.err = "", err
 		}
-		return
+		return writtenToken{}
 	}
-	q.last, q.lastVer = tk, ver
+	return writtenToken{tk, ver}
 }
 
 // claim spends one use of tk for a join with secret at now: tk's role, or
