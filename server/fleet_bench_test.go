@@ -35,8 +35,12 @@ func fleetServer(b *testing.B, backend string) *testServer {
 	if err != nil {
 		b.Fatal(err)
 	}
+	o := Options{Listen: "127.0.0.1:0"}
+	if backend == "s3" {
+		o.ReplicaIPs, o.ReplicaID = ips("127.0.0.1"), "replica-1"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, st, Options{Listen: "127.0.0.1:0"})
+	srv, err := New(ctx, st, o)
 	if err != nil {
 		cancel()
 		b.Fatal(err)
@@ -47,28 +51,11 @@ func fleetServer(b *testing.B, backend string) *testServer {
 	return &testServer{state: st, srv: srv, addr: srv.Addr().String()}
 }
 
-// fleetJoiner returns what one join is: on a data dir POST
-// /edgecr/v1/join to a running server, a new connection each (a new node:
-// its own TLS handshake); on a bucket, whose registry storage serve does
-// not wire yet, the join's storage work alone (State.Redeem, what the
-// handler calls).
+// fleetJoiner returns what one join is: POST /edgecr/v1/join to a running
+// server on a data dir or a bucket, a new connection each (a new node: its
+// own TLS handshake).
 func fleetJoiner(b *testing.B, backend string, n int) func(i int) error {
 	b.Helper()
-	if backend == "s3" {
-		st, err := benchBucket(b)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, raw, err := st.CreateToken(TokenOptions{TTL: time.Hour, Uses: n, Role: RolePull}, time.Now())
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, _ := ParseToken(raw)
-		return func(i int) error {
-			_, err := st.Redeem(p, fmt.Sprintf("node-%d", i), time.Now())
-			return err
-		}
-	}
 	ts := fleetServer(b, backend)
 	token := benchToken(b, ts, n)
 	c := ts.joinClient("")
@@ -94,9 +81,9 @@ func fleetJoins() int {
 }
 
 // BenchmarkFleetJoins is EDGECR_BENCH_JOINS (default 10,000) clients
-// joining one device, 8 at a time, on one token (fleetJoiner: over HTTP
-// on a data dir, State.Redeem on a bucket): the rate in each tenth of the run and
-// the time a join around the 100th against around the last.
+// joining one device, 8 at a time, on one token (fleetJoiner: over HTTPS to
+// a running server on a data dir and on a bucket): the rate in each tenth
+// of the run and the time a join around the 100th against around the last.
 //
 //	go test ./server -run '^$' -bench FleetJoins -benchtime 1x -timeout 1h -v
 func BenchmarkFleetJoins(b *testing.B) {
@@ -209,14 +196,14 @@ func seedIdentities(b *testing.B, st *State, n int) (string, string) {
 }
 
 // BenchmarkFleetAuth is an authenticated GET /v2/ among 10,000 identities
-// on a data dir (one stat of identities/changes.json a request) against
-// the same request without credentials (401): the difference is what
-// authentication costs. One connection, requests in sequence. (serve does
-// not wire a bucket's images yet: BenchmarkFleetVerify covers a bucket.)
+// on a data dir (one stat of identities/changes.json a request) and on a
+// bucket (memory; the authenticator polls) against the same request
+// without credentials (401): the difference is what authentication costs.
+// One connection, requests in sequence.
 //
 //	go test ./server -run '^$' -bench FleetAuth -benchtime 2000x -v
 func BenchmarkFleetAuth(b *testing.B) {
-	for _, backend := range []string{"dir"} {
+	for _, backend := range []string{"dir", "s3"} {
 		for _, authed := range []bool{false, true} {
 			name := backend + "/anonymous"
 			if authed {
@@ -307,10 +294,11 @@ func BenchmarkFleetVerify(b *testing.B) {
 // --limit 50` and the Clients page do among 10,000 clients: read every
 // identity (on a bucket through the identity cache, identitycache.go) and
 // last-seen, filter, order by last seen, and `edgecrd token ls` with 100
-// tokens. "first" is a process's first read; "page" a later one in the
-// same process (the server's Clients and Tokens pages); "cli" a later run
-// of the command (a new process: load the state, the cache file, read,
-// save the cache).
+// tokens. "first" is a process's first read (on a bucket through the
+// identity snapshot a serving replica keeps, identitysnapshot.go, and
+// once before it is written); "page" a later one in the same process (the
+// server's Clients and Tokens pages); "cli" a later run of the command (a
+// new process: load the state, the cache file, read, save the cache).
 //
 //	go test ./server -run '^$' -bench FleetClientsList -benchtime 20x
 func BenchmarkFleetClientsList(b *testing.B) {
@@ -362,6 +350,18 @@ func BenchmarkFleetClientsList(b *testing.B) {
 					b.Fatal(err)
 				}
 				return st
+			}
+			if backend == "s3" {
+				// Before a serving replica wrote the identity snapshot
+				// (identitysnapshot.go), then with it.
+				b.Run("clients/first-without-snapshot", func(b *testing.B) {
+					for range b.N {
+						clients(b, process(b))
+					}
+				})
+				if _, err := st.WriteIdentitySnapshot(context.Background()); err != nil {
+					b.Fatal(err)
+				}
 			}
 			for _, c := range []struct {
 				name string

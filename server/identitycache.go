@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/edgecr/edgecr/server/kv"
 )
@@ -29,6 +32,38 @@ type identityCache struct {
 	mu      sync.Mutex
 	m       map[string]cachedKey
 	changed bool // since it was loaded: SaveIdentityCache has something to write
+
+	layoutAt time.Time // when identities.json was last read as the sharded layout
+
+	// The identity snapshot (identitysnapshot.go): its version in the
+	// last listing of identities/, the version last read or written, and
+	// the versions of the keys that one holds.
+	listedSnap kv.Version
+	snapVer    kv.Version
+	snapKeys   map[string]kv.Version
+	log        *slog.Logger
+}
+
+// layoutRecheck is how long a State on a bucket trusts the sharded layout
+// it found before it reads identities.json again (ensureLayout).
+const layoutRecheck = 10 * time.Second
+
+func (c *identityCache) layoutSeenWithin(d time.Duration) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.layoutAt.IsZero() && time.Since(c.layoutAt) < d
+}
+
+func (c *identityCache) sawLayout() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.layoutAt = time.Now()
 }
 
 // cachedKey is one shard (ids) or one token (tk) as read at ver.
@@ -36,6 +71,37 @@ type cachedKey struct {
 	ver kv.Version
 	ids []*Identity
 	tk  *Token
+}
+
+// empty reports whether the cache holds nothing (a process's first read).
+func (c *identityCache) empty() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m) == 0
+}
+
+// get is key's entry; nothing on a nil cache. Its identities are shared:
+// clone them before changing any.
+func (c *identityCache) get(key string) (cachedKey, bool) {
+	if c == nil {
+		return cachedKey{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	return e, ok
+}
+
+// put stores e as key's entry, e.g. what this State just wrote; nothing
+// on a nil cache.
+func (c *identityCache) put(key string, e cachedKey) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[key] = e
+	c.changed = true
 }
 
 var identityCachesMu sync.Mutex // State.ids is made once
@@ -75,24 +141,48 @@ func (s *IdentityStore) listVersions(ctx context.Context, vl kv.VersionLister, p
 // fetch those the cache does not hold at that version, and answer copies
 // (callers may change what they get).
 func (s *IdentityStore) readCached(ctx context.Context, vl kv.VersionLister, identities, tokens bool) (*Records, error) {
-	var want []kv.KeyVersion
+	// The LISTs at once, and on a first read (nothing cached) the
+	// identity snapshot with them: it will be wanted if there is one.
+	var (
+		wg             sync.WaitGroup
+		ids, tks       []kv.KeyVersion
+		idsErr, tksErr error
+		early          *fetchedSnapshot
+	)
 	if identities {
-		kvs, err := s.listVersions(ctx, vl, shardDir)
-		if err != nil {
-			return nil, err
-		}
-		for _, k := range kvs {
-			if _, ok := shardNumber(k.Key); ok {
-				want = append(want, k)
-			}
+		wg.Add(1)
+		go func() { defer wg.Done(); ids, idsErr = s.listVersions(ctx, vl, shardDir) }()
+		if s.cache.empty() {
+			wg.Add(1)
+			go func() { defer wg.Done(); early = s.fetchSnapshot(ctx) }()
 		}
 	}
 	if tokens {
-		kvs, err := s.listVersions(ctx, vl, tokenDir)
-		if err != nil {
-			return nil, err
+		wg.Add(1)
+		go func() { defer wg.Done(); tks, tksErr = s.listVersions(ctx, vl, tokenDir) }()
+	}
+	wg.Wait()
+	if err := cmp.Or(idsErr, tksErr); err != nil {
+		return nil, err
+	}
+	var want []kv.KeyVersion
+	snap := kv.Version("") // the identity snapshot's, if listed
+	for _, k := range ids {
+		if _, ok := shardNumber(k.Key); ok {
+			want = append(want, k)
+		} else if k.Key == snapshotKey {
+			snap = k.Version
 		}
-		want = append(want, kvs...)
+	}
+	if identities {
+		s.cache.mu.Lock()
+		s.cache.listedSnap = snap
+		s.cache.mu.Unlock()
+	}
+	want = append(want, tks...)
+	if identities {
+		// The snapshot holds the tokens as well.
+		s.useSnapshot(ctx, want, snap, false, early)
 	}
 	c := s.cache
 	var fetch []string

@@ -133,9 +133,20 @@ func parseLayout(where string, b []byte) (*Records, error) {
 
 // ensureLayout converts identities.json from before the split, if it is
 // that; see the layout comment for why a crash anywhere is safe.
+//
+// On a bucket a store that found the sharded layout trusts it for
+// layoutRecheck without reading identities.json again (a join reads it
+// otherwise): the layout never goes back, and a newer format is refused
+// by the next check.
 func (s *IdentityStore) ensureLayout(ctx context.Context) error {
+	if s.cache.layoutSeenWithin(layoutRecheck) {
+		return nil
+	}
 	for attempt := 0; ; attempt++ {
 		old, ver, err := s.layout(ctx)
+		if err == nil && old == nil {
+			s.cache.sawLayout()
+		}
 		if err != nil || old == nil {
 			return err
 		}
@@ -441,51 +452,46 @@ func (s *IdentityStore) casLoop(ctx context.Context, what string, once func() er
 }
 
 // updateShard changes the shard of id by CAS; fn may run several times.
+// On a bucket the first attempt starts from the shard as the identity
+// cache holds it (what this State last read or wrote) instead of reading
+// it: a join then costs one PUT on its shard, and a conflict (another
+// writer changed it) reads it again. What it writes goes into the cache.
 func (s *IdentityStore) updateShard(ctx context.Context, id string, fn func([]*Identity) ([]*Identity, error)) error {
 	n := shardOf(id)
 	key := shardKey(n)
+	fromCache := s.cache != nil
 	return s.casLoop(ctx, "updating identities "+s.keyWhere(key), func() error {
-		ids, ver, err := s.readShard(ctx, n)
+		var ids []*Identity
+		var ver kv.Version
+		if e, ok := s.cache.get(key); fromCache && ok {
+			ids, ver = cloneIdentities(e.ids), e.ver
+		} else {
+			var err error
+			if ids, ver, err = s.readShard(ctx, n); err != nil {
+				return err
+			}
+		}
+		fromCache = false
+		ids, err := fn(ids)
 		if err != nil {
 			return err
 		}
-		ids, err = fn(ids)
+		v, err := s.kv.Put(ctx, key, encodeShard(ids), ver)
 		if err != nil {
-			return err
-		}
-		if _, err := s.kv.Put(ctx, key, encodeShard(ids), ver); err != nil {
 			return fmt.Errorf("writing identities %s: %w", s.keyWhere(key), err)
 		}
+		s.cache.put(key, cachedKey{ver: v, ids: cloneIdentities(ids)})
 		return nil
 	})
 }
 
-// updateToken changes token id by CAS; fn may run several times.
-func (s *IdentityStore) updateToken(ctx context.Context, id string, fn func(*Token) error) error {
-	if !validTokenID(id) {
-		return ErrNoSuchToken
+func cloneIdentities(ids []*Identity) []*Identity {
+	out := make([]*Identity, len(ids))
+	for k, i := range ids {
+		cp := *i
+		out[k] = &cp
 	}
-	key := tokenKey(id)
-	return s.casLoop(ctx, "updating token "+s.keyWhere(key), func() error {
-		b, ver, err := s.kv.Get(ctx, key)
-		if errors.Is(err, kv.ErrNotFound) {
-			return ErrNoSuchToken
-		}
-		if err != nil {
-			return fmt.Errorf("reading token %s: %w", s.keyWhere(key), err)
-		}
-		tk, err := s.parseToken(key, b)
-		if err != nil {
-			return err
-		}
-		if err := fn(tk); err != nil {
-			return err
-		}
-		if _, err := s.kv.Put(ctx, key, encodeToken(tk), ver); err != nil {
-			return fmt.Errorf("writing token %s: %w", s.keyWhere(key), err)
-		}
-		return nil
-	})
+	return out
 }
 
 // changes is identities/changes.json.

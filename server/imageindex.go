@@ -33,7 +33,8 @@ import (
 //     shows within the index's age: a view of an index older than that
 //     starts a rebuild and waits for it up to imageIndexStaleWait, then
 //     answers from the index it has (a large registry's rebuild lands a
-//     moment later; its duration is on the page). By default the age is
+//     moment later; its duration is on the page). When the last build
+//     took longer than that wait, the view does not wait at all. By default the age is
 //     ten times the last rebuild's duration, at least 2 s and at most
 //     DefaultImageIndexAge: a small registry shows other replicas' writes
 //     on the next view, a large one is not rebuilt more than a tenth of the
@@ -165,17 +166,23 @@ func (x *imageIndex) view(ctx context.Context) (*imageSnapshot, error) {
 	}
 	if x.now().Sub(x.built) > x.ageLocked() {
 		done := x.startBuildLocked()
-		x.mu.Unlock()
-		wait := time.NewTimer(imageIndexStaleWait)
-		select {
-		case <-done:
-		case <-wait.C:
-		case <-ctx.Done():
+		// A large registry's rebuild (10,000 tags on a bucket: a minute
+		// and more) would not land within the wait, and every view while
+		// it runs would wait for nothing: then answer from the index there
+		// is (the page says it is refreshing).
+		if x.took <= imageIndexStaleWait {
+			x.mu.Unlock()
+			wait := time.NewTimer(imageIndexStaleWait)
+			select {
+			case <-done:
+			case <-wait.C:
+			case <-ctx.Done():
+				wait.Stop()
+				return nil, ctx.Err()
+			}
 			wait.Stop()
-			return nil, ctx.Err()
+			x.mu.Lock()
 		}
-		wait.Stop()
-		x.mu.Lock()
 	}
 	var stale []string
 	for repo, seq := range x.changed {

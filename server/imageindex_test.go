@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/distribution/distribution/v3"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
 
 // indexRefs is every repo:tag of a view of x, sorted.
@@ -349,4 +352,39 @@ func last(s []string) string {
 		return ""
 	}
 	return s[len(s)-1]
+}
+
+// TestImageIndexLongRebuildNoWait: when the index's last build took longer
+// than a view would wait for the next (a large registry on a bucket), a
+// view of a stale index starts the rebuild and answers from the index it
+// has, saying it is refreshing, instead of waiting for a build that will
+// not land in time: a view whose deadline is shorter than the wait gets
+// its page, not the deadline's error.
+func TestImageIndexLongRebuildNoWait(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.push(t, "app:v1", ociImage(t, 1024, 1))
+	x := ts.srv.imgIndex
+	if got := indexRefs(t, x); !slices.Equal(got, []string{"app:v1"}) {
+		t.Fatalf("index lists %q", got)
+	}
+	release := make(chan struct{})
+	defer close(release)
+	open := x.open
+	x.mu.Lock()
+	x.open = func(ctx context.Context) (distribution.Namespace, storagedriver.StorageDriver, error) {
+		<-release // a rebuild that takes as long as the test
+		return open(ctx)
+	}
+	x.took = 2 * imageIndexStaleWait
+	x.built = x.now().Add(-time.Hour)
+	x.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), imageIndexStaleWait*3/4)
+	defer cancel()
+	snap, err := x.view(ctx)
+	if err != nil {
+		t.Fatalf("a view of a stale index whose rebuild takes long: %v", err)
+	}
+	if !snap.Refreshing || len(snap.Repos) != 1 || snap.Repos[0].Name != "app" {
+		t.Fatalf("view: refreshing %v, %d repositories; want the index there is, refreshing", snap.Refreshing, len(snap.Repos))
+	}
 }

@@ -432,6 +432,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			defer s.loops.Done()
 			s.authn.Run(ctx, AuthPollInterval, func(err error) { s.log.Warn("checking identities for changes", "err", err) })
 		}()
+		// The snapshot a listing's first read on another machine takes
+		// the shards from (identitysnapshot.go).
+		s.state.SetLogger(s.log)
+		s.loops.Add(1)
+		go func() { defer s.loops.Done(); s.state.RunIdentitySnapshot(ctx) }()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.ServeTLS(s.conns, "", "") }()

@@ -95,7 +95,8 @@ type State struct {
 	// object store.
 	imagesInDir bool
 
-	ids *identityCache // what Identities().Read last read of a bucket (identitycache.go)
+	ids     *identityCache // what Identities().Read last read of a bucket (identitycache.go)
+	redeems *tokenCommits  // joins waiting to spend a use of a token (redeem.go)
 }
 
 // KV is the device's shared state: identities, tokens, device settings, the

@@ -3,8 +3,15 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgecr/edgecr/server/kv"
+	"github.com/edgecr/edgecr/server/kv/kvtest"
 )
 
 // BenchmarkJoinCost is the per-join cost (Redeem) at n identities, on a
@@ -60,4 +67,63 @@ func BenchmarkJoinCost(b *testing.B) {
 func benchBucket(b *testing.B) (*State, error) {
 	_, loc := sharedBucket(b)
 	return EnsureS3(context.Background(), loc, testOptions("bench"), time.Now())
+}
+
+// BenchmarkRedeemRequests is what joins cost the object store: 2,000 joins
+// on one token by 8 joiners through State.Redeem on a bucket (MinIO on
+// loopback), with the requests counted: PUTs and GETs a join.
+//
+//	go test ./server -run '^$' -bench RedeemRequests -benchtime 1x -v
+func BenchmarkRedeemRequests(b *testing.B) {
+	const joins = 2000
+	m := kvtest.StartMinIO(b)
+	m.SetCredentials(b)
+	for range b.N {
+		b.StopTimer()
+		counter := &kvtest.Counter{}
+		s, err := kv.NewS3(kv.S3Config{Bucket: m.CreateBucket(b), KeyPrefix: "site/edgecr/state/", Endpoint: m.Endpoint, Region: m.Region, HTTPClient: &http.Client{Transport: counter}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := ensure(&State{Dir: b.TempDir(), kv: s, loc: &kv.S3Location{Bucket: "bench", Region: "us-east-1"}, imagesInDir: true}, testOptions("bench"), time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, raw, err := st.CreateToken(TokenOptions{TTL: time.Hour, Uses: joins, Role: RolePull}, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, _ := ParseToken(raw)
+		counter.Take()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		b.StartTimer()
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= joins; i = next.Add(1) {
+					if _, err := st.Redeem(p, fmt.Sprintf("node-%d", i), time.Now()); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		got := counter.Take()
+		puts, gets := 0, 0
+		for k, n := range got {
+			switch {
+			case strings.HasPrefix(k, "PUT"):
+				puts += n
+			case strings.HasPrefix(k, "GET"):
+				gets += n
+			}
+		}
+		b.Logf("%d joins: %s; load %s", joins, kvtest.Format(got), loadAvg())
+		b.ReportMetric(float64(puts)/joins, "PUTs/join")
+		b.ReportMetric(float64(gets)/joins, "GETs/join")
+	}
 }

@@ -2,8 +2,6 @@ package server
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -160,8 +158,9 @@ type JoinResult struct {
 
 // Redeem checks a token and spends one use of it on a new client identity
 // named name: one CAS on the token's key (so a use count is exact however
-// many replicas redeem it at once), then one on the new identity's shard.
-// A failure between the two loses the use, never gives one too many.
+// many replicas redeem it at once), then one on the new identity's shard;
+// the joins on one token in this State share both (redeem.go). A failure
+// between the two loses the use, never gives one too many.
 func (s *State) Redeem(p ParsedToken, name string, now time.Time) (*JoinResult, error) {
 	if p.Pin != s.CA.Fingerprint() {
 		return nil, ErrTokenInvalid
@@ -172,43 +171,7 @@ func (s *State) Redeem(p ParsedToken, name string, now time.Time) (*JoinResult, 
 	if err := store.ensureLayout(ctx); err != nil {
 		return nil, err
 	}
-	var role Role
-	err := store.updateToken(ctx, p.ID, func(tk *Token) error {
-		want, _ := decodeHash(tk.SecretHash)
-		got := sha256.Sum256([]byte(p.Secret))
-		if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
-			return ErrTokenInvalid
-		}
-		if !now.Before(tk.Expires) {
-			return ErrTokenExpired
-		}
-		if tk.Used >= tk.Uses {
-			return ErrTokenUsedUp
-		}
-		tk.Used++
-		role = tk.Role
-		return nil
-	})
-	if errors.Is(err, ErrNoSuchToken) {
-		return nil, ErrTokenInvalid
-	}
-	if err != nil {
-		return nil, err
-	}
-	id, err := randomHex(8)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := NewSecret()
-	if err != nil {
-		return nil, err
-	}
-	cid := "c-" + id
-	i := &Identity{ID: cid, Name: name, Kind: "client", Role: role, SecretHash: HashSecret(secret), Created: now.UTC()}
-	if err := store.addIdentity(ctx, i); err != nil {
-		return nil, fmt.Errorf("joining %s (one use of token %s spent): %w", name, p.ID, err)
-	}
-	return &JoinResult{ClientID: cid, Secret: secret, Role: role}, nil
+	return s.tokenCommits().redeem(store, p, name, now)
 }
 
 // CleanClientName makes a client-supplied name safe to store and print.

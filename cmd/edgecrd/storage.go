@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -69,6 +70,8 @@ var errNoBucketBackup = errors.New("backup and restore work on a data dir; a dev
 // (server.State.LoadIdentityCache). A cache that cannot be read or written
 // is a warning, never a failure; a data dir has none.
 func withIdentityCache(st *server.State, errOut io.Writer, read func() error) error {
+	// A bad identity snapshot in the bucket is read around, with a warning.
+	st.SetLogger(slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	dir, err := os.UserCacheDir()
 	path := ""
 	if err == nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -169,6 +168,10 @@ func (s *S3) GetIfChanged(ctx context.Context, key string, ver Version) ([]byte,
 	return s.get(ctx, key, ver)
 }
 
+// maxPresize bounds the buffer a read allocates from the Content-Length it
+// is told before any byte arrives.
+const maxPresize = 64 << 20
+
 func (s *S3) get(ctx context.Context, key string, ifNot Version) ([]byte, Version, bool, error) {
 	if err := ValidKey(key); err != nil {
 		return nil, "", false, err
@@ -188,10 +191,17 @@ func (s *S3) get(ctx context.Context, key string, ifNot Version) ([]byte, Versio
 		return nil, "", false, s.fail("reading", key, err)
 	}
 	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
+	// Sized from Content-Length when it is sane: a value of megabytes (the
+	// identity snapshot) read by io.ReadAll's doubling spent a fifth of
+	// its read copying and clearing buffers.
+	var buf bytes.Buffer
+	if n := aws.Int64Value(out.ContentLength); n > 0 && n <= maxPresize {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(out.Body); err != nil {
 		return nil, "", false, s.fail("reading", key, err)
 	}
+	b := buf.Bytes()
 	if len(b) == 0 {
 		return nil, "", false, fmt.Errorf("reading %q: %w", key, ErrNotFound)
 	}
