@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -172,6 +173,13 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 	}
 	if err != nil {
 		reason := failureReason(err)
+		if errors.Is(err, ErrIdentitiesUnchecked) {
+			// Not the client's failure: no allowance spent, no 401.
+			a.log.Warn("verifying credentials", "err", err)
+			w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
+			refuseUnread(w, r, http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(err.Error()+"; retry later"))
+			return "", false
+		}
 		if reason == "internal" {
 			a.log.Error("verifying credentials", "err", err)
 			refuseUnread(w, r, http.StatusInternalServerError, errcode.ErrorCodeUnknown.WithMessage("verifying credentials failed"))

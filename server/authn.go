@@ -54,7 +54,25 @@ type Authenticator struct {
 	shMu    [shardCount]sync.Mutex // serialise a shard's reloads
 
 	lastMiss atomic.Int64 // unix nanos of the last reload for an unknown credential
+
+	// checked is when the last successful check of the store began (unix
+	// nanos): the copy holds every revocation written before it.
+	checked atomic.Int64
+	syncMu  sync.Mutex // one check on behalf of requests at a time
 }
+
+// RevocationBound is how long after a revocation is written a polled
+// Authenticator (a replica on a bucket) may still accept the credential:
+// Verify accepts only while the copy's last check began less than this
+// long ago, and checks the store itself, or refuses with
+// ErrIdentitiesUnchecked, when the poll fell behind (a slow or restarting
+// store). README, "Auth".
+const RevocationBound = 2 * time.Second
+
+// ErrIdentitiesUnchecked: the store could not be checked for revocations
+// within RevocationBound; the request is refused (503) rather than
+// answered from a copy that may miss one.
+var ErrIdentitiesUnchecked = errors.New("identities could not be checked for revocations")
 
 // missReload is how often, at most, a credential the copy does not know
 // makes a polled Authenticator check the store at once: a client that just
@@ -89,9 +107,11 @@ func NewAuthenticator(store *IdentityStore) (*Authenticator, error) {
 	if err := store.ensureLayout(ctx); err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	if err := a.loadAll(ctx); err != nil {
 		return nil, err
 	}
+	a.checked.Store(start.UnixNano())
 	return a, nil
 }
 
@@ -248,7 +268,7 @@ func (a *Authenticator) Run(ctx context.Context, every time.Duration, onErr func
 		// revocations would wait forever. Ticks missed meanwhile are
 		// dropped (time.Ticker), so checks never pile up.
 		cctx, cancel := context.WithTimeout(ctx, authPollTimeout)
-		err := a.refresh(cctx)
+		err := a.refreshChecked(cctx)
 		cancel()
 		if err == nil && polls%resyncEvery == 0 {
 			cctx, cancel := context.WithTimeout(ctx, 10*every)
@@ -261,10 +281,49 @@ func (a *Authenticator) Run(ctx context.Context, every time.Duration, onErr func
 	}
 }
 
-// fresh makes the copy current for a request: nothing while Run polls; on
-// a data dir one stat of changes.json (and the shard reads it announces).
+// refreshChecked is refresh, and on success records when it began.
+func (a *Authenticator) refreshChecked(ctx context.Context) error {
+	start := time.Now()
+	if err := a.refresh(ctx); err != nil {
+		return err
+	}
+	for {
+		old := a.checked.Load()
+		if old >= start.UnixNano() || a.checked.CompareAndSwap(old, start.UnixNano()) {
+			return nil
+		}
+	}
+}
+
+// checkedWithin reports whether the copy's last check began less than d ago.
+func (a *Authenticator) checkedWithin(d time.Duration) bool {
+	return time.Since(time.Unix(0, a.checked.Load())) < d
+}
+
+// syncCheckTimeout bounds the check a request makes when the poll fell
+// behind; the request waits for it.
+const syncCheckTimeout = 5 * time.Second
+
+// fresh makes the copy current for a request: while Run polls, nothing
+// unless its last check began RevocationBound ago or more (then this
+// request checks, one for all that wait); on a data dir one stat of
+// changes.json (and the shard reads it announces).
 func (a *Authenticator) fresh() error {
 	if a.polled.Load() {
+		if a.checkedWithin(RevocationBound) {
+			return nil
+		}
+		a.syncMu.Lock()
+		defer a.syncMu.Unlock()
+		if a.checkedWithin(RevocationBound) {
+			return nil // another request checked while this one waited
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), syncCheckTimeout)
+		defer cancel()
+		last := time.Unix(0, a.checked.Load())
+		if err := a.refreshChecked(ctx); err != nil {
+			return fmt.Errorf("%w since %s: %v", ErrIdentitiesUnchecked, last.UTC().Format(time.RFC3339), err)
+		}
 		return nil
 	}
 	if _, local := a.store.kv.(*kv.Files); local {
@@ -278,8 +337,11 @@ func (a *Authenticator) fresh() error {
 
 // Verify checks user and secret and returns the identity's role.
 func (a *Authenticator) Verify(user, secret string) (Role, error) {
-	if err := a.fresh(); err != nil {
-		return "", err
+	polled := a.polled.Load()
+	if !polled {
+		if err := a.fresh(); err != nil {
+			return "", err
+		}
 	}
 	n := shardOf(user)
 	sum := sha256.Sum256([]byte(secret))
@@ -292,7 +354,7 @@ func (a *Authenticator) Verify(user, secret string) (Role, error) {
 	if !known {
 		// Maybe newer than the copy (a join): look at its shard now.
 		look := true
-		if a.polled.Load() {
+		if polled {
 			now := time.Now().UnixNano()
 			last := a.lastMiss.Load()
 			look = now-last >= int64(missReload) && a.lastMiss.CompareAndSwap(last, now)
@@ -307,14 +369,38 @@ func (a *Authenticator) Verify(user, secret string) (Role, error) {
 			cancel()
 		}
 	}
-	if !ok {
-		return "", ErrUnknownUser
+	if err := verdict(e, ok, sum); err != nil {
+		return "", err
 	}
-	if subtle.ConstantTimeCompare(sum[:], e.hash[:]) != 1 {
-		return "", ErrBadSecret
-	}
-	if e.revoked {
-		return "", ErrRevoked
+	if polled && !a.checkedWithin(RevocationBound) {
+		// About to accept from a copy whose last check is older than the
+		// bound: check first (a refusal above needs no check, a
+		// revocation is for good).
+		if err := a.fresh(); err != nil {
+			return "", err
+		}
+		e, ok = authEntry{}, false
+		if s := a.shards[n].Load(); s != nil {
+			e, ok = s.ids[user]
+		}
+		if err := verdict(e, ok, sum); err != nil {
+			return "", err
+		}
 	}
 	return e.role, nil
+}
+
+// verdict is Verify's answer for entry e (ok: the user is known) and the
+// SHA-256 of the secret given.
+func verdict(e authEntry, ok bool, sum [32]byte) error {
+	if !ok {
+		return ErrUnknownUser
+	}
+	if subtle.ConstantTimeCompare(sum[:], e.hash[:]) != 1 {
+		return ErrBadSecret
+	}
+	if e.revoked {
+		return ErrRevoked
+	}
+	return nil
 }

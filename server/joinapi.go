@@ -231,6 +231,11 @@ func (j *joinAPI) leave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.settle(false)
+	if errors.Is(err, ErrIdentitiesUnchecked) {
+		j.log.Warn("verifying credentials", "err", err)
+		apiError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error()+"; retry later")
+		return
+	}
 	if err != nil {
 		j.log.Error("verifying credentials", "err", err)
 		apiError(w, http.StatusInternalServerError, "INTERNAL", "verifying credentials failed on the device")

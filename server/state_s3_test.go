@@ -282,3 +282,64 @@ func TestSharedUnfinishedMigration(t *testing.T) {
 		t.Errorf("load after the migration finished: %v", err)
 	}
 }
+
+// TestSharedRevocationWhenPollsFallBehind: a replica whose polls stopped
+// (a slow or restarting store) must not accept a credential revoked more
+// than RevocationBound ago: it checks the store itself before it accepts,
+// and refuses with ErrIdentitiesUnchecked when it cannot. Refusals need no
+// check. (The S3 soak once saw a revoked client accepted for 2 s.)
+func TestSharedRevocationWhenPollsFallBehind(t *testing.T) {
+	m, loc := sharedBucket(t)
+	sts := replicas(t, loc, 2)
+	_, raw, err := sts[0].CreateToken(TokenOptions{TTL: time.Hour, Uses: 2, Role: RolePush}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := ParseToken(raw)
+	a, b := mustRedeem(t, sts[0], p, "a"), mustRedeem(t, sts[0], p, "b")
+	auth, err := NewAuthenticator(sts[1].Identities())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go auth.Run(ctx, time.Hour, nil) // polled, but its first poll is an hour away
+	for !auth.polled.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := auth.Verify(a.ClientID, a.Secret); err != nil {
+		t.Fatalf("a fresh copy: %v", err)
+	}
+	if err := sts[0].RevokeClient(a.ClientID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(RevocationBound + 100*time.Millisecond)
+	if _, err := auth.Verify(a.ClientID, a.Secret); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked %s ago, no poll since: Verify = %v, want %v", RevocationBound, err, ErrRevoked)
+	}
+	if _, err := auth.Verify(b.ClientID, b.Secret); err != nil {
+		t.Fatalf("the live client after the check: %v", err)
+	}
+	m.Stop()
+	time.Sleep(RevocationBound + 100*time.Millisecond)
+	if _, err := auth.Verify(b.ClientID, "wrong"); !errors.Is(err, ErrBadSecret) {
+		t.Fatalf("a wrong secret with the store down: %v, want %v", err, ErrBadSecret)
+	}
+	if _, err := auth.Verify(a.ClientID, a.Secret); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("the revoked client with the store down: %v, want %v", err, ErrRevoked)
+	}
+	_, err = auth.Verify(b.ClientID, b.Secret)
+	if !errors.Is(err, ErrIdentitiesUnchecked) {
+		t.Fatalf("the live client, store down for %s: Verify = %v, want %v", RevocationBound, err, ErrIdentitiesUnchecked)
+	}
+	t.Logf("live client, store down: %v", err)
+}
+
+func mustRedeem(t *testing.T, st *State, p ParsedToken, name string) *JoinResult {
+	t.Helper()
+	res, err := st.Redeem(p, name, time.Now())
+	if err != nil {
+		t.Fatalf("redeeming for %s: %v", name, err)
+	}
+	return res
+}
