@@ -82,7 +82,10 @@ type syncer struct {
 	log     *slog.Logger
 	lock    func(context.Context) (context.Context, func(), error)
 	metrics *syncMetrics
-	state   *State // keeps the rules' status for `edgecrd info` (syncStatusFile)
+	state   *State
+	// sendWindow is the send progress rule of a blob served while it is
+	// fetched (progressWriter): bodyProgressWindow.
+	sendWindow time.Duration // keeps the rules' status for `edgecrd info` (syncStatusFile)
 
 	mu     sync.Mutex
 	status map[string]*RuleStatus // by rule name
@@ -128,7 +131,7 @@ func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror
 	g.next = app
 	a := *ac
 	a.next, a.fetch, a.fetchBlob = &g, nil, nil
-	s := &syncer{h: &a, log: log, status: map[string]*RuleStatus{},
+	s := &syncer{h: &a, log: log, status: map[string]*RuleStatus{}, sendWindow: bodyProgressWindow,
 		lock: func(ctx context.Context) (context.Context, func(), error) { return syncRunLock(ctx, st, log) }, state: st}
 	reg, _ := name.NewRegistry("edgecrd.internal", name.Insecure)
 	dest := mirror.Destination{
@@ -573,23 +576,28 @@ func (s *syncer) fetchBlob(w http.ResponseWriter, r *http.Request, repo, digest 
 	if r.Method != http.MethodGet {
 		return false
 	}
-	// Each piece goes out as it arrives (a response buffers otherwise).
+	// Each piece goes out as it arrives (a response buffers otherwise),
+	// under the send progress rule: a client that stops reading is cut
+	// within sendWindow of its socket's buffers filling up, and its
+	// reader lets go of the spool file.
 	ctl := http.NewResponseController(w)
+	sw := &progressWriter{w: w, rc: ctl, window: s.sendWindow}
+	defer sw.end()
 	buf := make([]byte, 64<<10)
 	err = nil
 	for err == nil {
 		var n int
 		n, err = rc.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if werr := sw.send(buf[:n]); werr != nil {
 				err = werr
-			} else if ferr := ctl.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
-				err = ferr
 			}
 		}
 	}
 	if err != io.EOF {
-		if r.Context().Err() == nil {
+		if errors.Is(err, errClientTooSlow) {
+			s.log.Warn("pull-through blob: the client stopped reading, cut", "repo", repo, "digest", digest, "err", err)
+		} else if r.Context().Err() == nil {
 			s.log.Warn("pull-through blob failed mid-transfer", "repo", repo, "digest", digest, "err", err)
 		}
 		panic(http.ErrAbortHandler) // closes the connection: never a short blob that looks whole

@@ -305,3 +305,41 @@ func TestPullThroughCutMidBlob(t *testing.T) {
 	}
 	waitFor(t, "the image stored", func() bool { return f.stored(t, "cache/library/big", true, md) })
 }
+
+// A client that stops reading a blob served while it is fetched is cut
+// after the send progress rule's window (here 1 s) once the buffers
+// between it and the device are full, and the spool file is removed once
+// the store upload is done: a stalled client does not pin it. Another
+// client reading the same blob and the store upload are unaffected.
+func TestPullThroughStalledReaderCut(t *testing.T) {
+	f := newStreamFixture(t)
+	f.dev.srv.sync.sendWindow = time.Second
+	img := f.up.pushImage(t, "library/big", "v1", 48<<20) // past what loopback's socket buffers hold
+	want := upstreamLayer(t, img)
+	md := hashOf(t, img)
+	f.gated.Store(true)
+
+	l := f.pullManifest(t, "cache/library/big")
+	stalled := f.openLayer(t, "cache/library/big", l) // read no further
+	defer stalled.Close()
+	good := f.openLayer(t, "cache/library/big", l)
+	defer good.Close()
+	f.held.Wait()
+	close(f.gate)
+	var got []byte
+	within(t, 60*time.Second, "the other client reading the blob", func() error {
+		var err error
+		got, err = io.ReadAll(good)
+		return err
+	})
+	if !bytes.Equal(got, want) {
+		t.Fatal("the other client's blob differs from the upstream's")
+	}
+	waitFor(t, "the image stored", func() bool { return f.stored(t, "cache/library/big", true, md) })
+	waitFor(t, "the spool emptied while a client holds a response it does not read", func() bool { return len(f.spoolFiles(t)) == 0 })
+	b, err := io.ReadAll(stalled)
+	if err == nil {
+		t.Fatalf("the stalled client read %d of %d bytes and no error: a cut must fail its read", len(b), l.Size)
+	}
+	t.Logf("stalled client, reading after its cut: %v (after %d of %d bytes)", err, len(b), l.Size)
+}
