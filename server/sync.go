@@ -569,13 +569,35 @@ func (s *syncer) fetchBlob(w http.ResponseWriter, r *http.Request, repo, digest 
 		return true
 	}
 	defer rc.Close()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Docker-Content-Digest", d.String())
-	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	w.WriteHeader(http.StatusOK)
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Accept-Ranges", "bytes")
+	// A Range (containerd resumes a cut download with "bytes=N-") is
+	// answered as from storage (http.ServeContent): 206 with the bytes
+	// asked for, each sent once it arrived, as to any follower.
+	start, length, status := int64(0), size, http.StatusOK
+	switch first, last, ok := singleRange(r.Header.Get("Range"), size); {
+	case !ok: // none, or one this does not serve: the whole blob (RFC 9110 14.2)
+	case first < 0:
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		http.Error(w, "requested range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
+		return false
+	default:
+		start, length, status = first, last-first+1, http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
+	}
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	w.WriteHeader(status)
 	if r.Method != http.MethodGet {
 		return false
 	}
+	if start > 0 {
+		if _, err := rc.Seek(start, io.SeekStart); err != nil {
+			panic(http.ErrAbortHandler)
+		}
+	}
+	body := io.LimitReader(rc, length)
 	// Each piece goes out as it arrives (a response buffers otherwise),
 	// under the send progress rule: a client that stops reading is cut
 	// within sendWindow of its socket's buffers filling up, and its
@@ -587,7 +609,7 @@ func (s *syncer) fetchBlob(w http.ResponseWriter, r *http.Request, repo, digest 
 	err = nil
 	for err == nil {
 		var n int
-		n, err = rc.Read(buf)
+		n, err = body.Read(buf)
 		if n > 0 {
 			if werr := sw.send(buf[:n]); werr != nil {
 				err = werr
@@ -603,6 +625,53 @@ func (s *syncer) fetchBlob(w http.ResponseWriter, r *http.Request, repo, digest 
 		panic(http.ErrAbortHandler) // closes the connection: never a short blob that looks whole
 	}
 	return false
+}
+
+// singleRange parses a Range header of one byte range ("bytes=a-b",
+// "bytes=a-", "bytes=-n") of a blob of size bytes: ok false when there is
+// none or it is not one such range (several, another unit: the whole
+// blob is sent, as a server may); first -1 when it cannot be satisfied.
+func singleRange(v string, size int64) (first, last int64, ok bool) {
+	spec, found := strings.CutPrefix(v, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false
+	}
+	num := func(s string) (int64, bool) {
+		if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	if a == "" { // the last b bytes
+		n, good := num(b)
+		if !good {
+			return 0, 0, false
+		}
+		if n == 0 || size == 0 {
+			return -1, 0, true
+		}
+		return max(size-n, 0), size - 1, true
+	}
+	first, good := num(a)
+	if !good {
+		return 0, 0, false
+	}
+	last = size - 1
+	if b != "" {
+		if last, good = num(b); !good || last < first {
+			return 0, 0, false
+		}
+		last = min(last, size-1)
+	}
+	if first >= size {
+		return -1, 0, true
+	}
+	return first, last, true
 }
 
 // syncMetrics are the edgecr_sync_* series.

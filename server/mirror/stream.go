@@ -272,7 +272,7 @@ type spoolReader struct {
 // pull-through fetches it (size: its length), or nil when none does (the
 // device serves it from storage, or says it lacks it). A reader of a
 // fetch that fails returns an error: the client must be cut off.
-func (s *Syncer) Blob(ctx context.Context, repo string, d v1.Hash) (io.ReadCloser, int64) {
+func (s *Syncer) Blob(ctx context.Context, repo string, d v1.Hash) (io.ReadSeekCloser, int64) {
 	v, ok := s.transfers.Load(repo + "@" + d.String())
 	if !ok {
 		return nil, 0
@@ -347,6 +347,16 @@ func (r *spoolReader) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// Seek moves the reader to off bytes from the blob's start (a client's
+// Range): a Read waits for the bytes there to arrive.
+func (r *spoolReader) Seek(off int64, whence int) (int64, error) {
+	if whence != io.SeekStart || off < 0 || off > r.t.desc.Size {
+		return r.off, fmt.Errorf("seeking blob %s: offset %d from %d out of its %d bytes", r.t.src, off, whence, r.t.desc.Size)
+	}
+	r.off = off
+	return off, nil
 }
 
 func (r *spoolReader) Close() error {
