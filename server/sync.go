@@ -9,14 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/edgecr/edgecr/server/kv"
@@ -37,21 +36,6 @@ const SyncUser = "edgecrd-sync"
 // schedule and `edgecrd sync run`), as gcLock does for collections. With
 // replicas on an object store (issue 12) this is the place a lease goes.
 const syncLock = ".sync.lock"
-
-// spoolDir (in the data dir) holds the blobs pull-throughs are fetching.
-const spoolDir = ".pullthrough-spool"
-
-// clearSpool removes spool files left by a process that crashed: those
-// not written since before (a live transfer writes, or stalls out, within
-// a minute; another process, `edgecrd sync run`, may be serving its own).
-func clearSpool(dir string, before time.Time) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(before) {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-}
 
 // syncStatusFile keeps the rules' last runs, for `edgecrd info`.
 const syncStatusFile = "sync-status.json"
@@ -77,12 +61,14 @@ func isInternal(ctx context.Context) bool { v, _ := ctx.Value(internalKey{}).(bo
 // client asks for it. A client's push still gets distribution's full
 // check.
 type syncer struct {
-	m       *mirror.Syncer
-	h       http.Handler // accessControl → storageGuard → the lenient app
-	log     *slog.Logger
-	lock    func(context.Context) (context.Context, func(), error)
-	metrics *syncMetrics
-	state   *State
+	m          *mirror.Syncer
+	h          http.Handler // accessControl → storageGuard → the lenient app
+	log        *slog.Logger
+	lock       func(context.Context) (context.Context, func(), error)
+	metrics    *syncMetrics
+	state      *State
+	closeSpool func()     // removes a bucket replica's spool at exit
+	room       *spoolRoom // bounds the spool; nil without pull-through
 	// sendWindow is the send progress rule of a blob served while it is
 	// fetched (progressWriter): bodyProgressWindow.
 	sendWindow time.Duration // keeps the rules' status for `edgecrd info` (syncStatusFile)
@@ -110,7 +96,10 @@ type RuleStatus struct {
 // newSyncer builds the in-process registry path from the handlers serve
 // uses (ac and guard are copied, not shared, so that only their next
 // differs).
-func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror.Config, rate int64, ac *accessControl, guard *storageGuard, m *metrics, log *slog.Logger) (*syncer, error) {
+//
+// runOnly: `edgecrd sync run`, which serves no pull-through and may run
+// beside a serve whose spool it must leave alone.
+func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror.Config, rate int64, ac *accessControl, guard *storageGuard, m *metrics, log *slog.Logger, runOnly bool) (*syncer, error) {
 	rc, err := registryConfigOn(images, st.Device.HTTPSecret)
 	if err != nil {
 		return nil, err
@@ -139,14 +128,17 @@ func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror
 		Options:  []remote.Option{remote.WithTransport(s)},
 		Has:      s.has,
 	}
-	if st.Dir != "" {
-		// Blobs pull-throughs are fetching, on disk (not in a tmpfs); a
-		// dot name, which backups skip.
-		dest.SpoolDir = filepath.Join(st.Dir, spoolDir)
-		if err := os.MkdirAll(dest.SpoolDir, 0o700); err != nil {
-			return nil, fmt.Errorf("creating the pull-through spool %s: %w", dest.SpoolDir, err)
+	s.closeSpool = func() {}
+	if !runOnly && len(cfg.PullThrough) > 0 {
+		// Blobs pull-throughs are fetching, on disk (not in a tmpfs): in
+		// the data dir (a dot name, which backups skip), or a bucket
+		// replica's own directory (syncspool.go).
+		if dest.SpoolDir, s.closeSpool, err = openSpool(st, log); err != nil {
+			return nil, err
 		}
-		clearSpool(dest.SpoolDir, time.Now().Add(-time.Hour))
+		room := &spoolRoom{dir: dest.SpoolDir, usage: guard.usage, space: diskSpace}
+		s.room = room
+		dest.Reserve = room.reserve
 	}
 	if s.m, err = mirror.New(cfg, dest, log); err != nil {
 		return nil, err
@@ -535,6 +527,13 @@ func (s *syncer) fetch(w http.ResponseWriter, r *http.Request, repo, ref string)
 			s.metrics.pullThrough.WithLabelValues(result).Inc()
 		}
 	}()
+	if errors.Is(err, mirror.ErrNoRoom) {
+		// As a push over the quota is: 403 DENIED, saying why.
+		result = "failed"
+		s.log.Warn("pull-through refused: no room", "repo", repo, "reference", ref, "err", err)
+		writeError(w, errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("%s:%s is not on this device, and it has no room to fetch it: %v", repo, ref, err)))
+		return false
+	}
 	if err != nil {
 		result = "failed"
 		s.log.Warn("pull-through failed", "repo", repo, "reference", ref, "err", err)
@@ -564,7 +563,12 @@ func (s *syncer) fetchBlob(w http.ResponseWriter, r *http.Request, repo, digest 
 	if err != nil {
 		return true
 	}
-	rc, size := s.m.Blob(r.Context(), repo, d)
+	rc, size, err := s.m.Blob(r.Context(), repo, d)
+	if err != nil {
+		s.log.Warn("pull-through blob refused: no room", "repo", repo, "digest", digest, "err", err)
+		writeError(w, errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("blob %s of %s is not on this device, and it has no room to fetch it: %v", digest, repo, err)))
+		return false
+	}
 	if rc == nil {
 		return true
 	}
@@ -744,7 +748,7 @@ func (s *Server) SyncUpstreamRequests(upstream string) int64 {
 // the referrers index apply; runs are serialised with serve's by the sync
 // lock.
 func RunSync(ctx context.Context, st *State, cfg *mirror.Config, rate int64, o mirror.RunOptions, log *slog.Logger) (*mirror.Report, error) {
-	srv, err := New(ctx, st, Options{Listen: "127.0.0.1:0", Logger: log, Sync: cfg, SyncRate: rate})
+	srv, err := New(ctx, st, Options{Listen: "127.0.0.1:0", Logger: log, Sync: cfg, SyncRate: rate, syncRunOnly: true})
 	if err != nil {
 		return nil, err
 	}
