@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,4 +171,28 @@ func (s *syncer) has2(t *testing.T, repo string, manifest bool, d v1.Hash) bool 
 		t.Fatal(err)
 	}
 	return has
+}
+
+// A blob whose fetch found no room when it started (pull-throughs begun
+// together took it after the image's check passed) answers its client's
+// GET with 403 DENIED saying so, not 404 BLOB_UNKNOWN; nothing is spooled.
+func TestPullThroughBlobRefusedInBurst(t *testing.T) {
+	f := newStreamFixture(t)
+	f.up.pushImage(t, "library/big", "v1", 4<<20)
+	var calls atomic.Int64
+	f.dev.srv.sync.room.space = func(string) (int64, int64, error) {
+		if calls.Add(1) == 1 {
+			return 1 << 40, 2 << 40, nil // the image's check
+		}
+		return 1 << 20, 100 << 20, nil // then the blobs': others took the room
+	}
+	l := f.pullManifest(t, "cache/library/big")
+	waitFor(t, "the pull-through ended", func() bool { return f.dev.srv.sync.m.PullsUnderWay() == 0 })
+	resp := f.dev.do(http.MethodGet, "/v2/cache/library/big/blobs/"+l.Digest.String(), "admin", f.dev.adminPW, nil, nil)
+	if code := errorCode(t, resp); resp.StatusCode != http.StatusForbidden || code != "DENIED" {
+		t.Fatalf("GET of a blob refused for room: %d %s, want 403 DENIED", resp.StatusCode, code)
+	}
+	if n := len(f.spoolFiles(t)); n != 0 {
+		t.Errorf("%d spool files after the refusal", n)
+	}
 }
