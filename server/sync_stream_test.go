@@ -324,13 +324,22 @@ func TestPullThroughStalledReaderCut(t *testing.T) {
 	defer stalled.Close()
 	good := f.openLayer(t, "cache/library/big", l)
 	defer good.Close()
+	type result struct {
+		b   []byte
+		err error
+	}
+	read := make(chan result, 1)
+	go func() { // from the start: the rule holds for it too
+		b, err := io.ReadAll(good)
+		read <- result{b, err}
+	}()
 	f.held.Wait()
 	close(f.gate)
 	var got []byte
 	within(t, 60*time.Second, "the other client reading the blob", func() error {
-		var err error
-		got, err = io.ReadAll(good)
-		return err
+		r := <-read
+		got = r.b
+		return r.err
 	})
 	if !bytes.Equal(got, want) {
 		t.Fatal("the other client's blob differs from the upstream's")
