@@ -12,3 +12,9 @@ func allocated(fi fs.FileInfo) int64 {
 	}
 	return roundBlock(fi.Size())
 }
+
+// diskSpace is the space free on the filesystem holding dir, and its
+// size (Windows: GetDiskFreeSpaceEx; elsewhere not known).
+func diskSpace(dir string) (free, total int64, err error) {
+	return diskSpaceOS(dir)
+}

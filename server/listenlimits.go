@@ -300,3 +300,56 @@ func (p *progressBody) end() {
 }
 
 func (p *progressBody) Close() error { return p.body.Close() }
+
+// errClientTooSlow ends a response whose client does not read it.
+var errClientTooSlow = errors.New("client not reading the response")
+
+// progressWriter holds a streamed response to the send progress rule,
+// the request bodies' rule turned around: it is written in pieces of
+// minBodyProgress bytes, and no piece may wait longer than window for
+// the client to take it (a write deadline). A client that reads nothing
+// is cut window after the buffers between it and the server filled up;
+// time spent waiting for the bytes to send (an upstream's pace) does not
+// count. distribution and Go's server have no such rule: a response
+// write waits for as long as the connection is open.
+type progressWriter struct {
+	w      io.Writer
+	rc     *http.ResponseController
+	window time.Duration
+	armed  time.Time // when the write deadline was last moved (see progressBody.armed)
+	set    bool
+}
+
+func (p *progressWriter) send(b []byte) error {
+	for len(b) > 0 {
+		piece := b[:min(len(b), minBodyProgress)]
+		now := time.Now()
+		if now.Sub(p.armed) >= p.window/32 {
+			if err := p.rc.SetWriteDeadline(now.Add(p.window)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
+			p.armed, p.set = now, true
+		}
+		if _, err := p.w.Write(piece); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("%w: %d bytes not taken in %s", errClientTooSlow, len(piece), p.window)
+			}
+			return err
+		}
+		if err := p.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("%w: %d bytes not taken in %s", errClientTooSlow, len(piece), p.window)
+			}
+			return err
+		}
+		b = b[len(piece):]
+	}
+	return nil
+}
+
+// end lifts the write deadline: the connection's next response has none.
+func (p *progressWriter) end() {
+	if p.set {
+		_ = p.rc.SetWriteDeadline(time.Time{})
+	}
+}

@@ -105,6 +105,8 @@ type Options struct {
 	// second (<= 0: none).
 	Sync     *mirror.Config
 	SyncRate int64
+	// syncRunOnly: RunSync's server, which serves no pull-through.
+	syncRunOnly bool
 
 	Now func() time.Time
 }
@@ -273,7 +275,7 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 		referrers: &referrersHandler{idx: refIdx, log: s.log},
 	}
 	if o.Sync != nil {
-		if s.sync, err = newSyncer(ctx, st, s.images, o.Sync, o.SyncRate, ac, guard, m, s.log); err != nil {
+		if s.sync, err = newSyncer(ctx, st, s.images, o.Sync, o.SyncRate, ac, guard, m, s.log, o.syncRunOnly); err != nil {
 			return nil, err
 		}
 		ac.fetch, ac.fetchBlob = s.sync.fetch, s.sync.fetchBlob
@@ -414,6 +416,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	// The background loops end with ctx; an early return (the listener
 	// failed) must end them too, before the deferred Wait below.
 	ctx, cancel := context.WithCancel(ctx)
+	if s.sync != nil {
+		defer s.sync.closeSpool()
+	}
 	if s.images.local() {
 		s.startRepair(ctx) // before the first request: it leaves what this process writes alone
 	} else {

@@ -9,14 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/edgecr/edgecr/server/kv"
@@ -37,21 +36,6 @@ const SyncUser = "edgecrd-sync"
 // schedule and `edgecrd sync run`), as gcLock does for collections. With
 // replicas on an object store (issue 12) this is the place a lease goes.
 const syncLock = ".sync.lock"
-
-// spoolDir (in the data dir) holds the blobs pull-throughs are fetching.
-const spoolDir = ".pullthrough-spool"
-
-// clearSpool removes spool files left by a process that crashed: those
-// not written since before (a live transfer writes, or stalls out, within
-// a minute; another process, `edgecrd sync run`, may be serving its own).
-func clearSpool(dir string, before time.Time) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(before) {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-}
 
 // syncStatusFile keeps the rules' last runs, for `edgecrd info`.
 const syncStatusFile = "sync-status.json"
@@ -77,12 +61,17 @@ func isInternal(ctx context.Context) bool { v, _ := ctx.Value(internalKey{}).(bo
 // client asks for it. A client's push still gets distribution's full
 // check.
 type syncer struct {
-	m       *mirror.Syncer
-	h       http.Handler // accessControl → storageGuard → the lenient app
-	log     *slog.Logger
-	lock    func(context.Context) (context.Context, func(), error)
-	metrics *syncMetrics
-	state   *State // keeps the rules' status for `edgecrd info` (syncStatusFile)
+	m          *mirror.Syncer
+	h          http.Handler // accessControl → storageGuard → the lenient app
+	log        *slog.Logger
+	lock       func(context.Context) (context.Context, func(), error)
+	metrics    *syncMetrics
+	state      *State
+	closeSpool func()     // removes a bucket replica's spool at exit
+	room       *spoolRoom // bounds the spool; nil without pull-through
+	// sendWindow is the send progress rule of a blob served while it is
+	// fetched (progressWriter): bodyProgressWindow.
+	sendWindow time.Duration // keeps the rules' status for `edgecrd info` (syncStatusFile)
 
 	mu     sync.Mutex
 	status map[string]*RuleStatus // by rule name
@@ -107,7 +96,10 @@ type RuleStatus struct {
 // newSyncer builds the in-process registry path from the handlers serve
 // uses (ac and guard are copied, not shared, so that only their next
 // differs).
-func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror.Config, rate int64, ac *accessControl, guard *storageGuard, m *metrics, log *slog.Logger) (*syncer, error) {
+//
+// runOnly: `edgecrd sync run`, which serves no pull-through and may run
+// beside a serve whose spool it must leave alone.
+func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror.Config, rate int64, ac *accessControl, guard *storageGuard, m *metrics, log *slog.Logger, runOnly bool) (*syncer, error) {
 	rc, err := registryConfigOn(images, st.Device.HTTPSecret)
 	if err != nil {
 		return nil, err
@@ -128,7 +120,7 @@ func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror
 	g.next = app
 	a := *ac
 	a.next, a.fetch, a.fetchBlob = &g, nil, nil
-	s := &syncer{h: &a, log: log, status: map[string]*RuleStatus{},
+	s := &syncer{h: &a, log: log, status: map[string]*RuleStatus{}, sendWindow: bodyProgressWindow,
 		lock: func(ctx context.Context) (context.Context, func(), error) { return syncRunLock(ctx, st, log) }, state: st}
 	reg, _ := name.NewRegistry("edgecrd.internal", name.Insecure)
 	dest := mirror.Destination{
@@ -136,14 +128,17 @@ func newSyncer(ctx context.Context, st *State, images *imageStorage, cfg *mirror
 		Options:  []remote.Option{remote.WithTransport(s)},
 		Has:      s.has,
 	}
-	if st.Dir != "" {
-		// Blobs pull-throughs are fetching, on disk (not in a tmpfs); a
-		// dot name, which backups skip.
-		dest.SpoolDir = filepath.Join(st.Dir, spoolDir)
-		if err := os.MkdirAll(dest.SpoolDir, 0o700); err != nil {
-			return nil, fmt.Errorf("creating the pull-through spool %s: %w", dest.SpoolDir, err)
+	s.closeSpool = func() {}
+	if !runOnly && len(cfg.PullThrough) > 0 {
+		// Blobs pull-throughs are fetching, on disk (not in a tmpfs): in
+		// the data dir (a dot name, which backups skip), or a bucket
+		// replica's own directory (syncspool.go).
+		if dest.SpoolDir, s.closeSpool, err = openSpool(st, log); err != nil {
+			return nil, err
 		}
-		clearSpool(dest.SpoolDir, time.Now().Add(-time.Hour))
+		room := &spoolRoom{dir: dest.SpoolDir, usage: guard.usage, space: diskSpace}
+		s.room = room
+		dest.Reserve = room.reserve
 	}
 	if s.m, err = mirror.New(cfg, dest, log); err != nil {
 		return nil, err
@@ -532,6 +527,13 @@ func (s *syncer) fetch(w http.ResponseWriter, r *http.Request, repo, ref string)
 			s.metrics.pullThrough.WithLabelValues(result).Inc()
 		}
 	}()
+	if errors.Is(err, mirror.ErrNoRoom) {
+		// As a push over the quota is: 403 DENIED, saying why.
+		result = "failed"
+		s.log.Warn("pull-through refused: no room", "repo", repo, "reference", ref, "err", err)
+		writeError(w, errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("%s:%s is not on this device, and it has no room to fetch it: %v", repo, ref, err)))
+		return false
+	}
 	if err != nil {
 		result = "failed"
 		s.log.Warn("pull-through failed", "repo", repo, "reference", ref, "err", err)
@@ -561,40 +563,119 @@ func (s *syncer) fetchBlob(w http.ResponseWriter, r *http.Request, repo, digest 
 	if err != nil {
 		return true
 	}
-	rc, size := s.m.Blob(r.Context(), repo, d)
+	rc, size, err := s.m.Blob(r.Context(), repo, d)
+	if err != nil {
+		s.log.Warn("pull-through blob refused: no room", "repo", repo, "digest", digest, "err", err)
+		writeError(w, errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("blob %s of %s is not on this device, and it has no room to fetch it: %v", digest, repo, err)))
+		return false
+	}
 	if rc == nil {
 		return true
 	}
 	defer rc.Close()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Docker-Content-Digest", d.String())
-	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	w.WriteHeader(http.StatusOK)
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Accept-Ranges", "bytes")
+	// A Range (containerd resumes a cut download with "bytes=N-") is
+	// answered as from storage (http.ServeContent): 206 with the bytes
+	// asked for, each sent once it arrived, as to any follower.
+	start, length, status := int64(0), size, http.StatusOK
+	switch first, last, ok := singleRange(r.Header.Get("Range"), size); {
+	case !ok: // none, or one this does not serve: the whole blob (RFC 9110 14.2)
+	case first < 0:
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		http.Error(w, "requested range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
+		return false
+	default:
+		start, length, status = first, last-first+1, http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
+	}
+	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	w.WriteHeader(status)
 	if r.Method != http.MethodGet {
 		return false
 	}
-	// Each piece goes out as it arrives (a response buffers otherwise).
+	if start > 0 {
+		if _, err := rc.Seek(start, io.SeekStart); err != nil {
+			panic(http.ErrAbortHandler)
+		}
+	}
+	body := io.LimitReader(rc, length)
+	// Each piece goes out as it arrives (a response buffers otherwise),
+	// under the send progress rule: a client that stops reading is cut
+	// within sendWindow of its socket's buffers filling up, and its
+	// reader lets go of the spool file.
 	ctl := http.NewResponseController(w)
+	sw := &progressWriter{w: w, rc: ctl, window: s.sendWindow}
+	defer sw.end()
 	buf := make([]byte, 64<<10)
 	err = nil
 	for err == nil {
 		var n int
-		n, err = rc.Read(buf)
+		n, err = body.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if werr := sw.send(buf[:n]); werr != nil {
 				err = werr
-			} else if ferr := ctl.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
-				err = ferr
 			}
 		}
 	}
 	if err != io.EOF {
-		if r.Context().Err() == nil {
+		if errors.Is(err, errClientTooSlow) {
+			s.log.Warn("pull-through blob: the client stopped reading, cut", "repo", repo, "digest", digest, "err", err)
+		} else if r.Context().Err() == nil {
 			s.log.Warn("pull-through blob failed mid-transfer", "repo", repo, "digest", digest, "err", err)
 		}
 		panic(http.ErrAbortHandler) // closes the connection: never a short blob that looks whole
 	}
 	return false
+}
+
+// singleRange parses a Range header of one byte range ("bytes=a-b",
+// "bytes=a-", "bytes=-n") of a blob of size bytes: ok false when there is
+// none or it is not one such range (several, another unit: the whole
+// blob is sent, as a server may); first -1 when it cannot be satisfied.
+func singleRange(v string, size int64) (first, last int64, ok bool) {
+	spec, found := strings.CutPrefix(v, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false
+	}
+	num := func(s string) (int64, bool) {
+		if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	if a == "" { // the last b bytes
+		n, good := num(b)
+		if !good {
+			return 0, 0, false
+		}
+		if n == 0 || size == 0 {
+			return -1, 0, true
+		}
+		return max(size-n, 0), size - 1, true
+	}
+	first, good := num(a)
+	if !good {
+		return 0, 0, false
+	}
+	last = size - 1
+	if b != "" {
+		if last, good = num(b); !good || last < first {
+			return 0, 0, false
+		}
+		last = min(last, size-1)
+	}
+	if first >= size {
+		return -1, 0, true
+	}
+	return first, last, true
 }
 
 // syncMetrics are the edgecr_sync_* series.
@@ -667,7 +748,7 @@ func (s *Server) SyncUpstreamRequests(upstream string) int64 {
 // the referrers index apply; runs are serialised with serve's by the sync
 // lock.
 func RunSync(ctx context.Context, st *State, cfg *mirror.Config, rate int64, o mirror.RunOptions, log *slog.Logger) (*mirror.Report, error) {
-	srv, err := New(ctx, st, Options{Listen: "127.0.0.1:0", Logger: log, Sync: cfg, SyncRate: rate})
+	srv, err := New(ctx, st, Options{Listen: "127.0.0.1:0", Logger: log, Sync: cfg, SyncRate: rate, syncRunOnly: true})
 	if err != nil {
 		return nil, err
 	}

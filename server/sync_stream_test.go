@@ -305,3 +305,157 @@ func TestPullThroughCutMidBlob(t *testing.T) {
 	}
 	waitFor(t, "the image stored", func() bool { return f.stored(t, "cache/library/big", true, md) })
 }
+
+// A client that stops reading a blob served while it is fetched is cut
+// after the send progress rule's window (here 1 s) once the buffers
+// between it and the device are full, and the spool file is removed once
+// the store upload is done: a stalled client does not pin it. Another
+// client reading the same blob and the store upload are unaffected.
+func TestPullThroughStalledReaderCut(t *testing.T) {
+	f := newStreamFixture(t)
+	f.dev.srv.sync.sendWindow = time.Second
+	img := f.up.pushImage(t, "library/big", "v1", 48<<20) // past what loopback's socket buffers hold
+	want := upstreamLayer(t, img)
+	md := hashOf(t, img)
+	f.gated.Store(true)
+
+	l := f.pullManifest(t, "cache/library/big")
+	stalled := f.openLayer(t, "cache/library/big", l) // read no further
+	defer stalled.Close()
+	good := f.openLayer(t, "cache/library/big", l)
+	defer good.Close()
+	type result struct {
+		b   []byte
+		err error
+	}
+	read := make(chan result, 1)
+	go func() { // from the start: the rule holds for it too
+		b, err := io.ReadAll(good)
+		read <- result{b, err}
+	}()
+	f.held.Wait()
+	close(f.gate)
+	var got []byte
+	within(t, 60*time.Second, "the other client reading the blob", func() error {
+		r := <-read
+		got = r.b
+		return r.err
+	})
+	if !bytes.Equal(got, want) {
+		t.Fatal("the other client's blob differs from the upstream's")
+	}
+	waitFor(t, "the image stored", func() bool { return f.stored(t, "cache/library/big", true, md) })
+	waitFor(t, "the spool emptied while a client holds a response it does not read", func() bool { return len(f.spoolFiles(t)) == 0 })
+	b, err := io.ReadAll(stalled)
+	if err == nil {
+		t.Fatalf("the stalled client read %d of %d bytes and no error: a cut must fail its read", len(b), l.Size)
+	}
+	t.Logf("stalled client, reading after its cut: %v (after %d of %d bytes)", err, len(b), l.Size)
+}
+
+// A Range request for a blob a pull-through is fetching (containerd
+// resumes a cut download with "bytes=N-") gets 206 with the bytes asked
+// for: at once for bytes that arrived, after waiting for those that have
+// not; a range past the blob's end gets 416. One upstream fetch.
+func TestPullThroughRangeWhileSpooling(t *testing.T) {
+	f := newStreamFixture(t)
+	img := f.up.pushImage(t, "library/big", "v1", 4<<20)
+	want := upstreamLayer(t, img)
+	f.gated.Store(true)
+
+	l := f.pullManifest(t, "cache/library/big")
+	whole := f.openLayer(t, "cache/library/big", l) // starts the fetch
+	defer whole.Close()
+	f.held.Wait()
+	half, size := l.Size/2, l.Size
+	path := "/v2/cache/library/big/blobs/" + l.Digest.String()
+	get := func(rng string) (*http.Response, []byte, error) {
+		req, err := http.NewRequest(http.MethodGet, f.dev.url(path), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.SetBasicAuth("admin", f.dev.adminPW)
+		req.Header.Set("Range", rng)
+		resp, err := f.dev.client.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, b, err
+	}
+	check := func(rng string, resp *http.Response, b []byte, first, last int64) {
+		t.Helper()
+		wantCR := fmt.Sprintf("bytes %d-%d/%d", first, last, size)
+		if resp.StatusCode != http.StatusPartialContent || resp.Header.Get("Content-Range") != wantCR {
+			t.Fatalf("Range %s: %d Content-Range %q, want 206 %q", rng, resp.StatusCode, resp.Header.Get("Content-Range"), wantCR)
+		}
+		if !bytes.Equal(b, want[first:last+1]) {
+			t.Fatalf("Range %s: %d bytes that differ from the blob's %d-%d", rng, len(b), first, last)
+		}
+	}
+
+	// Arrived: answered while the upstream holds the rest.
+	rng := fmt.Sprintf("bytes=%d-%d", half/4, half-1)
+	within(t, 20*time.Second, "a Range of bytes that arrived", func() error {
+		resp, b, err := get(rng)
+		if err != nil {
+			return err
+		}
+		check(rng, resp, b, half/4, half-1)
+		return nil
+	})
+	if resp, _, err := get(fmt.Sprintf("bytes=%d-", size)); err != nil || resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Fatalf("Range past the end: %v %v, want 416", resp, err)
+	}
+
+	// Not arrived: waits for them, as a resume does.
+	rng = fmt.Sprintf("bytes=%d-", half+100)
+	type answer struct {
+		resp *http.Response
+		b    []byte
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, b, err := get(rng)
+		done <- answer{resp, b, err}
+	}()
+	select {
+	case a := <-done:
+		t.Fatalf("Range %s answered before its bytes arrived: %v %v", rng, a.resp, a.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(f.gate)
+	var a answer
+	select {
+	case a = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Range %s: no answer 20s after the upstream sent the rest", rng)
+	}
+	if a.err != nil {
+		t.Fatalf("Range %s: %v", rng, a.err)
+	}
+	check(rng, a.resp, a.b, half+100, size-1)
+	if n := f.gets(l.Digest); n != 1 {
+		t.Errorf("the blob was fetched %d times from the upstream, want 1", n)
+	}
+}
+
+func TestSingleRange(t *testing.T) {
+	for _, c := range []struct {
+		v           string
+		first, last int64
+		ok          bool
+	}{
+		{"", 0, 0, false}, {"bytes=0-", 0, 9, true}, {"bytes=3-5", 3, 5, true}, {"bytes=3-99", 3, 9, true},
+		{"bytes=-4", 6, 9, true}, {"bytes=-99", 0, 9, true}, {"bytes=10-", -1, 0, true}, {"bytes=-0", -1, 0, true},
+		{"bytes=5-3", 0, 0, false}, {"bytes=0-1,3-4", 0, 0, false}, {"items=0-1", 0, 0, false}, {"bytes=+1-2", 0, 0, false},
+		{"bytes=x-", 0, 0, false}, {"bytes=1", 0, 0, false},
+	} {
+		first, last, ok := singleRange(c.v, 10)
+		if ok != c.ok || (ok && (first != c.first || (first >= 0 && last != c.last))) {
+			t.Errorf("singleRange(%q, 10) = %d, %d, %v; want %d, %d, %v", c.v, first, last, ok, c.first, c.last, c.ok)
+		}
+	}
+}

@@ -33,7 +33,16 @@ type Destination struct {
 	// SpoolDir holds the blobs pull-throughs are fetching while clients
 	// read them (stream.go); "": the system's temporary directory.
 	SpoolDir string
+	// Reserve, when set, sets n bytes aside for what (a blob spooled, or
+	// a pull-through's image: its spool and its copy in storage) or
+	// refuses with an error wrapping ErrNoRoom; release gives them back.
+	// A blob's spool reservation is held until its spool file is removed.
+	Reserve func(what string, n int64) (release func(), err error)
 }
+
+// ErrNoRoom: a pull-through was refused, the device has no room for it
+// (its storage quota, or the spool's disk).
+var ErrNoRoom = errors.New("no room for the pull-through")
 
 // Syncer runs rules and pull-throughs against a destination.
 type Syncer struct {
@@ -60,6 +69,7 @@ type Syncer struct {
 	stats     map[string]*Stats // per upstream name
 	pusher    *remote.Pusher
 	transfers sync.Map // destination repo@digest → *transfer: one per blob at a time (stream.go)
+	refused   sync.Map // destination repo@digest → error (ErrNoRoom) of its last transfer, for its clients
 	pullMu    sync.Mutex
 	pulls     map[string]*pull // device repo@ref → the pull-through under way (pullthrough.go)
 	clients   sync.Map         // upstream name → *client, for pull-through
@@ -413,7 +423,7 @@ func (s *Syncer) retryFor(ctx context.Context, attempts int, doing string, f fun
 // 5xx or a 429; not a refusal (401, 403), an absence (404), a certificate
 // the upstream's CA does not vouch for, or the end of ctx.
 func transient(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoRoom) {
 		return false
 	}
 	var te *transport.Error

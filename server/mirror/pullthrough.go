@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -110,7 +111,9 @@ func (s *Syncer) pullThrough(ctx context.Context, p *PullThrough, upRepo, repo, 
 	keys := []string{repo + "@" + ref}
 	var pending []*transfer
 	fail := func(err error) {
-		err = upstreamError(p.up, err)
+		if !errors.Is(err, ErrNoRoom) { // the device's, not the upstream's
+			err = upstreamError(p.up, err)
+		}
 		if pl.m == nil && transient(err) {
 			// Unreachable (the manifest did not arrive; a blob cut
 			// after it did is fetched again by the next pull): the
@@ -176,6 +179,10 @@ func (s *Syncer) pullThrough(ctx context.Context, p *PullThrough, upRepo, repo, 
 			fail(fmt.Errorf("reading %s: %w", srcRef, err))
 			return
 		}
+		if err := s.room(ctx, repo, srcRef, pending); err != nil {
+			fail(err)
+			return
+		}
 	}
 	if k := repo + "@" + desc.Digest.String(); k != keys[0] {
 		s.pullMu.Lock()
@@ -198,6 +205,32 @@ func (s *Syncer) pullThrough(ctx context.Context, p *PullThrough, upRepo, repo, 
 	s.down.Delete(p.up.Name)
 	s.log.Info("pull-through", "prefix", p.Prefix, "source", it.Source, "destination", it.Destination,
 		"digest", it.Digest, "outcome", it.Outcome, "blobs", it.Blobs, "bytes", it.Bytes)
+}
+
+// room refuses a pull-through (ErrNoRoom) before its manifest is handed
+// out when the device has no room for the blobs it lacks: each takes its
+// size twice while it is fetched (its spool file, its copy in storage).
+// A check only: each blob's spool is reserved when its fetch starts
+// (begin), which is what holds when several pulls start at once.
+func (s *Syncer) room(ctx context.Context, repo string, ref name.Reference, blobs []*transfer) error {
+	if s.dest.Reserve == nil {
+		return nil
+	}
+	var need int64
+	for _, t := range blobs {
+		if has, _ := s.dest.Has(ctx, repo, false, t.desc.Digest); !has {
+			need += 2 * t.desc.Size
+		}
+	}
+	if need == 0 {
+		return nil
+	}
+	release, err := s.dest.Reserve("image "+ref.String(), need)
+	if err != nil {
+		return err
+	}
+	release()
+	return nil
 }
 
 // downFor is how long pull-throughs fail at once after the upstream was

@@ -48,6 +48,7 @@ type transfer struct {
 	fetchErr error    // the fetch into f failed
 	end      bool     // finished (err says how)
 	refs     int      // the transfer itself and each reader: the last one removes f
+	unspool  func()   // gives back f's reservation (Destination.Reserve); nil: none
 	wants    int      // pull-throughs that registered it and have not ended
 }
 
@@ -64,6 +65,9 @@ func (s *Syncer) transferOf(c *client, src name.Repository, dst name.Repository,
 		}
 	}
 	got, loaded := s.transfers.LoadOrStore(key, t)
+	if !loaded {
+		s.refused.Delete(key) // a new pull tries again
+	}
 	return got.(*transfer), !loaded
 }
 
@@ -81,8 +85,21 @@ func (s *Syncer) begin(ctx context.Context, t *transfer, attempts int) {
 			s.finish(t, nil) // readers are served from storage
 			return
 		}
+		if s.dest.Reserve != nil {
+			// Counted whole from the start, so that a burst of
+			// pull-throughs cannot together take more than there is.
+			rel, err := s.dest.Reserve("blob "+t.desc.Digest.String(), t.desc.Size)
+			if err != nil {
+				s.finish(t, fmt.Errorf("copying blob %s: %w", t.src, err))
+				return
+			}
+			t.unspool = rel
+		}
 		f, err := os.CreateTemp(t.spool, "blob-*")
 		if err != nil {
+			if t.unspool != nil {
+				t.unspool()
+			}
 			s.finish(t, fmt.Errorf("copying blob %s: creating its spool file: %w", t.src, err))
 			return
 		}
@@ -237,6 +254,9 @@ func (l *readerLayer) Compressed() (io.ReadCloser, error) { return io.NopCloser(
 // registry, so that a later need of the blob finds it stored or fetches
 // it again.
 func (s *Syncer) finish(t *transfer, err error) {
+	if errors.Is(err, ErrNoRoom) {
+		s.refused.Store(t.key, err) // its clients are told why
+	}
 	s.transfers.CompareAndDelete(t.key, t)
 	t.mu.Lock()
 	t.err, t.end = err, true
@@ -254,6 +274,9 @@ func (t *transfer) release() {
 	if last && t.f != nil {
 		t.f.Close()
 		os.Remove(t.f.Name())
+		if t.unspool != nil {
+			t.unspool()
+		}
 	}
 }
 
@@ -271,11 +294,19 @@ type spoolReader struct {
 // Blob is a reader of the blob d of the device repository repo while a
 // pull-through fetches it (size: its length), or nil when none does (the
 // device serves it from storage, or says it lacks it). A reader of a
-// fetch that fails returns an error: the client must be cut off.
-func (s *Syncer) Blob(ctx context.Context, repo string, d v1.Hash) (io.ReadCloser, int64) {
-	v, ok := s.transfers.Load(repo + "@" + d.String())
+// fetch that fails returns an error: the client must be cut off. err
+// (wrapping ErrNoRoom) says the device refused to fetch the blob.
+func (s *Syncer) Blob(ctx context.Context, repo string, d v1.Hash) (io.ReadSeekCloser, int64, error) {
+	key := repo + "@" + d.String()
+	v, ok := s.transfers.Load(key)
 	if !ok {
-		return nil, 0
+		if err, ok := s.refused.Load(key); ok {
+			if has, _ := s.dest.Has(ctx, repo, false, d); !has {
+				return nil, 0, err.(error)
+			}
+			s.refused.Delete(key)
+		}
+		return nil, 0, nil
 	}
 	t := v.(*transfer)
 	s.begin(ctx, t, 1)
@@ -285,12 +316,16 @@ func (s *Syncer) Blob(ctx context.Context, repo string, d v1.Hash) (io.ReadClose
 		case <-t.done:
 		case <-ctx.Done():
 		}
-		return nil, 0
+		return nil, 0, nil
 	}
 	t.mu.Lock()
+	if t.end && errors.Is(t.err, ErrNoRoom) {
+		t.mu.Unlock()
+		return nil, 0, t.err
+	}
 	if t.f == nil || (t.end && t.refs == 0) || (t.end && t.err != nil) {
 		t.mu.Unlock()
-		return nil, 0
+		return nil, 0, nil
 	}
 	t.refs++
 	t.mu.Unlock()
@@ -300,7 +335,7 @@ func (s *Syncer) Blob(ctx context.Context, repo string, d v1.Hash) (io.ReadClose
 		t.cond.Broadcast()
 		t.mu.Unlock()
 	})
-	return r, t.desc.Size
+	return r, t.desc.Size, nil
 }
 
 func (r *spoolReader) Read(p []byte) (int, error) {
@@ -347,6 +382,16 @@ func (r *spoolReader) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// Seek moves the reader to off bytes from the blob's start (a client's
+// Range): a Read waits for the bytes there to arrive.
+func (r *spoolReader) Seek(off int64, whence int) (int64, error) {
+	if whence != io.SeekStart || off < 0 || off > r.t.desc.Size {
+		return r.off, fmt.Errorf("seeking blob %s: offset %d from %d out of its %d bytes", r.t.src, off, whence, r.t.desc.Size)
+	}
+	r.off = off
+	return off, nil
 }
 
 func (r *spoolReader) Close() error {
