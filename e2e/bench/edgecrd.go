@@ -139,15 +139,19 @@ func startEdgecrdOn(ctx context.Context, bin, dir string, b *bucket) (*edgecrd, 
 }
 
 func (e *edgecrd) awaitReady(ctx context.Context, bin string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	hctx, hcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer hcancel()
 	// serve writes the state (CA, admin secret) before it listens, so
 	// info works once /healthz answers; until then poll without trust.
-	if err := benchutil.AwaitHealthz(ctx, e.base+"/healthz", e.base, e.exited, func() error { return e.waitErr }); err != nil {
+	if err := benchutil.AwaitHealthz(hctx, e.base+"/healthz", e.base, e.exited, func() error { return e.waitErr }); err != nil {
 		return err
 	}
 
-	info := exec.CommandContext(ctx, bin, append([]string{"info", "-o", "json"}, e.where...)...)
+	// info sums the storage used: on a bucket of a large fleet that
+	// lists every object, longer than the wait for /healthz.
+	ictx, icancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer icancel()
+	info := exec.CommandContext(ictx, bin, append([]string{"info", "-o", "json"}, e.where...)...)
 	info.Env = e.env
 	out, err := info.Output()
 	if err != nil {
