@@ -19,6 +19,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	v2 "github.com/distribution/distribution/v3/registry/api/v2"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/gorilla/mux"
 )
 
@@ -178,6 +179,9 @@ type storageGuard struct {
 	// serveFiles: blob GETs and HEADs on local disk are answered from the
 	// file (blobserve.go), not through distribution's reader.
 	serveFiles bool
+	// blobDriver: on a bucket, blob GETs and HEADs are answered from this
+	// driver's Reader (blobserve.go); nil on local disk.
+	blobDriver storagedriver.StorageDriver
 }
 
 func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -209,6 +213,9 @@ func (g *storageGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if g.serveFiles && serveBlobFile(w, r, g.fresh.root, repo, d) { // blobserve.go
+				return
+			}
+			if serveBlobStored(w, r, g.blobDriver, repo, d) {
 				return
 			}
 		}

@@ -256,6 +256,9 @@ func New(ctx context.Context, st *State, o Options) (*Server, error) {
 
 		serveFiles: images.local(),
 	}
+	if !images.local() {
+		guard.blobDriver = images.d
+	}
 	var storage http.Handler = guard
 	if images.health != nil {
 		storage = &storeDown{h: images.health, next: guard} // s3store.go

@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +66,8 @@ type edgecrd struct {
 	user     string
 	password string
 	roots    *x509.CertPool
+	where    []string // --data-dir DIR or --storage URL, for admin commands
+	env      []string // nil: this process's
 }
 
 // infoJSON is the part of `edgecrd info -o json` the benchmark reads.
@@ -68,17 +75,36 @@ type infoJSON struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 	CAFile   string `json:"caFile"`
+	CAPin    string `json:"caFingerprint"`
 }
 
 // startEdgecrd runs `edgecrd serve` on a free loopback port with a fresh
 // data dir under dir and waits until it answers /healthz. The caller must
 // call stop, also when startEdgecrd fails after the process started.
 func startEdgecrd(ctx context.Context, bin, dir string) (*edgecrd, error) {
+	return startEdgecrdOn(ctx, bin, dir, nil)
+}
+
+// startEdgecrdOn is startEdgecrd on bucket b (-storage s3), or on a data
+// dir under dir when b is nil. On a bucket it runs `edgecrd init` first
+// (serve needs the device's name and address there) and takes the CA from
+// the device's /edgecr/v1/ca, checked against info's fingerprint.
+func startEdgecrdOn(ctx context.Context, bin, dir string, b *bucket) (*edgecrd, error) {
 	port, err := benchutil.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	dataDir := filepath.Join(dir, "edgecrd-data")
+	where := []string{"--data-dir", dataDir}
+	var env []string
+	if b != nil {
+		where, env = []string{"--storage", b.storage}, b.env
+		initCmd := exec.CommandContext(ctx, bin, append([]string{"init", "--name", "bench", "--ip", "127.0.0.1"}, where...)...)
+		initCmd.Env = env
+		if out, err := initCmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("running edgecrd init on %s: %w: %s", b.storage, err, out)
+		}
+	}
 	logPath := filepath.Join(dir, "edgecrd.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -87,33 +113,47 @@ func startEdgecrd(ctx context.Context, bin, dir string) (*edgecrd, error) {
 	defer logf.Close() // the child holds its own descriptor
 
 	addr := net.JoinHostPort("127.0.0.1", port)
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--name", "bench", "--listen", addr, "--ui-listen", "off")
+	args := append([]string{"serve"}, where...)
+	args = append(args, "--name", "bench", "--listen", addr, "--ui-listen", "off")
+	if b != nil {
+		// A device on a bucket serves the address its CA certifies, and
+		// collects only when the benchmark says so.
+		args = append(args, "--ip", "127.0.0.1", "--gc-schedule", "off")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = benchutil.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	e := &edgecrd{cmd: cmd, exited: make(chan struct{}), logPath: logPath, base: "https://" + addr}
+	e := &edgecrd{cmd: cmd, exited: make(chan struct{}), logPath: logPath, base: "https://" + addr, where: where, env: env}
 	go func() {
 		e.waitErr = cmd.Wait()
 		close(e.exited)
 	}()
-	if err := e.awaitReady(ctx, bin, dataDir); err != nil {
+	if err := e.awaitReady(ctx, bin); err != nil {
 		return e, fmt.Errorf("%w\n%s", err, benchutil.LogTail(e.logPath))
 	}
 	return e, nil
 }
 
-func (e *edgecrd) awaitReady(ctx context.Context, bin, dataDir string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+func (e *edgecrd) awaitReady(ctx context.Context, bin string) error {
+	hctx, hcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer hcancel()
 	// serve writes the state (CA, admin secret) before it listens, so
 	// info works once /healthz answers; until then poll without trust.
-	if err := benchutil.AwaitHealthz(ctx, e.base+"/healthz", e.base, e.exited, func() error { return e.waitErr }); err != nil {
+	if err := benchutil.AwaitHealthz(hctx, e.base+"/healthz", e.base, e.exited, func() error { return e.waitErr }); err != nil {
 		return err
 	}
 
-	out, err := exec.CommandContext(ctx, bin, "info", "--data-dir", dataDir, "-o", "json").Output()
+	// info sums the storage used: on a bucket of a large fleet that
+	// lists every object, longer than the wait for /healthz.
+	ictx, icancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer icancel()
+	info := exec.CommandContext(ictx, bin, append([]string{"info", "-o", "json"}, e.where...)...)
+	info.Env = e.env
+	out, err := info.Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -121,19 +161,53 @@ func (e *edgecrd) awaitReady(ctx context.Context, bin, dataDir string) error {
 		}
 		return fmt.Errorf("running edgecrd info: %w", err)
 	}
-	var info infoJSON
-	if err := json.Unmarshal(out, &info); err != nil {
+	var ij infoJSON
+	if err := json.Unmarshal(out, &ij); err != nil {
 		return fmt.Errorf("parsing edgecrd info: %w", err)
 	}
-	pem, err := os.ReadFile(info.CAFile)
+	e.user, e.password = ij.Username, ij.Password
+	if e.where[0] == "--storage" { // on a bucket the CA is no file
+		return e.fetchCA(ctx, ij.CAPin)
+	}
+	pem, err := os.ReadFile(ij.CAFile)
 	if err != nil {
 		return fmt.Errorf("reading device CA: %w", err)
 	}
 	e.roots = x509.NewCertPool()
 	if !e.roots.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("no certificate in device CA file %s", info.CAFile)
+		return fmt.Errorf("no certificate in device CA file %s", ij.CAFile)
 	}
-	e.user, e.password = info.Username, info.Password
+	return nil
+}
+
+// fetchCA takes the device CA from /edgecr/v1/ca (without trust) and checks
+// it against pin, edgecrd info's fingerprint.
+func (e *edgecrd) fetchCA(ctx context.Context, pin string) error {
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/edgecr/v1/ca", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetching the device CA: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("fetching the device CA: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return fmt.Errorf("the device CA endpoint answered %s without PEM", resp.Status)
+	}
+	sum := sha256.Sum256(blk.Bytes)
+	if got := "sha256:" + hex.EncodeToString(sum[:]); got != pin {
+		return fmt.Errorf("the device CA endpoint's CA is %s, edgecrd info says %s", got, pin)
+	}
+	e.roots = x509.NewCertPool()
+	e.roots.AppendCertsFromPEM(b)
 	return nil
 }
 

@@ -378,8 +378,15 @@ func gcReport(w io.Writer, rs []gcResult, started time.Time, load, command strin
 // gcOnce runs `edgecrd gc --delete-untagged -o json` on dataDir with grace
 // and args, and returns its report, wall time and peak RSS.
 func gcOnce(ctx context.Context, bin, dataDir, grace string, args ...string) (gcJSON, time.Duration, int64, error) {
-	args = append([]string{"gc", "--data-dir", dataDir, "--delete-untagged", "--grace", grace, "-o", "json"}, args...)
+	return gcOn(ctx, bin, []string{"--data-dir", dataDir}, nil, grace, args...)
+}
+
+// gcOn is gcOnce on the state where names (--data-dir DIR or --storage
+// URL), with environment env (nil: this process's).
+func gcOn(ctx context.Context, bin string, where, env []string, grace string, args ...string) (gcJSON, time.Duration, int64, error) {
+	args = append(append([]string{"gc"}, where...), append([]string{"--delete-untagged", "--grace", grace, "-o", "json"}, args...)...)
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	t0 := time.Now()

@@ -44,6 +44,7 @@ type gcFleetResult struct {
 	pushErr               string
 	pushesVerified        int
 	keptVerified, kept    int
+	grace                 string
 }
 
 func runGCFleet(ctx context.Context, o options, tags int, args []string, stdout, stderr io.Writer) int {
@@ -57,7 +58,7 @@ func runGCFleet(ctx context.Context, o options, tags int, args []string, stdout,
 		return 2
 	}
 	started, load := time.Now(), benchutil.LoadAverage()
-	r, err := benchGCFleet(ctx, o.edgecrd, p, tags, stderr)
+	r, err := benchGCFleet(ctx, o.edgecrd, o.storage, p, tags, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
@@ -65,7 +66,8 @@ func runGCFleet(ctx context.Context, o options, tags int, args []string, stdout,
 	fmt.Fprintf(stdout, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(stdout, "- Machine: %s\n", benchutil.Machine())
 	fmt.Fprintf(stdout, "- Load average (1 min) before the run: %s, after: %s\n", load, benchutil.LoadAverage())
-	fmt.Fprintf(stdout, "- Command: `%s`\n\n", benchutil.CommandLine("bench", args))
+	fmt.Fprintf(stdout, "- Command: `%s`\n", benchutil.CommandLine("bench", args))
+	fmt.Fprintf(stdout, "- Storage: %s; `gc --grace %s`\n\n", storageName(o.storage), r.grace)
 	fmt.Fprintln(stdout, "| Store | Deleted (through the registry) | `gc --dry-run` wall (collector), peak RSS | `gc` wall (collector), peak RSS | Deleted blobs / manifests | serve peak RSS | Pushes during gc: ok / failed, resolving after | Kept images intact |")
 	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|")
 	fmt.Fprintf(stdout, "| %d tags in %d repositories, %d blobs (seeded in %s) | %d images in %s | %s (%s), %s | %s (%s), %s | %d / %d | %s | %d / %d, %d | %d of %d |\n",
@@ -93,26 +95,54 @@ type fleetImage struct {
 	blobs             []string
 }
 
-func benchGCFleet(ctx context.Context, bin string, p proto, tags int, progress io.Writer) (res gcFleetResult, err error) {
+func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, progress io.Writer) (res gcFleetResult, err error) {
 	tmp, bin, err := benchDir(ctx, "edgecr-bench-gcfleet-", bin, progress)
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	dataDir := filepath.Join(tmp, "edgecrd-data") // as startEdgecrd lays it out
-	if out, err := exec.CommandContext(ctx, bin, "init", "--data-dir", dataDir, "--name", "bench").CombinedOutput(); err != nil {
-		return res, fmt.Errorf("edgecrd init: %w: %s", err, out)
+	var b *bucket
+	var write func(p string, data []byte) error
+	if storage == "s3" {
+		// The seeded objects are as old as the seeding (an object's
+		// LastModified cannot be set): the grace is a minute, and the
+		// collection waits until the seeding is that old.
+		if b, err = startBucket(ctx, tmp); err != nil {
+			return res, err
+		}
+		defer b.stop()
+		res.grace = "1m"
+		write = func(p string, data []byte) error { return b.put(ctx, "docker/registry/v2/"+p, data) }
+	} else {
+		res.grace = "1h"
+		dataDir := filepath.Join(tmp, "edgecrd-data") // as startEdgecrd lays it out
+		if out, err := exec.CommandContext(ctx, bin, "init", "--data-dir", dataDir, "--name", "bench").CombinedOutput(); err != nil {
+			return res, fmt.Errorf("edgecrd init: %w: %s", err, out)
+		}
+		old := time.Now().Add(-2 * time.Hour)
+		v2 := filepath.Join(dataDir, "registry", "docker", "registry", "v2")
+		write = func(p string, data []byte) error {
+			full := filepath.Join(v2, filepath.FromSlash(p))
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(full, data, 0o644); err != nil {
+				return err
+			}
+			return os.Chtimes(full, old, old)
+		}
 	}
 	fmt.Fprintf(progress, "seeding %d tags\n", tags)
 	t0 := time.Now()
-	imgs, err := seedFleet(filepath.Join(dataDir, "registry", "docker", "registry", "v2"), tags, time.Now().Add(-2*time.Hour))
+	imgs, err := seedFleet(tags, write)
 	if err != nil {
 		return res, err
 	}
-	res.seedTime = time.Since(t0)
+	seeded := time.Now()
+	res.seedTime = seeded.Sub(t0)
 	res.tags, res.repos, res.blobs = tags, (tags+9)/10, 5*tags
 
-	e, err := startEdgecrd(ctx, bin, tmp)
+	e, err := startEdgecrdOn(ctx, bin, tmp, b)
 	if e != nil {
 		defer func() { err = errors.Join(err, e.stop()) }()
 	}
@@ -139,7 +169,17 @@ func benchGCFleet(ctx context.Context, bin string, p proto, tags int, progress i
 	res.deleteTime = time.Since(t0)
 
 	gc := func(args ...string) (gcJSON, time.Duration, int64, error) {
-		return gcOnce(ctx, bin, dataDir, "1h", args...)
+		return gcOn(ctx, bin, e.where, e.env, res.grace, args...)
+	}
+	if b != nil {
+		if wait := time.Until(seeded.Add(65 * time.Second)); wait > 0 {
+			fmt.Fprintf(progress, "waiting %s until the seeded objects are past the grace\n", wait.Round(time.Second))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return res, ctx.Err()
+			}
+		}
 	}
 	fmt.Fprintln(progress, "edgecrd gc --dry-run")
 	if res.dry, res.dryWall, res.dryPeakRSS, err = gc("--dry-run"); err != nil {
@@ -245,19 +285,29 @@ func pushSmallImage(ctx context.Context, c *client, repo, tag string, seed uint6
 	return err
 }
 
-// seedFleet writes tags images into the storage root v2 (…/docker/registry/v2)
-// as distribution lays them out, every file's time set to old.
-func seedFleet(v2 string, tags int, old time.Time) ([]fleetImage, error) {
-	write := func(p string, data []byte) error {
-		full := filepath.Join(v2, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(full, data, 0o644); err != nil {
-			return err
-		}
-		return os.Chtimes(full, old, old)
+// seedFleet writes tags images as distribution lays them out under its
+// v2 root (…/docker/registry/v2), each file through write (its path under
+// v2, slash-separated). 16 images are written at a time (a bucket takes
+// one PUT per file).
+func seedFleet(tags int, write func(p string, data []byte) error) ([]fleetImage, error) {
+	imgs := make([]fleetImage, tags)
+	errs := make([]error, tags)
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range tags {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			imgs[i], errs[i] = seedImage(i, write)
+		}()
 	}
+	wg.Wait()
+	return imgs, errors.Join(errs...)
+}
+
+// seedImage writes image i of seedFleet.
+func seedImage(i int, write func(p string, data []byte) error) (fleetImage, error) {
 	blob := func(data []byte) (string, error) {
 		sum := sha256.Sum256(data)
 		h := hex.EncodeToString(sum[:])
@@ -266,43 +316,36 @@ func seedFleet(v2 string, tags int, old time.Time) ([]fleetImage, error) {
 	link := func(repo, kind, d string) error {
 		return write("repositories/"+repo+"/"+kind+"/sha256/"+strings.TrimPrefix(d, "sha256:")+"/link", []byte(d))
 	}
-	imgs := make([]fleetImage, 0, tags)
-	for i := range tags {
-		img := fleetImage{repo: fmt.Sprintf("fleet/r%04d", i/10), tag: fmt.Sprintf("t%02d", i%10)}
-		var layers []string
-		for l := range 3 {
-			d, err := blob(fmt.Appendf(nil, "layer %d of image %d\n", l, i))
-			if err != nil {
-				return nil, err
-			}
-			layers = append(layers, d)
-		}
-		cfg := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"comment":"image %d"}`, i)
-		cd, err := blob(cfg)
+	img := fleetImage{repo: fmt.Sprintf("fleet/r%04d", i/10), tag: fmt.Sprintf("t%02d", i%10)}
+	var layers []string
+	for l := range 3 {
+		d, err := blob(fmt.Appendf(nil, "layer %d of image %d\n", l, i))
 		if err != nil {
-			return nil, err
+			return img, err
 		}
-		img.blobs = append(layers, cd)
-		for _, d := range img.blobs {
-			if err := link(img.repo, "_layers", d); err != nil {
-				return nil, err
-			}
-		}
-		m := manifestJSON(cd, int64(len(cfg)), "", 0, layers, int64(len(fmt.Sprintf("layer 0 of image %d\n", i))))
-		if img.digest, err = blob(m); err != nil {
-			return nil, err
-		}
-		if err := link(img.repo, "_manifests/revisions", img.digest); err != nil {
-			return nil, err
-		}
-		tagDir := "repositories/" + img.repo + "/_manifests/tags/" + img.tag
-		if err := write(tagDir+"/index/sha256/"+strings.TrimPrefix(img.digest, "sha256:")+"/link", []byte(img.digest)); err != nil {
-			return nil, err
-		}
-		if err := write(tagDir+"/current/link", []byte(img.digest)); err != nil {
-			return nil, err
-		}
-		imgs = append(imgs, img)
+		layers = append(layers, d)
 	}
-	return imgs, nil
+	cfg := fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"comment":"image %d"}`, i)
+	cd, err := blob(cfg)
+	if err != nil {
+		return img, err
+	}
+	img.blobs = append(layers, cd)
+	for _, d := range img.blobs {
+		if err := link(img.repo, "_layers", d); err != nil {
+			return img, err
+		}
+	}
+	m := manifestJSON(cd, int64(len(cfg)), "", 0, layers, int64(len(fmt.Sprintf("layer 0 of image %d\n", i))))
+	if img.digest, err = blob(m); err != nil {
+		return img, err
+	}
+	if err := link(img.repo, "_manifests/revisions", img.digest); err != nil {
+		return img, err
+	}
+	tagDir := "repositories/" + img.repo + "/_manifests/tags/" + img.tag
+	if err := write(tagDir+"/index/sha256/"+strings.TrimPrefix(img.digest, "sha256:")+"/link", []byte(img.digest)); err != nil {
+		return img, err
+	}
+	return img, write(tagDir+"/current/link", []byte(img.digest))
 }

@@ -6,8 +6,8 @@
 //
 //	go run ./e2e/bench [-edgecrd PATH] [-size 1GiB] [-n 500] [-runs 3] [-proto h2] [-o FILE]
 //	go run ./e2e/bench -gc [-edgecrd PATH] [-size 2GiB]
-//	go run ./e2e/bench -gc-fleet 10000 [-edgecrd PATH]
-//	go run ./e2e/bench -pullers 5,50 [-size 100MiB] [-edgecrd PATH]
+//	go run ./e2e/bench -gc-fleet 10000 [-storage dir|s3] [-edgecrd PATH]
+//	go run ./e2e/bench -pullers 5,50 [-storage dir|s3] [-size 100MiB] [-edgecrd PATH]
 //	go run ./e2e/bench -compare [-edgecrd PATH] [-zot PATH] [-size 512MiB] [-runs 3] [-n 200] [-o FILE]
 //
 // -compare runs edgecrd, distribution and zot side by side (compare.go).
@@ -39,6 +39,7 @@ func main() {
 // options are the command line.
 type options struct {
 	edgecrd, size, proto, out string
+	storage                   string // -pullers, -gc-fleet: dir or s3
 	n, runs                   int
 }
 
@@ -60,11 +61,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cost := fs.Int("cost", 5, "with -compare: bcrypt cost of distribution's and zot's htpasswd")
 	gc := fs.Bool("gc", false, "instead: time `edgecrd gc` on a store of -size (default 2GiB) and on many small blobs, half of each garbage (gc.go)")
 	pullers := fs.String("pullers", "", "instead: these counts of concurrent pullers (5,50) of one image of 10 layers, -size in all (default 100MiB); aggregate throughput and edgecrd RSS (pullers.go)")
+	fs.StringVar(&o.storage, "storage", "dir", "with -pullers and -gc-fleet: where edgecrd keeps images, dir (a data dir) or s3 (a bucket on the pinned MinIO, .ci/build-minio or $EDGECR_MINIO)")
 	gcFleet := fs.Int("gc-fleet", 0, "instead: `edgecrd gc` on this many tags (10,000: 50,000 blobs) with pushes running meanwhile; time and peak RSS (gcfleet.go)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if o.storage != "dir" && o.storage != "s3" {
+		fmt.Fprintf(stderr, "bench: invalid -storage %q: want dir or s3\n", o.storage)
 		return 2
 	}
 	if *pullers != "" {

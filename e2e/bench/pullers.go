@@ -57,7 +57,7 @@ func runPullers(ctx context.Context, fs *flag.FlagSet, o options, counts string,
 		return 2
 	}
 	started, load := time.Now(), benchutil.LoadAverage()
-	rs, err := benchPullers(ctx, o.edgecrd, p, ns, size, stderr)
+	rs, err := benchPullers(ctx, o.edgecrd, o.storage, p, ns, size, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
@@ -65,7 +65,8 @@ func runPullers(ctx context.Context, fs *flag.FlagSet, o options, counts string,
 	fmt.Fprintf(stdout, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(stdout, "- Machine: %s\n", benchutil.Machine())
 	fmt.Fprintf(stdout, "- Load average (1 min) before the run: %s, after: %s\n", load, benchutil.LoadAverage())
-	fmt.Fprintf(stdout, "- Command: `%s`\n\n", benchutil.CommandLine("bench", args))
+	fmt.Fprintf(stdout, "- Command: `%s`\n", benchutil.CommandLine("bench", args))
+	fmt.Fprintf(stdout, "- Storage: %s\n\n", storageName(o.storage))
 	fmt.Fprintf(stdout, "| Pullers of one %s image (10 layers) | Wall time | Aggregate | vs %d pullers | Failed pullers | edgecrd RSS, highest sample |\n", approxBytes(size), rs[0].n)
 	fmt.Fprintln(stdout, "|---|---|---|---|---|---|")
 	failed := false
@@ -84,13 +85,20 @@ func runPullers(ctx context.Context, fs *flag.FlagSet, o options, counts string,
 	return 0
 }
 
-func benchPullers(ctx context.Context, bin string, p proto, counts []int, size int64, progress io.Writer) (rs []pullersResult, err error) {
+func benchPullers(ctx context.Context, bin, storage string, p proto, counts []int, size int64, progress io.Writer) (rs []pullersResult, err error) {
 	tmp, bin, err := benchDir(ctx, "edgecr-bench-pullers-", bin, progress)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	e, err := startEdgecrd(ctx, bin, tmp)
+	var b *bucket
+	if storage == "s3" {
+		if b, err = startBucket(ctx, tmp); err != nil {
+			return nil, err
+		}
+		defer b.stop()
+	}
+	e, err := startEdgecrdOn(ctx, bin, tmp, b)
 	if e != nil {
 		defer func() { err = errors.Join(err, e.stop()) }()
 	}
