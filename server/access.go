@@ -174,10 +174,11 @@ func (a *accessControl) authenticate(w http.ResponseWriter, r *http.Request, inf
 	if err != nil {
 		reason := failureReason(err)
 		if errors.Is(err, ErrIdentitiesUnchecked) {
-			// Not the client's failure: no allowance spent, no 401.
+			// Not the client's failure: no allowance spent, no 401. The
+			// store's address and error go to the log only.
 			a.log.Warn("verifying credentials", "err", err)
 			w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
-			refuseUnread(w, r, http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(err.Error()+"; retry later"))
+			refuseUnread(w, r, http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(ErrIdentitiesUnchecked.Error()+" (the object store does not answer); retry later"))
 			return "", false
 		}
 		if reason == "internal" {

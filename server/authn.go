@@ -59,6 +59,10 @@ type Authenticator struct {
 	// nanos): the copy holds every revocation written before it.
 	checked atomic.Int64
 	syncMu  sync.Mutex // one check on behalf of requests at a time
+	// Under syncMu: when the last check on behalf of requests failed, and
+	// its error, so that requests meanwhile are refused at once.
+	syncFailed    time.Time
+	syncFailedErr error
 }
 
 // RevocationBound is how long after a revocation is written a polled
@@ -301,8 +305,12 @@ func (a *Authenticator) checkedWithin(d time.Duration) bool {
 }
 
 // syncCheckTimeout bounds the check a request makes when the poll fell
-// behind; the request waits for it.
-const syncCheckTimeout = 5 * time.Second
+// behind (or storeOpTimeout, when shorter); the request waits for it.
+// After a failed one, requests are refused at once for syncRetryEvery.
+const (
+	syncCheckTimeout = 2 * time.Second
+	syncRetryEvery   = time.Second
+)
 
 // fresh makes the copy current for a request: while Run polls, nothing
 // unless its last check began RevocationBound ago or more (then this
@@ -318,11 +326,16 @@ func (a *Authenticator) fresh() error {
 		if a.checkedWithin(RevocationBound) {
 			return nil // another request checked while this one waited
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), syncCheckTimeout)
+		if time.Since(a.syncFailed) < syncRetryEvery {
+			return a.syncFailedErr
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), min(syncCheckTimeout, storeOpTimeout))
 		defer cancel()
 		last := time.Unix(0, a.checked.Load())
 		if err := a.refreshChecked(ctx); err != nil {
-			return fmt.Errorf("%w since %s: %v", ErrIdentitiesUnchecked, last.UTC().Format(time.RFC3339), err)
+			a.syncFailed = time.Now()
+			a.syncFailedErr = fmt.Errorf("%w since %s: %v", ErrIdentitiesUnchecked, last.UTC().Format(time.RFC3339), err)
+			return a.syncFailedErr
 		}
 		return nil
 	}

@@ -233,7 +233,7 @@ func (j *joinAPI) leave(w http.ResponseWriter, r *http.Request) {
 	t.settle(false)
 	if errors.Is(err, ErrIdentitiesUnchecked) {
 		j.log.Warn("verifying credentials", "err", err)
-		apiError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error()+"; retry later")
+		apiError(w, http.StatusServiceUnavailable, "UNAVAILABLE", ErrIdentitiesUnchecked.Error()+" (the object store does not answer); retry later")
 		return
 	}
 	if err != nil {
