@@ -64,21 +64,30 @@ func serveBlob(w http.ResponseWriter, r *http.Request, d digest, size int64, con
 // Reader at the offset http.ServeContent seeks to, copied through the HTTP
 // server's small buffer instead of distribution's 4 MiB reader (50
 // pullers kept edgecrd on a bucket at 186 MiB). Whatever it does not
-// serve (no link, a link to another digest, no blob, a store that does
-// not answer) it leaves to distribution, as serveBlobFile does.
+// serve (no link, a link to another digest, no blob) it leaves to
+// distribution, as serveBlobFile does; when the store does not answer it
+// answers 503 itself (asking again through distribution would double the
+// wait).
 func serveBlobStored(w http.ResponseWriter, r *http.Request, d storagedriver.StorageDriver, repo string, dg digest) bool {
 	if d == nil || dg.Algorithm() != "sha256" {
 		return false
 	}
 	ctx := r.Context()
+	down := func(err error) bool {
+		if !storeFailure(ctx, err) {
+			return false
+		}
+		writeStoreDown(w, "object store unavailable: "+storeReason(err))
+		return true
+	}
 	link, err := d.GetContent(ctx, path.Join(layerLinkDir(repo, dg), "link"))
 	if err != nil || !bytes.Equal(bytes.TrimSpace(link), []byte(dg)) {
-		return false
+		return down(err)
 	}
 	p := blobDataPath(dg)
 	fi, err := d.Stat(ctx, p)
 	if err != nil || fi.IsDir() {
-		return false
+		return down(err)
 	}
 	rs := &driverReadSeeker{ctx: ctx, d: d, path: p, size: fi.Size()}
 	defer rs.close()
