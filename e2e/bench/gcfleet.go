@@ -223,6 +223,13 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 		res.servePeakRSS = rss
 	}
 
+	// The first failures are printed: which request, what it got.
+	failed := 0
+	report := func(what string, err error) {
+		if failed++; failed <= 10 {
+			fmt.Fprintf(os.Stderr, "gc-fleet check: %s: %v\n", what, err)
+		}
+	}
 	head := func(repo, ref string) bool {
 		req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.base+"/v2/"+repo+"/manifests/"+ref, nil)
 		if err != nil {
@@ -232,10 +239,15 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 		req.SetBasicAuth(c.user, c.password)
 		resp, err := c.hc.Do(req)
 		if err != nil {
+			report("HEAD manifest "+repo+":"+ref, err)
 			return false
 		}
 		drain(resp)
-		return resp.StatusCode == http.StatusOK
+		if resp.StatusCode != http.StatusOK {
+			report("HEAD manifest "+repo+":"+ref, fmt.Errorf("%s (%s)", resp.Status, resp.Header.Get("Docker-Distribution-Api-Version")))
+			return false
+		}
+		return true
 	}
 	for _, tag := range pushed {
 		if head("bench/online", tag) {
@@ -252,6 +264,7 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 			}
 			resp, err := c.do(ctx, http.MethodHead, c.base+"/v2/"+imgs[i].repo+"/blobs/"+d, nil, 0, http.StatusOK)
 			if err != nil {
+				report("HEAD blob "+imgs[i].repo+"@"+d, err)
 				ok = false
 				break
 			}
