@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -193,21 +190,11 @@ func (e *edgecrd) fetchCA(ctx context.Context, pin string) error {
 	if err != nil {
 		return fmt.Errorf("fetching the device CA: %w", err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	roots, err := benchutil.PinnedCA(resp, pin)
 	if err != nil {
-		return fmt.Errorf("fetching the device CA: %w", err)
+		return err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return fmt.Errorf("the device CA endpoint answered %s without PEM", resp.Status)
-	}
-	sum := sha256.Sum256(blk.Bytes)
-	if got := "sha256:" + hex.EncodeToString(sum[:]); got != pin {
-		return fmt.Errorf("the device CA endpoint's CA is %s, edgecrd info says %s", got, pin)
-	}
-	e.roots = x509.NewCertPool()
-	e.roots.AppendCertsFromPEM(b)
+	e.roots = roots
 	return nil
 }
 

@@ -3,14 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -219,20 +215,10 @@ func (d *device) fetchCA(c *http.Client) error {
 	if err != nil {
 		return fmt.Errorf("fetching the device CA: %w", err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	roots, err := benchutil.PinnedCA(resp, d.caPin)
 	if err != nil {
-		return fmt.Errorf("fetching the device CA: %w", err)
+		return err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return fmt.Errorf("the device CA endpoint answered %s without PEM", resp.Status)
-	}
-	sum := sha256.Sum256(blk.Bytes)
-	if got := "sha256:" + hex.EncodeToString(sum[:]); got != d.caPin {
-		return fmt.Errorf("the device CA endpoint's CA is %s, edgecrd info says %s", got, d.caPin)
-	}
-	d.roots = x509.NewCertPool()
-	d.roots.AppendCertsFromPEM(b)
+	d.roots = roots
 	return nil
 }
