@@ -77,3 +77,48 @@ func TestDurableWriterGathersWrites(t *testing.T) {
 		t.Fatalf("a cancelled upload left its file: %v", err)
 	}
 }
+
+// failingWriter is a FileWriter whose writes fail once it holds limit
+// bytes.
+type failingWriter struct {
+	storagedriver.FileWriter
+	limit, n int64
+}
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.n+int64(len(p)) > f.limit {
+		return 0, errors.New("disk full")
+	}
+	f.n += int64(len(p))
+	return len(p), nil
+}
+func (f *failingWriter) Size() int64                      { return f.n }
+func (f *failingWriter) Close() error                     { return nil }
+func (f *failingWriter) Commit(ctx context.Context) error { return nil }
+
+// A gathered write that fails fails every call after it (Write, Commit,
+// Close), and Size counts only what was written.
+func TestDurableWriterWriteErrorSticks(t *testing.T) {
+	for _, limit := range []int64{0, writeCoalesce - 1, 3*writeCoalesce + 5} {
+		f := &failingWriter{limit: limit}
+		w := &durableWriter{FileWriter: f, d: &durableFS{}}
+		chunk := make([]byte, 16<<10)
+		var werr error
+		for i := 0; i < 64 && werr == nil; i++ {
+			_, werr = w.Write(chunk)
+		}
+		cerr := w.Commit(context.Background())
+		if cerr == nil || (werr != nil && !errors.Is(werr, cerr) && werr.Error() != cerr.Error()) {
+			t.Fatalf("limit %d: Write error %v, Commit error %v; want the write's error from both", limit, werr, cerr)
+		}
+		if err := w.Close(); err == nil {
+			t.Fatalf("limit %d: Close after a failed write returned nil", limit)
+		}
+		if _, err := w.Write(chunk); err == nil {
+			t.Fatalf("limit %d: Write after a failed write returned nil", limit)
+		}
+		if got := w.Size(); got > limit || got%writeCoalesce != 0 {
+			t.Fatalf("limit %d: Size %d; want whole gathered writes within the limit", limit, got)
+		}
+	}
+}

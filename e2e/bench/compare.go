@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,6 +46,9 @@ type contender struct {
 	stop     func() error
 	copyOnly bool   // the TLS copy server: pull of copyDig only
 	copyDig  string // its file's digest
+	// root holds the server's storage; a round removes its pushed blob
+	// from it after the pull (dropBlob).
+	root string
 	// measured, per protocol
 	m map[proto]*measures
 	// absent are the protocols the server does not offer in ALPN.
@@ -94,8 +98,8 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 			err = errors.Join(err, s.stop())
 		}
 	}()
-	add := func(name string, stop func() error, pid int, t target) *contender {
-		c := &contender{name: name, t: t, pid: pid, stop: stop, m: map[proto]*measures{}, absent: map[proto]bool{}}
+	add := func(name string, stop func() error, pid int, t target, root string) *contender {
+		c := &contender{name: name, t: t, pid: pid, stop: stop, root: root, m: map[proto]*measures{}, absent: map[proto]bool{}}
 		fmt.Fprintf(progress, "%s: pid %d, %s\n", name, pid, t.base)
 		for _, p := range cfg.protos {
 			c.m[p] = &measures{}
@@ -118,7 +122,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 	}
 	e, err := startEdgecrd(ctx, bin, edir)
 	if e != nil {
-		add("edgecrd", e.stop, e.pid(), target{base: e.base, user: e.user, password: e.password, roots: e.roots})
+		add("edgecrd", e.stop, e.pid(), target{base: e.base, user: e.user, password: e.password, roots: e.roots}, edir)
 	}
 	if err != nil {
 		return nil, err
@@ -130,7 +134,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		}
 		b, err := startEdgecrd(ctx, cfg.edgecrdB, bdir)
 		if b != nil {
-			add("edgecrd B", b.stop, b.pid(), target{base: b.base, user: b.user, password: b.password, roots: b.roots})
+			add("edgecrd B", b.stop, b.pid(), target{base: b.base, user: b.user, password: b.password, roots: b.roots}, bdir)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("edgecrd B: %w", err)
@@ -138,7 +142,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 	}
 	d, dt, err := startDistribution(ctx, filepath.Join(tmp, "distribution"), cfg.cost)
 	if d != nil {
-		add("distribution", d.stop, d.pid(), dt)
+		add("distribution", d.stop, d.pid(), dt, filepath.Join(tmp, "distribution"))
 	}
 	if err != nil {
 		return nil, err
@@ -149,7 +153,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 	} else {
 		z, zt, err := startZot(ctx, cfg.zot, filepath.Join(tmp, "zot"), cfg.cost, false)
 		if z != nil {
-			add("zot", z.stop, z.pid(), zt)
+			add("zot", z.stop, z.pid(), zt, filepath.Join(tmp, "zot"))
 		}
 		if err != nil {
 			return nil, err
@@ -157,7 +161,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 		if cfg.zotCommit {
 			z, zt, err := startZot(ctx, cfg.zot, filepath.Join(tmp, "zot-commit"), cfg.cost, true)
 			if z != nil {
-				add("zot, commit", z.stop, z.pid(), zt)
+				add("zot, commit", z.stop, z.pid(), zt, filepath.Join(tmp, "zot-commit"))
 			}
 			if err != nil {
 				return nil, err
@@ -166,7 +170,7 @@ func runCompare(ctx context.Context, cfg compareConfig, progress io.Writer) (res
 	}
 	tc, tt, dg, err := startTLSCopy(ctx, filepath.Join(tmp, "tlscopy"), 1<<40, cfg.size)
 	if tc != nil {
-		c := add("TLS copy limit", tc.stop, tc.pid(), tt)
+		c := add("TLS copy limit", tc.stop, tc.pid(), tt, "")
 		c.copyOnly, c.copyDig = true, dg
 	}
 	if err != nil {
@@ -256,6 +260,9 @@ func measureRound(ctx context.Context, cfg compareConfig, s *contender, p proto,
 	t.serverCPU, t.serverCPUOK = meter()
 	fmt.Fprintf(progress, "%s %s pull: %s\n", s.name, p, t)
 	m.pull = append(m.pull, t)
+	if err := dropBlob(s.root, t.digest); err != nil {
+		return err
+	}
 
 	img, err := benchImage(seed)
 	if err != nil {
@@ -297,4 +304,42 @@ func offers(ctx context.Context, t target, p proto) (bool, error) {
 	}
 	defer c.Close()
 	return c.(*tls.Conn).ConnectionState().NegotiatedProtocol == string(p), nil
+}
+
+// dropBlob removes the files of the blob with digest dg (sha256:<hex>)
+// from a server's storage under root, as a deletion and collection would:
+// each round's push then writes into page-cache pages the last round
+// freed, whatever the order of the servers. Kept, the blobs of a run (up
+// to 18 GiB) filled the page cache with pages never used before, which on
+// the benchmark VM cost 2-3 s of system time per 512 MiB against 1 s for
+// pages used before (docs/benchmarks.md): which server got which kind
+// depended on its place in the order and the machine's history, and
+// decided its push figures more than the server did.
+func dropBlob(root, dg string) error {
+	_, hex, ok := strings.Cut(dg, ":")
+	if root == "" || !ok || len(hex) < 32 {
+		return nil
+	}
+	var files []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.Contains(p, hex) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("finding blob %s under %s: %w", dg, root, err)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("finding blob %s under %s: no file", dg, root)
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("removing blob %s: %w", dg, err)
+		}
+	}
+	return nil
 }
