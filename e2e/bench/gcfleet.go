@@ -101,18 +101,18 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	var b *bucket
+	var b *benchutil.Bucket
 	var write func(p string, data []byte) error
 	if storage == "s3" {
 		// The seeded objects are as old as the seeding (an object's
 		// LastModified cannot be set): the grace is a minute, and the
 		// collection waits until the seeding is that old.
-		if b, err = startBucket(ctx, tmp); err != nil {
+		if b, err = benchutil.StartBucket(ctx, tmp, "edgecr-bench"); err != nil {
 			return res, err
 		}
-		defer b.stop()
+		defer b.Stop()
 		res.grace = "1m"
-		write = func(p string, data []byte) error { return b.put(ctx, "docker/registry/v2/"+p, data) }
+		write = func(p string, data []byte) error { return b.Put(ctx, "docker/registry/v2/"+p, data) }
 	} else {
 		res.grace = "1h"
 		dataDir := filepath.Join(tmp, "edgecrd-data") // as startEdgecrd lays it out

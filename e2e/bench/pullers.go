@@ -91,12 +91,12 @@ func benchPullers(ctx context.Context, bin, storage string, p proto, counts []in
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	var b *bucket
+	var b *benchutil.Bucket
 	if storage == "s3" {
-		if b, err = startBucket(ctx, tmp); err != nil {
+		if b, err = benchutil.StartBucket(ctx, tmp, "edgecr-bench"); err != nil {
 			return nil, err
 		}
-		defer b.stop()
+		defer b.Stop()
 	}
 	e, err := startEdgecrdOn(ctx, bin, tmp, b)
 	if e != nil {
