@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
+	"github.com/edgecr/edgecr/e2e/benchutil/s3bucket"
 )
 
 // The fleet GC benchmark (-gc-fleet N, issue 14): N tags in N/10
@@ -101,13 +102,13 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	var b *benchutil.Bucket
+	var b *s3bucket.Bucket
 	var write func(p string, data []byte) error
 	if storage == "s3" {
 		// The seeded objects are as old as the seeding (an object's
 		// LastModified cannot be set): the grace is a minute, and the
 		// collection waits until the seeding is that old.
-		if b, err = benchutil.StartBucket(ctx, tmp, "edgecr-bench"); err != nil {
+		if b, err = s3bucket.Start(ctx, tmp, "edgecr-bench"); err != nil {
 			return res, err
 		}
 		defer b.Stop()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
+	"github.com/edgecr/edgecr/e2e/benchutil/s3bucket"
 )
 
 // The pullers benchmark (-pullers 5,50, issue 14): one image of 10 layers
@@ -91,9 +92,9 @@ func benchPullers(ctx context.Context, bin, storage string, p proto, counts []in
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	var b *benchutil.Bucket
+	var b *s3bucket.Bucket
 	if storage == "s3" {
-		if b, err = benchutil.StartBucket(ctx, tmp, "edgecr-bench"); err != nil {
+		if b, err = s3bucket.Start(ctx, tmp, "edgecr-bench"); err != nil {
 			return nil, err
 		}
 		defer b.Stop()

@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgecr/edgecr/e2e/benchutil"
+	"github.com/edgecr/edgecr/e2e/benchutil/s3bucket"
 	"github.com/edgecr/edgecr/server/kv/kvtest"
 )
 
@@ -103,7 +103,7 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	var m *kvtest.MinIO
 	storage, env := "", os.Environ()
 	if o.storage == "s3" {
-		b, err := benchutil.StartBucket(ctx, dir, "edgecr-soak")
+		b, err := s3bucket.Start(ctx, dir, "edgecr-soak")
 		if err != nil {
 			return false, err
 		}

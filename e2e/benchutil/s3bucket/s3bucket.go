@@ -1,4 +1,7 @@
-package benchutil
+// Package s3bucket is what -storage s3 runs edgecrd on in the soak and the
+// benchmarks: a bucket on the pinned MinIO. It is apart from benchutil so
+// that the commands without -storage s3 do not link the AWS SDK.
+package s3bucket
 
 import (
 	"bytes"
@@ -11,12 +14,12 @@ import (
 	"github.com/aws/aws-sdk-go/aws"
 	"github.com/aws/aws-sdk-go/service/s3"
 
+	"github.com/edgecr/edgecr/e2e/benchutil"
 	"github.com/edgecr/edgecr/server/kv/kvtest"
 )
 
-// Bucket is what -storage s3 runs edgecrd on in the soak and the
-// benchmarks: one bucket on the pinned MinIO (kvtest.LaunchMinIO), which
-// dies with this process (ChildAttr).
+// Bucket is one bucket on the pinned MinIO (kvtest.LaunchMinIO), which
+// dies with this process (benchutil.ChildAttr).
 type Bucket struct {
 	*kvtest.MinIO
 	Name    string   // the bucket
@@ -26,10 +29,10 @@ type Bucket struct {
 	client  *s3.S3
 }
 
-// StartBucket starts MinIO with its files in dir/minio and creates the
+// Start starts MinIO with its files in dir/minio and creates the
 // bucket name on it; Stop ends MinIO.
-func StartBucket(ctx context.Context, dir, name string) (*Bucket, error) {
-	m, err := kvtest.LaunchMinIO(ctx, kvtest.MinIOOptions{Dir: filepath.Join(dir, "minio"), SysProcAttr: ChildAttr()})
+func Start(ctx context.Context, dir, name string) (*Bucket, error) {
+	m, err := kvtest.LaunchMinIO(ctx, kvtest.MinIOOptions{Dir: filepath.Join(dir, "minio"), SysProcAttr: benchutil.ChildAttr()})
 	if errors.Is(err, kvtest.ErrNoMinIO) {
 		return nil, fmt.Errorf("-storage s3 needs the pinned MinIO: %w", err)
 	}
