@@ -64,10 +64,7 @@ func runGCFleet(ctx context.Context, o options, tags int, args []string, stdout,
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(stdout, "- Machine: %s\n", benchutil.Machine())
-	fmt.Fprintf(stdout, "- Load average (1 min) before the run: %s, after: %s\n", load, benchutil.LoadAverage())
-	fmt.Fprintf(stdout, "- Command: `%s`\n", benchutil.CommandLine("bench", args))
+	runHead(stdout, started, load, args)
 	fmt.Fprintf(stdout, "- Storage: %s; `gc --grace %s`\n\n", storageName(o.storage), r.grace)
 	fmt.Fprintln(stdout, "| Store | Deleted (through the registry) | `gc --dry-run` wall (collector), peak RSS | `gc` wall (collector), peak RSS | Deleted blobs / manifests | serve peak RSS | Pushes during gc: ok / failed, resolving after | Kept images intact |")
 	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|")

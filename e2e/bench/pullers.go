@@ -63,10 +63,7 @@ func runPullers(ctx context.Context, fs *flag.FlagSet, o options, counts string,
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(stdout, "- Machine: %s\n", benchutil.Machine())
-	fmt.Fprintf(stdout, "- Load average (1 min) before the run: %s, after: %s\n", load, benchutil.LoadAverage())
-	fmt.Fprintf(stdout, "- Command: `%s`\n", benchutil.CommandLine("bench", args))
+	runHead(stdout, started, load, args)
 	fmt.Fprintf(stdout, "- Storage: %s\n\n", storageName(o.storage))
 	fmt.Fprintf(stdout, "| Pullers of one %s image (10 layers) | Wall time | Aggregate | vs %d pullers | Failed pullers | edgecrd RSS, highest sample |\n", approxBytes(size), rs[0].n)
 	fmt.Fprintln(stdout, "|---|---|---|---|---|---|")
