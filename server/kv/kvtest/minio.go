@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go/service/s3"
 
 	"github.com/edgecr/edgecr/e2e/testenv"
+	"github.com/edgecr/edgecr/internal/childproc"
 )
 
 // MinIOVersion is the pinned MinIO the S3 tests, the soak and the
@@ -62,10 +62,7 @@ type MinIO struct {
 
 	bin, dir, addr string
 	attr           *syscall.SysProcAttr
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd // nil when stopped
-	exited chan struct{}
+	proc           childproc.Proc
 }
 
 // errExited says MinIO exited before it answered, as it does when another
@@ -138,14 +135,10 @@ func (m *MinIO) Start(ctx context.Context) error {
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = m.attr
-	if err := cmd.Start(); err != nil {
+	exited, err := m.proc.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("starting MinIO %s: %w", m.bin, err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	m.mu.Lock()
-	m.cmd, m.exited = cmd, exited
-	m.mu.Unlock()
 	if err := awaitMinIO(ctx, m.addr, exited); err != nil {
 		m.Stop()
 		return fmt.Errorf("MinIO on %s: %w\n%s", m.addr, err, minioLogTail(logPath))
@@ -198,27 +191,11 @@ func minioLogTail(path string) string {
 
 // Pid is the process id of the running MinIO (0 when stopped), for a
 // benchmark that reads its CPU time or memory.
-func (m *MinIO) Pid() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return 0
-	}
-	return m.cmd.Process.Pid
-}
+func (m *MinIO) Pid() int { return m.proc.Pid() }
 
 // Stop kills MinIO with SIGKILL and reaps it; its data stays. Stopping a
 // stopped MinIO does nothing.
-func (m *MinIO) Stop() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return
-	}
-	_ = m.cmd.Process.Kill()
-	<-m.exited
-	m.cmd = nil
-}
+func (m *MinIO) Stop() { m.proc.Kill() }
 
 // StartMinIO starts a MinIO for t in a temp dir and stops it when t ends.
 // Without the built binary the test skips (fails under EDGECR_NO_SKIP=1)
