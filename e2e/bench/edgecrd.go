@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
+	"github.com/edgecr/edgecr/e2e/benchutil/s3bucket"
 )
 
 // benchDir makes the temporary directory of one benchmark (prefix names
@@ -86,7 +87,7 @@ func startEdgecrd(ctx context.Context, bin, dir string) (*edgecrd, error) {
 // dir under dir when b is nil. On a bucket it runs `edgecrd init` first
 // (serve needs the device's name and address there) and takes the CA from
 // the device's /edgecr/v1/ca, checked against info's fingerprint.
-func startEdgecrdOn(ctx context.Context, bin, dir string, b *bucket) (*edgecrd, error) {
+func startEdgecrdOn(ctx context.Context, bin, dir string, b *s3bucket.Bucket) (*edgecrd, error) {
 	port, err := benchutil.FreePort()
 	if err != nil {
 		return nil, err
@@ -95,11 +96,11 @@ func startEdgecrdOn(ctx context.Context, bin, dir string, b *bucket) (*edgecrd, 
 	where := []string{"--data-dir", dataDir}
 	var env []string
 	if b != nil {
-		where, env = []string{"--storage", b.storage}, b.env
+		where, env = []string{"--storage", b.Storage}, b.Env
 		initCmd := exec.CommandContext(ctx, bin, append([]string{"init", "--name", "bench", "--ip", "127.0.0.1"}, where...)...)
 		initCmd.Env = env
 		if out, err := initCmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("running edgecrd init on %s: %w: %s", b.storage, err, out)
+			return nil, fmt.Errorf("running edgecrd init on %s: %w: %s", b.Storage, err, out)
 		}
 	}
 	logPath := filepath.Join(dir, "edgecrd.log")

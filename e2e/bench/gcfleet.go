@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
+	"github.com/edgecr/edgecr/e2e/benchutil/s3bucket"
 )
 
 // The fleet GC benchmark (-gc-fleet N, issue 14): N tags in N/10
@@ -63,10 +64,7 @@ func runGCFleet(ctx context.Context, o options, tags int, args []string, stdout,
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(stdout, "- Machine: %s\n", benchutil.Machine())
-	fmt.Fprintf(stdout, "- Load average (1 min) before the run: %s, after: %s\n", load, benchutil.LoadAverage())
-	fmt.Fprintf(stdout, "- Command: `%s`\n", benchutil.CommandLine("bench", args))
+	runHead(stdout, started, load, args)
 	fmt.Fprintf(stdout, "- Storage: %s; `gc --grace %s`\n\n", storageName(o.storage), r.grace)
 	fmt.Fprintln(stdout, "| Store | Deleted (through the registry) | `gc --dry-run` wall (collector), peak RSS | `gc` wall (collector), peak RSS | Deleted blobs / manifests | serve peak RSS | Pushes during gc: ok / failed, resolving after | Kept images intact |")
 	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|")
@@ -101,18 +99,18 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 		return res, err
 	}
 	defer os.RemoveAll(tmp)
-	var b *bucket
+	var b *s3bucket.Bucket
 	var write func(p string, data []byte) error
 	if storage == "s3" {
 		// The seeded objects are as old as the seeding (an object's
 		// LastModified cannot be set): the grace is a minute, and the
 		// collection waits until the seeding is that old.
-		if b, err = startBucket(ctx, tmp); err != nil {
+		if b, err = s3bucket.Start(ctx, tmp, "edgecr-bench"); err != nil {
 			return res, err
 		}
-		defer b.stop()
+		defer b.Stop()
 		res.grace = "1m"
-		write = func(p string, data []byte) error { return b.put(ctx, "docker/registry/v2/"+p, data) }
+		write = func(p string, data []byte) error { return b.Put(ctx, "docker/registry/v2/"+p, data) }
 	} else {
 		res.grace = "1h"
 		dataDir := filepath.Join(tmp, "edgecrd-data") // as startEdgecrd lays it out

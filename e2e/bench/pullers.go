@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
+	"github.com/edgecr/edgecr/e2e/benchutil/s3bucket"
 )
 
 // The pullers benchmark (-pullers 5,50, issue 14): one image of 10 layers
@@ -62,10 +63,7 @@ func runPullers(ctx context.Context, fs *flag.FlagSet, o options, counts string,
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(stdout, "- Machine: %s\n", benchutil.Machine())
-	fmt.Fprintf(stdout, "- Load average (1 min) before the run: %s, after: %s\n", load, benchutil.LoadAverage())
-	fmt.Fprintf(stdout, "- Command: `%s`\n", benchutil.CommandLine("bench", args))
+	runHead(stdout, started, load, args)
 	fmt.Fprintf(stdout, "- Storage: %s\n\n", storageName(o.storage))
 	fmt.Fprintf(stdout, "| Pullers of one %s image (10 layers) | Wall time | Aggregate | vs %d pullers | Failed pullers | edgecrd RSS, highest sample |\n", approxBytes(size), rs[0].n)
 	fmt.Fprintln(stdout, "|---|---|---|---|---|---|")
@@ -91,12 +89,12 @@ func benchPullers(ctx context.Context, bin, storage string, p proto, counts []in
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	var b *bucket
+	var b *s3bucket.Bucket
 	if storage == "s3" {
-		if b, err = startBucket(ctx, tmp); err != nil {
+		if b, err = s3bucket.Start(ctx, tmp, "edgecr-bench"); err != nil {
 			return nil, err
 		}
-		defer b.stop()
+		defer b.Stop()
 	}
 	e, err := startEdgecrdOn(ctx, bin, tmp, b)
 	if e != nil {

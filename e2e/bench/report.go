@@ -19,6 +19,16 @@ const (
 	latencyDecimals = 3
 )
 
+// runHead writes the first lines of a -pullers or -gc-fleet report: when
+// the run started, the machine, its load before (load) and after the run,
+// and the command line.
+func runHead(w io.Writer, started time.Time, load string, args []string) {
+	fmt.Fprintf(w, "- Date: %s\n", started.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, "- Machine: %s\n", benchutil.Machine())
+	fmt.Fprintf(w, "- Load average (1 min) before the run: %s, after: %s\n", load, benchutil.LoadAverage())
+	fmt.Fprintf(w, "- Command: `%s`\n", benchutil.CommandLine("bench", args))
+}
+
 // report renders the results as markdown: a header naming the date,
 // machine and command, the table, and how it was measured.
 func report(w io.Writer, r *results, command string) {

@@ -14,10 +14,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/edgecr/edgecr/e2e/benchutil"
+	"github.com/edgecr/edgecr/internal/childproc"
 )
 
 // device is the edgecrd under test: one data dir and port across
@@ -33,9 +33,7 @@ type device struct {
 	env   []string
 	quota string // serve --quota; "" for none
 
-	mu     sync.Mutex // guards cmd for the sampler
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc childproc.Proc // killed and started by the fault injector, its pid read by the sampler
 }
 
 // buildBinaries builds the agent, its credential helper and (withServer)
@@ -123,14 +121,10 @@ func (d *device) start(ctx context.Context) (time.Duration, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = benchutil.ChildAttr()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	exited, err := d.proc.Start(cmd)
+	if err != nil {
 		return 0, fmt.Errorf("starting edgecrd: %w", err)
 	}
-	d.mu.Lock()
-	d.cmd, d.exited = cmd, make(chan struct{})
-	exited := d.exited
-	d.mu.Unlock()
-	go func() { cmd.Wait(); close(exited) }()
 	tc := &tls.Config{RootCAs: d.roots, ServerName: "127.0.0.1"}
 	if d.roots == nil {
 		tc = &tls.Config{InsecureSkipVerify: true} // the first start on a bucket: fetchCA checks the pin
@@ -162,26 +156,10 @@ func (d *device) start(ctx context.Context) (time.Duration, error) {
 }
 
 // kill ends edgecrd with SIGKILL (no shutdown of any kind) and reaps it.
-func (d *device) kill() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cmd == nil {
-		return
-	}
-	_ = d.cmd.Process.Kill()
-	<-d.exited
-	d.cmd = nil
-}
+func (d *device) kill() { d.proc.Kill() }
 
 // pid is the running edgecrd's process id, 0 when none runs.
-func (d *device) pid() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.cmd == nil {
-		return 0
-	}
-	return d.cmd.Process.Pid
-}
+func (d *device) pid() int { return d.proc.Pid() }
 
 // command is an edgecrd admin command on the device's state.
 func (d *device) command(ctx context.Context, args ...string) *exec.Cmd {

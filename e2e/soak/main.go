@@ -22,6 +22,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/edgecr/edgecr/e2e/benchutil/s3bucket"
+	"github.com/edgecr/edgecr/server/kv/kvtest"
 )
 
 type options struct {
@@ -97,13 +100,15 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	if bin == "" {
 		bin = filepath.Join(binDir, "edgecrd")
 	}
-	var m *minio
+	var m *kvtest.MinIO
 	storage, env := "", os.Environ()
 	if o.storage == "s3" {
-		if m, storage, env, err = startMinIO(ctx, dir); err != nil {
+		b, err := s3bucket.Start(ctx, dir, "edgecr-soak")
+		if err != nil {
 			return false, err
 		}
-		defer m.kill()
+		defer b.Stop()
+		m, storage, env = b.MinIO, b.Storage, b.Env
 	}
 	dev, err := newDevice(ctx, bin, dir, storage, env, o.quota)
 	if err != nil {
@@ -134,7 +139,7 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	}
 	pids := map[string]func() int{"edgecrd": dev.pid}
 	if m != nil {
-		pids["minio"] = m.pid
+		pids["minio"] = m.Pid
 	}
 
 	repos := make([]string, o.workers)
@@ -250,11 +255,11 @@ func killAndRestart(ctx context.Context, dev *device, l *ledger, st *stats) erro
 // authenticated GET /v2/ and every worker repository's tag list answer),
 // plus a second for requests already sent. Its row's time is MinIO's
 // restart plus edgecrd's recovery.
-func killMinIO(ctx context.Context, m *minio, cl *client, l *ledger, st *stats, repos []string) error {
+func killMinIO(ctx context.Context, m *kvtest.MinIO, cl *client, l *ledger, st *stats, repos []string) error {
 	l.killStarts(time.Now())
-	m.kill()
+	m.Stop()
 	start := time.Now()
-	if err := m.start(ctx); err != nil {
+	if err := m.Start(ctx); err != nil {
 		return err
 	}
 	serving := func() bool {

@@ -1,6 +1,6 @@
 // Package kvtest is the contract every kv.Store passes (as distribution's
-// storage drivers pass driver/testsuites), and the MinIO the S3 store's
-// tests run against.
+// storage drivers pass driver/testsuites), and the pinned MinIO the S3
+// tests, the soak and the benchmarks run against.
 package kvtest
 
 import (
