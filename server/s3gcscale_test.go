@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/edgecr/edgecr/server/kv"
 )
 
 // TestS3GCSharedLayerManyRepos: a collection on a bucket decides up to
@@ -58,5 +61,52 @@ func TestS3GCSharedLayerManyRepos(t *testing.T) {
 	}
 	if keys, _ := site.store.List(ctx, gcDoomPrefix, "", 10); len(keys) != 0 {
 		t.Fatalf("markers left after the run: %q", keys)
+	}
+}
+
+// slowLeaseStore answers writes of the GC lease after delay, as a store
+// slowed down by load does.
+type slowLeaseStore struct {
+	kv.Store
+	delay time.Duration
+}
+
+func (s *slowLeaseStore) Put(ctx context.Context, key string, val []byte, ifVer kv.Version) (kv.Version, error) {
+	if key == gcLeaseKey {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	return s.Store.Put(ctx, key, val, ifVer)
+}
+
+// TestS3GCLeaseSlowRenewal: a store that answers the lease's renewals
+// later than the renewal period (gcLeaseTTL/3) but within the lease does
+// not stop a collection that outlasts several TTLs (a 2,000-tag
+// collection stopped so on a loaded MinIO, issue 14).
+func TestS3GCLeaseSlowRenewal(t *testing.T) {
+	shortGCTimings(t)
+	site := startS3Site(t)
+	r1 := site.replica(t, nil)
+	d := r1.push(t, "team/app:v1", ociImage(t, 16<<10, 1))
+	r1.deleteManifest(t, "team/app", d.String())
+	ctx := context.Background()
+	slow := &slowLeaseStore{Store: site.store, delay: gcLeaseTTL * 2 / 5}
+	st, err := s3ImageStorage(ctx, site.loc, slow, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := GCOptions{Grace: 0, DeleteUntagged: true, beforeRemove: func(string) { time.Sleep(gcLeaseTTL) }}
+	rep, err := collectGarbageShared(ctx, st, "slow-store/1", o)
+	if err != nil {
+		t.Fatalf("collection with renewals answered after %s (lease %s, renewed every %s): %v", slow.delay, gcLeaseTTL, gcLeaseTTL/3, err)
+	}
+	t.Logf("collection: %.1f s with the lease's writes answered after %s (TTL %s): %d blobs deleted",
+		rep.DurationSeconds, slow.delay, gcLeaseTTL, rep.BlobsDeleted)
+	if rep.DurationSeconds < 2*gcLeaseTTL.Seconds() || rep.BlobsDeleted == 0 || rep.Failures != 0 {
+		t.Fatalf("collection took %.1f s (want more than two TTLs of %s), deleted %d blobs, %d failures",
+			rep.DurationSeconds, gcLeaseTTL, rep.BlobsDeleted, rep.Failures)
 	}
 }
