@@ -9,10 +9,13 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	"golang.org/x/sync/errgroup"
 )
 
 // Garbage collection, safe while the registry serves pushes.
@@ -164,8 +167,13 @@ func (o GCOptions) prepare() (GCOptions, string, error) {
 // on a bucket (gcshared.go), nil on local disk.
 func runCollector(ctx context.Context, d storagedriver.StorageDriver, sh *gcShared, id string, o GCOptions) (*GCReport, error) {
 	now := o.Now()
+	workers := 1
+	if sh != nil {
+		workers = gcWorkers
+	}
 	c := &collector{
 		sh:        sh,
+		workers:   workers,
 		ctx:       ctx,
 		d:         d,
 		o:         o,
@@ -203,8 +211,102 @@ type collector struct {
 	log         *slog.Logger
 	now, cutoff time.Time
 	trash       string
-	rep         *GCReport
-	manifests   map[digest]*manifestNode
+	workers     int // items handled at once: gcWorkers on a bucket, 1 on local disk
+
+	mu        sync.Mutex // guards rep and manifests while workers run
+	rep       *GCReport
+	manifests map[digest]*manifestNode
+	items     keyLocks // on a bucket: one decision at a time per marker key
+}
+
+// gcWorkers is how many items a collection on a bucket handles at once:
+// repositories scanned and marked, blobs and links decided. Each item is
+// several round trips to the object store and the state store (a stat,
+// the marker written, the use record read, the delete, the marker
+// removed): one after another that was 65–79 ms an item on a loaded MinIO
+// at 1,000–2,000 tags, 7 minutes for 2,000 (issue 14). The items are
+// independent: each is decided under its own marker, and items that share
+// a marker (one blob's layer links in several repositories, one manifest
+// untagged in several) are decided one after another (keyLocks). On local
+// disk a collection handles one item at a time, as before: a rename and
+// an fsync gain little from threads and the crash tests count steps.
+var gcWorkers = 16
+
+// parallel runs f(0) … f(n-1), up to c.workers at a time (in order when
+// one), and returns the first error; after an error no further f starts.
+func (c *collector) parallel(n int, f func(i int) error) error {
+	if c.workers <= 1 {
+		for i := range n {
+			if err := f(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var g errgroup.Group
+	g.SetLimit(c.workers)
+	var failed atomic.Bool
+	for i := range n {
+		if failed.Load() {
+			break
+		}
+		g.Go(func() error {
+			if failed.Load() {
+				return nil
+			}
+			err := f(i)
+			if err != nil {
+				failed.Store(true)
+			}
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+// keyLocks are mutexes by name, created on first use and dropped when
+// nobody holds or waits for them.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyLocks) lock(key string) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+}
+
+func (k *keyLocks) unlock(key string) {
+	k.mu.Lock()
+	l := k.m[key]
+	l.refs--
+	if l.refs == 0 {
+		delete(k.m, key)
+	}
+	k.mu.Unlock()
+	l.Unlock()
+}
+
+// count changes the report under the lock workers share.
+func (c *collector) count(f func(r *GCReport)) {
+	c.mu.Lock()
+	f(c.rep)
+	c.mu.Unlock()
 }
 
 // manifestNode is a manifest as the collector read it.
@@ -236,21 +338,24 @@ func (c *collector) run() error {
 		return err
 	}
 	c.rep.Repositories = len(repos)
-	scans := make([]*repoScan, 0, len(repos))
-	for _, name := range repos {
-		s, err := c.scanRepo(name)
-		if err != nil {
-			return err
-		}
-		scans = append(scans, s)
+	scans := make([]*repoScan, len(repos))
+	err = c.parallel(len(repos), func(i int) error {
+		s, err := c.scanRepo(repos[i])
+		scans[i] = s
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range scans {
 		c.rep.Manifests += len(s.revisions)
 	}
 
+	if err := c.parallel(len(scans), func(i int) error { return c.mark(scans[i]) }); err != nil {
+		return err
+	}
 	marked := map[digest]bool{}
 	for _, s := range scans {
-		if err := c.mark(s); err != nil {
-			return err
-		}
 		for d := range s.refs {
 			marked[d] = true
 		}
@@ -261,10 +366,10 @@ func (c *collector) run() error {
 	// Nothing has been changed up to here; from here on a failing item is
 	// recorded and the run goes on.
 	if c.o.DeleteUntagged {
+		if err := c.parallel(len(scans), func(i int) error { return c.deleteUntagged(scans[i]) }); err != nil {
+			return err
+		}
 		for _, s := range scans {
-			if err := c.deleteUntagged(s); err != nil {
-				return err
-			}
 			for d := range s.refs { // manifests put back keep their blobs
 				marked[d] = true
 			}
@@ -274,16 +379,18 @@ func (c *collector) run() error {
 	if err != nil {
 		return err
 	}
-	for _, s := range scans {
+	err = c.parallel(len(scans), func(i int) error {
+		s := scans[i]
 		if err := c.sweepLayerLinks(s, swept); err != nil {
 			return err
 		}
 		if err := c.purgeUploads(s.name); err != nil {
 			return err
 		}
-		if err := c.pruneReferrers(s.name); err != nil { // referrers_gc.go
-			return err
-		}
+		return c.pruneReferrers(s.name) // referrers_gc.go
+	})
+	if err != nil {
+		return err
 	}
 	if !c.o.DryRun && c.sh == nil {
 		if err := c.d.Delete(c.ctx, c.trash); err != nil && !isNotFound(err) {
@@ -296,8 +403,10 @@ func (c *collector) run() error {
 func (c *collector) fail(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	c.log.Warn("gc: " + msg)
-	c.rep.Errors = append(c.rep.Errors, msg)
-	c.rep.Failures++
+	c.count(func(r *GCReport) {
+		r.Errors = append(r.Errors, msg)
+		r.Failures++
+	})
 }
 
 func isNotFound(err error) bool {
@@ -375,6 +484,9 @@ func (c *collector) repositories() ([]string, error) {
 // digestsUnder lists <dir>/<algorithm>/<hex> entries as digests with the
 // mtime of the file named leaf inside each; entries without it are skipped.
 func (c *collector) digestsUnder(dir, leaf string) (map[digest]time.Time, error) {
+	if c.sh != nil {
+		return c.digestsListed(dir, leaf)
+	}
 	out := map[digest]time.Time{}
 	algs, err := c.list(dir)
 	if err != nil {
@@ -398,6 +510,31 @@ func (c *collector) digestsUnder(dir, leaf string) (map[digest]time.Time, error)
 				out[d] = fi.ModTime()
 			}
 		}
+	}
+	return out, nil
+}
+
+// digestsListed is digestsUnder on a bucket: one flat listing of dir (a
+// request per 1000 objects, each with its size and LastModified) instead
+// of a listing per directory and a HEAD per entry.
+func (c *collector) digestsListed(dir, leaf string) (map[digest]time.Time, error) {
+	out := map[digest]time.Time{}
+	err := c.d.Walk(c.ctx, dir, func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() {
+			return nil
+		}
+		rel := strings.TrimPrefix(fi.Path(), dir+"/")
+		parts := strings.Split(rel, "/")
+		if len(parts) != 3 || parts[2] != leaf {
+			return nil
+		}
+		if d, err := parseDigest(parts[0] + ":" + parts[1]); err == nil {
+			out[d] = fi.ModTime()
+		}
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
 	}
 	return out, nil
 }
@@ -446,10 +583,13 @@ func (c *collector) readTags(repo string) (map[string]digest, error) {
 // missing, larger than a manifest can be or not JSON is a leaf: marked,
 // with nothing to follow.
 func (c *collector) manifest(d digest) (*manifestNode, error) {
-	if n, ok := c.manifests[d]; ok {
+	c.mu.Lock()
+	n, ok := c.manifests[d]
+	c.mu.Unlock()
+	if ok {
 		return n, nil
 	}
-	n := &manifestNode{leaf: true}
+	n = &manifestNode{leaf: true}
 	fi, err := c.stat(blobDataPath(d))
 	if err != nil {
 		return nil, err
@@ -467,6 +607,11 @@ func (c *collector) manifest(d digest) (*manifestNode, error) {
 				n.leaf = n.parseErr != nil
 			}
 		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if first, ok := c.manifests[d]; ok { // another worker read it meanwhile
+		return first, nil
 	}
 	c.manifests[d] = n
 	return n, nil
@@ -581,14 +726,24 @@ func (c *collector) takeOut(p string) (bool, error) {
 	if c.o.beforeRemove != nil {
 		c.o.beforeRemove(p)
 	}
-	if fi, err := c.stat(p); err != nil || fi == nil {
-		return false, err
-	}
 	if c.sh != nil {
 		// On a bucket the item stays where it is, under a marker that
-		// makes a replica about to use it wait for the decision.
-		err := c.sh.doom(c.ctx, p)
-		return err == nil, err
+		// makes a replica about to use it wait for the decision. The
+		// marker's key is held from here to putBack or dispose.
+		key := gcItemKey(p)
+		c.items.lock(key)
+		fi, err := c.stat(p)
+		if err == nil && fi != nil {
+			err = c.sh.doom(c.ctx, p)
+			if err == nil {
+				return true, nil
+			}
+		}
+		c.items.unlock(key)
+		return false, err
+	}
+	if fi, err := c.stat(p); err != nil || fi == nil {
+		return false, err
 	}
 	err := c.d.Move(c.ctx, p, c.trashPath(p))
 	if isNotFound(err) {
@@ -611,8 +766,9 @@ func (c *collector) trashPath(p string) string {
 // again (a client re-created the same content meanwhile), the trash copy
 // is redundant: content-addressed items are identical.
 func (c *collector) putBack(p string) error {
-	c.rep.Restored++
+	c.count(func(r *GCReport) { r.Restored++ })
 	if c.sh != nil {
+		defer c.items.unlock(gcItemKey(p))
 		return c.sh.undoom(c.ctx, p)
 	}
 	return c.restore(c.trashPath(p), p)
@@ -639,6 +795,7 @@ func (c *collector) restore(from, to string) error {
 // dispose deletes a trashed item for good.
 func (c *collector) dispose(p string) error {
 	if c.sh != nil {
+		defer c.items.unlock(gcItemKey(p))
 		if err := c.sh.lease.valid(); err != nil {
 			_ = c.sh.undoom(c.ctx, p)
 			return err
@@ -716,8 +873,7 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 	slices.Sort(cands)
 	if c.o.DryRun {
 		for _, d := range cands {
-			c.rep.ManifestsDeleted++
-			c.rep.DeletedManifests = append(c.rep.DeletedManifests, GCManifest{s.name, d.String()})
+			c.deletedManifest(s.name, d)
 		}
 		return nil
 	}
@@ -792,10 +948,16 @@ func (c *collector) deleteUntagged(s *repoScan) error {
 				c.fail("repository %s: tag %s: removing index entry %s: %v", s.name, t, d, err)
 			}
 		}
-		c.rep.ManifestsDeleted++
-		c.rep.DeletedManifests = append(c.rep.DeletedManifests, GCManifest{s.name, d.String()})
+		c.deletedManifest(s.name, d)
 	}
 	return nil
+}
+
+func (c *collector) deletedManifest(repo string, d digest) {
+	c.count(func(r *GCReport) {
+		r.ManifestsDeleted++
+		r.DeletedManifests = append(r.DeletedManifests, GCManifest{repo, d.String()})
+	})
 }
 
 func (c *collector) allTags(repo string) map[string]bool {
@@ -836,97 +998,123 @@ func (c *collector) sweepBlobs(marked map[digest]bool) (map[digest]bool, error) 
 	if err != nil {
 		return nil, err
 	}
-	type cand struct {
-		d    digest
-		size int64
-	}
-	var cands []cand
+	var dirs []string // <alg>/<two hex digits>
 	for _, alg := range algs {
 		prefixes, err := c.list(path.Join(blobsRoot, alg))
 		if err != nil {
 			return nil, err
 		}
 		for _, pre := range prefixes {
-			hexes, err := c.list(path.Join(blobsRoot, alg, pre))
-			if err != nil {
-				return nil, err
-			}
-			for _, h := range hexes {
-				d, err := parseDigest(alg + ":" + h)
-				if err != nil || marked[d] {
-					continue
-				}
-				fi, err := c.stat(blobDataPath(d))
-				if err != nil {
-					return nil, err
-				}
-				switch {
-				case fi == nil:
-				case !fi.ModTime().Before(c.cutoff):
-					c.rep.SkippedYoung++
-				default:
-					cands = append(cands, cand{d, fi.Size()})
-				}
-			}
+			dirs = append(dirs, path.Join(alg, pre))
 		}
 	}
-	for _, cd := range cands {
-		if err := c.ctx.Err(); err != nil {
-			return nil, err
-		}
-		if c.o.DryRun {
-			c.deletedBlob(cd.d, cd.size)
-			swept[cd.d] = true
-			continue
-		}
-		p := blobDir(cd.d)
-		ok, err := c.takeOut(p)
+	type cand struct {
+		d    digest
+		size int64
+	}
+	found := make([][]cand, len(dirs))
+	err = c.parallel(len(dirs), func(i int) error {
+		alg := path.Dir(dirs[i])
+		hexes, err := c.list(path.Join(blobsRoot, dirs[i]))
 		if err != nil {
-			c.fail("blob %s: %v", cd.d, err)
-			continue
+			return err
 		}
-		if !ok {
-			continue // gone already: done
-		}
-		fi, err := c.stat(path.Join(c.trashPath(p), "data"))
-		if err == nil && c.sh != nil && (fi == nil || fi.ModTime().Before(c.cutoff)) {
-			var used bool
-			if used, err = c.sh.usedSince(c.ctx, p, c.cutoff); err == nil && used {
-				fi = nil
-				c.rep.SkippedYoung++
-				if err := c.putBack(p); err != nil {
-					c.fail("blob %s: %v", cd.d, err)
-				}
-				c.rep.Restored--
+		for _, h := range hexes {
+			d, err := parseDigest(alg + ":" + h)
+			if err != nil || marked[d] {
 				continue
 			}
-		}
-		if err != nil || fi != nil && !fi.ModTime().Before(c.cutoff) {
+			fi, err := c.stat(blobDataPath(d))
 			if err != nil {
-				c.fail("blob %s: %v", cd.d, err)
+				return err
 			}
-			if err := c.putBack(p); err != nil {
-				c.fail("blob %s: %v", cd.d, err)
+			switch {
+			case fi == nil:
+			case !fi.ModTime().Before(c.cutoff):
+				c.count(func(r *GCReport) { r.SkippedYoung++ })
+			default:
+				found[i] = append(found[i], cand{d, fi.Size()})
 			}
-			continue
 		}
-		if err := c.dispose(p); err != nil {
-			c.fail("deleting blob %s: %v", cd.d, err)
-			continue
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cands := slices.Concat(found...)
+	var sweptMu sync.Mutex
+	err = c.parallel(len(cands), func(i int) error {
+		cd := cands[i]
+		if err := c.ctx.Err(); err != nil {
+			return err
 		}
-		c.deletedBlob(cd.d, cd.size)
-		swept[cd.d] = true
-		if c.sh != nil {
-			c.sh.forget(c.ctx, cd.d)
+		if c.sweepBlob(cd.d, cd.size) {
+			sweptMu.Lock()
+			swept[cd.d] = true
+			sweptMu.Unlock()
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return swept, nil
 }
 
+// sweepBlob removes the unmarked blob d found old, unless it was used
+// meanwhile, and reports whether it did. Failures are recorded.
+func (c *collector) sweepBlob(d digest, size int64) bool {
+	if c.o.DryRun {
+		c.deletedBlob(d, size)
+		return true
+	}
+	p := blobDir(d)
+	ok, err := c.takeOut(p)
+	if err != nil {
+		c.fail("blob %s: %v", d, err)
+		return false
+	}
+	if !ok {
+		return false // gone already: done
+	}
+	fi, err := c.stat(path.Join(c.trashPath(p), "data"))
+	if err == nil && c.sh != nil && (fi == nil || fi.ModTime().Before(c.cutoff)) {
+		var used bool
+		if used, err = c.sh.usedSince(c.ctx, p, c.cutoff); err == nil && used {
+			c.count(func(r *GCReport) { r.SkippedYoung++ })
+			if err := c.putBack(p); err != nil {
+				c.fail("blob %s: %v", d, err)
+			}
+			c.count(func(r *GCReport) { r.Restored-- })
+			return false
+		}
+	}
+	if err != nil || fi != nil && !fi.ModTime().Before(c.cutoff) {
+		if err != nil {
+			c.fail("blob %s: %v", d, err)
+		}
+		if err := c.putBack(p); err != nil {
+			c.fail("blob %s: %v", d, err)
+		}
+		return false
+	}
+	if err := c.dispose(p); err != nil {
+		c.fail("deleting blob %s: %v", d, err)
+		return false
+	}
+	c.deletedBlob(d, size)
+	if c.sh != nil {
+		c.sh.forget(c.ctx, d)
+	}
+	return true
+}
+
 func (c *collector) deletedBlob(d digest, size int64) {
-	c.rep.BlobsDeleted++
-	c.rep.ReclaimedBytes += size
-	c.rep.DeletedBlobs = append(c.rep.DeletedBlobs, GCBlob{d.String(), size})
+	c.count(func(r *GCReport) {
+		r.BlobsDeleted++
+		r.ReclaimedBytes += size
+		r.DeletedBlobs = append(r.DeletedBlobs, GCBlob{d.String(), size})
+	})
 }
 
 // sweepLayerLinks removes a repository's links to blobs none of its kept
@@ -945,7 +1133,7 @@ func (c *collector) sweepLayerLinks(s *repoScan, swept map[digest]bool) error {
 			continue
 		}
 		if c.o.DryRun {
-			c.rep.LayerLinksDeleted++
+			c.count(func(r *GCReport) { r.LayerLinksDeleted++ })
 			continue
 		}
 		p := layerLinkDir(s.name, d)
@@ -976,7 +1164,7 @@ func (c *collector) sweepLayerLinks(s *repoScan, swept map[digest]bool) error {
 			c.fail("repository %s: deleting layer link %s: %v", s.name, d, err)
 			continue
 		}
-		c.rep.LayerLinksDeleted++
+		c.count(func(r *GCReport) { r.LayerLinksDeleted++ })
 	}
 	return nil
 }
@@ -1018,9 +1206,11 @@ func (c *collector) purgeUploads(repo string) error {
 				continue
 			}
 		}
-		c.rep.UploadsPurged++
-		c.rep.UploadBytesPurged += size
-		c.rep.ReclaimedBytes += size
+		c.count(func(r *GCReport) {
+			r.UploadsPurged++
+			r.UploadBytesPurged += size
+			r.ReclaimedBytes += size
+		})
 	}
 	return nil
 }

@@ -146,12 +146,17 @@ func (e *edgecrd) awaitReady(ctx context.Context, bin string) error {
 	}
 
 	// info sums the storage used: on a bucket of a large fleet that
-	// lists every object, longer than the wait for /healthz.
+	// lists every object (a request per 1000), longer than the wait for
+	// /healthz.
 	ictx, icancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer icancel()
 	info := exec.CommandContext(ictx, bin, append([]string{"info", "-o", "json"}, e.where...)...)
 	info.Env = e.env
+	t0 := time.Now()
 	out, err := info.Output()
+	if e.where[0] == "--storage" {
+		fmt.Fprintf(os.Stderr, "edgecrd info on the bucket: %s\n", time.Since(t0).Round(time.Millisecond))
+	}
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {

@@ -60,6 +60,11 @@ type gcJSON struct {
 	ManifestsDeleted int     `json:"manifestsDeleted"`
 	BlobsMarked      int     `json:"blobsMarked"`
 	Manifests        int     `json:"manifests"`
+	// For -gc-fleet's progress lines.
+	LayerLinksDeleted int `json:"layerLinksDeleted"`
+	SkippedYoung      int `json:"skippedYoung"`
+	Restored          int `json:"restored"`
+	Failures          int `json:"failures"`
 }
 
 // runGC is `bench -gc`.

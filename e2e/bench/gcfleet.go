@@ -183,6 +183,7 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 	if res.dry, res.dryWall, res.dryPeakRSS, err = gc("--dry-run"); err != nil {
 		return res, err
 	}
+	fmt.Fprintf(progress, "edgecrd gc --dry-run: %s\n", res.dryWall.Round(time.Millisecond))
 
 	// Pushes while the collection runs: one image after another, each of
 	// a new layer, a config and a manifest.
@@ -216,18 +217,33 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 	if err != nil {
 		return res, err
 	}
+	fmt.Fprintf(progress, "edgecrd gc: %s; %d blobs, %d manifests, %d layer links deleted, %d skipped young, %d restored, %d failures\n",
+		res.wall.Round(time.Millisecond), res.real.BlobsDeleted, res.real.ManifestsDeleted, res.real.LayerLinksDeleted,
+		res.real.SkippedYoung, res.real.Restored, res.real.Failures)
 	res.pushes = len(pushed)
 	if rss, err := peakRSS(e.cmd.Process.Pid); err == nil {
 		res.servePeakRSS = rss
 	}
 
-	// The first failures are printed: which request, what it got.
+	// The first failures are printed: which request, what it got; then
+	// how many failed with each answer, and serve's log is kept.
 	failed := 0
+	answers := map[string]int{}
 	report := func(what string, err error) {
 		if failed++; failed <= 10 {
 			fmt.Fprintf(os.Stderr, "gc-fleet check: %s: %v\n", what, err)
 		}
+		answers[failureAnswer(err)]++
 	}
+	defer func() {
+		if failed == 0 {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "gc-fleet check: %d failed requests, by answer: %v\n", failed, answers)
+		if kept, err := keepLog(e.logPath); err == nil {
+			fmt.Fprintf(os.Stderr, "gc-fleet check: edgecrd serve's log kept in %s\n", kept)
+		}
+	}()
 	head := func(repo, ref string) bool {
 		req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.base+"/v2/"+repo+"/manifests/"+ref, nil)
 		if err != nil {
@@ -242,7 +258,7 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 		}
 		drain(resp)
 		if resp.StatusCode != http.StatusOK {
-			report("HEAD manifest "+repo+":"+ref, fmt.Errorf("%s (%s)", resp.Status, resp.Header.Get("Docker-Distribution-Api-Version")))
+			report("HEAD manifest "+repo+":"+ref, fmt.Errorf("got %s (%s)", resp.Status, resp.Header.Get("Docker-Distribution-Api-Version")))
 			return false
 		}
 		return true
@@ -273,6 +289,39 @@ func benchGCFleet(ctx context.Context, bin, storage string, p proto, tags int, p
 		}
 	}
 	return res, nil
+}
+
+// failureAnswer is the answer a failed check got ("503 Service
+// Unavailable"), or "no answer".
+func failureAnswer(err error) string {
+	msg := err.Error()
+	i := strings.Index(msg, "got ")
+	if i < 0 {
+		return "no answer"
+	}
+	ans := msg[i+len("got "):]
+	if j := strings.IndexAny(ans, ",("); j > 0 {
+		ans = ans[:j]
+	}
+	return strings.TrimSpace(ans)
+}
+
+// keepLog copies serve's log out of the benchmark's temp dir (removed at
+// the end) into a temp file of its own, for a failed check to be read.
+func keepLog(logPath string) (string, error) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "edgecr-bench-gcfleet-serve-*.log")
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return "", err
+	}
+	return f.Name(), f.Close()
 }
 
 // pushSmallImage pushes an image of one 1 KiB layer (from seed), a config
