@@ -139,7 +139,8 @@ read before and after each transfer, per GiB moved (user + sys). Blob push:
 POST, one PATCH with the whole body, PUT ?digest= (as crane streams a layer),
 a distinct blob per round; pull: GET of that blob, size and SHA-256 checked
 while streaming, then its files are removed from the server's storage (so
-every push writes into page-cache pages freed just before). Image: %d distinct %s layers, config and OCI manifest,
+every push writes into page-cache pages freed just before; the run starts
+by writing and removing a file of twice the blob size for the first). Image: %d distinct %s layers, config and OCI manifest,
 remote.Write and remote.Image plus every layer read (digest-checked) with
 go-containerregistry's defaults. GET /v2/: %d sequential requests with Basic
 auth on one kept-alive connection per round after %d warm-up requests.
