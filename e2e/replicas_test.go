@@ -132,7 +132,39 @@ func startClusterOn(t testing.TB, m *kvtest.MinIO, storage string, n int, extra 
 	}
 	c.host, _, _ = net.SplitHostPort(c.info.Endpoint)
 	c.ca = c.fetchCA(0)
+	c.waitSeen(n)
 	return c
+}
+
+// waitSeen waits until every replica lists n live replicas (GET
+// /edgecr/v1/replicas, what a join answers): a replica re-reads the list
+// every DefaultReplicaPoll, so on a quiet machine the cluster serves
+// before the first replica has seen the last one start, and a join
+// through it then names fewer replicas.
+func (c *cluster) waitSeen(n int) {
+	c.t.Helper()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.ca}}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	deadline := time.Now().Add(30 * time.Second)
+	for i, r := range c.nodes {
+		for {
+			var got struct {
+				Replicas []string `json:"replicas"`
+			}
+			resp, err := hc.Get("https://" + r.addr + "/edgecr/v1/replicas")
+			if err == nil {
+				err = json.NewDecoder(resp.Body).Decode(&got)
+				resp.Body.Close()
+			}
+			if err == nil && len(got.Replicas) >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("replica %d lists %v (%v) 30 s after the cluster started; want %d replicas", i+1, got.Replicas, err, n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // fetchCA downloads the device CA from replica i's join API, as the
