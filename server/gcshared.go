@@ -569,11 +569,9 @@ func collectGarbageShared(ctx context.Context, st *imageStorage, holder string, 
 		return nil, fmt.Errorf("garbage collection: %w", context.Cause(rctx))
 	case <-time.After(gcNotice):
 	}
-	inner := st.d
-	if dfs, ok := inner.(*durableFS); ok {
-		inner = dfs.StorageDriver // the collector removes links itself, in its own order
-	}
-	rep, err := runCollector(rctx, inner, &gcShared{store: st.store, lease: lease, run: id}, id, o)
+	// The s3 driver without durableFS: the collector removes links itself,
+	// in its own order, and lists flat.
+	rep, err := runCollector(rctx, st.flat, &gcShared{store: st.store, lease: lease, run: id}, id, o)
 	if cause := context.Cause(rctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = fmt.Errorf("garbage collection stopped: %w", cause)
 	}
