@@ -17,6 +17,9 @@ type transfer struct {
 	elapsed time.Duration
 	conn    string // connInfo of the last response
 	digest  string
+	// patch and put are a push's PATCH (the body, until the server
+	// answered: its fsync included) and PUT ?digest= (the commit).
+	patch, put time.Duration
 	// serverCPU is the CPU time edgecrd used meanwhile, if known.
 	serverCPU   cpuUse
 	serverCPUOK bool
@@ -27,6 +30,9 @@ type cpuUse struct{ user, sys time.Duration }
 
 func (t transfer) String() string {
 	s := fmt.Sprintf("%.1f MB/s in %v (%s)", t.mbps(), t.elapsed.Round(time.Millisecond), t.conn)
+	if t.patch > 0 {
+		s += fmt.Sprintf(", PATCH %v, PUT %v", t.patch.Round(time.Millisecond), t.put.Round(100*time.Microsecond))
+	}
 	if t.serverCPUOK {
 		s += fmt.Sprintf(", server CPU user %v sys %v", t.serverCPU.user, t.serverCPU.sys)
 	}
@@ -54,11 +60,13 @@ func (c *client) push(ctx context.Context, repo string, seed uint64, size int64)
 
 	h := sha256.New()
 	body := io.TeeReader(io.LimitReader(newWyrand(seed), size), h)
+	patchStart := time.Now()
 	resp, err = c.do(ctx, http.MethodPatch, loc.String(), body, size, http.StatusAccepted)
 	if err != nil {
 		return transfer{}, fmt.Errorf("sending blob: %w", err)
 	}
 	drain(resp)
+	patch := time.Since(patchStart)
 	if loc, err = resp.Location(); err != nil {
 		return transfer{}, fmt.Errorf("reading upload location after PATCH: %w", err)
 	}
@@ -67,16 +75,18 @@ func (c *client) push(ctx context.Context, repo string, seed uint64, size int64)
 	q := loc.Query()
 	q.Set("digest", digest)
 	loc.RawQuery = q.Encode()
+	putStart := time.Now()
 	resp, err = c.do(ctx, http.MethodPut, loc.String(), nil, 0, http.StatusCreated)
 	if err != nil {
 		return transfer{}, fmt.Errorf("committing blob %s: %w", digest, err)
 	}
 	drain(resp)
 	elapsed := time.Since(start)
+	put := time.Since(putStart)
 	if got := resp.Header.Get("Docker-Content-Digest"); got != digest {
 		return transfer{}, fmt.Errorf("committed blob digest mismatch: got %s, want %s", got, digest)
 	}
-	return transfer{bytes: size, elapsed: elapsed, conn: connInfo(resp), digest: digest}, nil
+	return transfer{bytes: size, elapsed: elapsed, conn: connInfo(resp), digest: digest, patch: patch, put: put}, nil
 }
 
 // pull downloads a blob and checks its size and digest while streaming.
