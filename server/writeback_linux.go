@@ -13,9 +13,12 @@ import (
 // writebackChunk is how much of an upload is written into the page cache
 // between two early syncs of its file. On the benchmark machine, writing
 // 512 MiB at a network's pace (350 MB/s, 64 KiB writes) and then fsyncing
-// it spent 419–442 ms in the fsync after the last byte; with an fdatasync
-// started every 8 MiB meanwhile, under 1 ms (docs/benchmarks.md).
-const writebackChunk = 8 << 20
+// it spent 350–440 ms in the fsync after the last byte. With an fdatasync
+// started every 8, 16, 32 or 64 MiB meanwhile the final one took under
+// 1 ms, the last early sync 9, 20, 30 or 55 ms, and each sync cost about
+// 1.5 ms of system time (8 MiB: 307–328 ms per 512 MiB against 174–283
+// without): 32 MiB keeps both small (docs/benchmarks.md).
+const writebackChunk = 32 << 20
 
 // writeback makes an upload's data durable while the rest of it is still
 // arriving, so that the fsync that ends the PATCH (the filesystem

@@ -19,7 +19,7 @@ func TestDurableWriterEarlyWriteback(t *testing.T) {
 	root := t.TempDir()
 	d := newDurableFS(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}), root)
 	const p = "/docker/registry/v2/repositories/r/_uploads/u/data"
-	data := bytes.Repeat([]byte("0123456789abcdef"), (9*writebackChunk+12345)/16)
+	data := bytes.Repeat([]byte("0123456789abcdef"), (2*writebackChunk+12345)/16)
 
 	fw, err := d.Writer(ctx, p, false)
 	if err != nil {
