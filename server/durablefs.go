@@ -192,7 +192,7 @@ func (d *durableFS) Writer(ctx context.Context, p string, append bool) (storaged
 	if err != nil {
 		return nil, err
 	}
-	return &durableWriter{FileWriter: w, d: d, dir: path.Dir(p), created: created, wb: openWriteback(d.osPath(p))}, nil
+	return &durableWriter{FileWriter: w, d: d, dir: path.Dir(p), created: created}, nil
 }
 
 // writeCoalesce is the size of the writes an upload makes to its file.
@@ -216,7 +216,6 @@ type durableWriter struct {
 	created []string
 	buf     []byte // not yet written to FileWriter
 	err     error  // of a write of buf; every later call fails with it
-	wb      *writeback
 }
 
 func (w *durableWriter) Write(p []byte) (int, error) {
@@ -229,9 +228,7 @@ func (w *durableWriter) Write(p []byte) (int, error) {
 		}
 	}
 	if len(p) >= writeCoalesce {
-		n, err := w.FileWriter.Write(p)
-		w.wb.wrote(n)
-		return n, err
+		return w.FileWriter.Write(p)
 	}
 	if w.buf == nil {
 		w.buf = make([]byte, 0, writeCoalesce)
@@ -246,7 +243,6 @@ func (w *durableWriter) flush() error {
 		return w.err
 	}
 	n, err := w.FileWriter.Write(w.buf)
-	w.wb.wrote(n)
 	if err == nil && n < len(w.buf) {
 		err = io.ErrShortWrite
 	}
@@ -269,9 +265,7 @@ func (w *durableWriter) Commit(ctx context.Context) error {
 	if err := w.flush(); err != nil {
 		return err
 	}
-	err := w.FileWriter.Commit(ctx)
-	w.endWriteback()
-	if err != nil {
+	if err := w.FileWriter.Commit(ctx); err != nil {
 		return err
 	}
 	return w.d.syncCreated(w.dir, w.created)
@@ -279,22 +273,12 @@ func (w *durableWriter) Commit(ctx context.Context) error {
 
 func (w *durableWriter) Close() error {
 	err := w.flush()
-	err = errors.Join(err, w.FileWriter.Close())
-	w.endWriteback()
-	return err
+	return errors.Join(err, w.FileWriter.Close())
 }
 
 func (w *durableWriter) Cancel(ctx context.Context) error {
 	w.buf = nil
-	w.endWriteback()
 	return w.FileWriter.Cancel(ctx)
-}
-
-// endWriteback ends the early writeback (writeback_linux.go) once the
-// file's fsync has run or will not: its descriptor is closed.
-func (w *durableWriter) endWriteback() {
-	w.wb.close()
-	w.wb = nil
 }
 
 func (d *durableFS) Move(ctx context.Context, from, to string) error {

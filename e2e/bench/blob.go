@@ -23,6 +23,10 @@ type transfer struct {
 	// serverCPU is the CPU time edgecrd used meanwhile, if known.
 	serverCPU   cpuUse
 	serverCPUOK bool
+	// machineCPU is the busy CPU time of the whole machine meanwhile
+	// (every process: the client too), if known.
+	machineCPU   time.Duration
+	machineCPUOK bool
 }
 
 // cpuUse is a process's CPU time in user and kernel mode.
@@ -35,6 +39,9 @@ func (t transfer) String() string {
 	}
 	if t.serverCPUOK {
 		s += fmt.Sprintf(", server CPU user %v sys %v", t.serverCPU.user, t.serverCPU.sys)
+	}
+	if t.machineCPUOK {
+		s += fmt.Sprintf(", machine CPU %v", t.machineCPU)
 	}
 	return s
 }

@@ -224,14 +224,20 @@ func measureRound(ctx context.Context, cfg compareConfig, s *contender, p proto,
 	if cfg.requests {
 		c.requests = prefixWriter{w: progress, prefix: fmt.Sprintf("%s %s ", s.name, p)}
 	}
-	cpu := func() func() (cpuUse, bool) {
+	// cpu starts a meter of the server's CPU time and the machine's; what
+	// it returns fills them in.
+	cpu := func() func(*transfer) {
 		start, err := cpuTime(s.pid)
-		return func() (cpuUse, bool) {
+		mstart, merr := machineBusy()
+		return func(t *transfer) {
 			end, err2 := cpuTime(s.pid)
-			if err != nil || err2 != nil {
-				return cpuUse{}, false
+			mend, merr2 := machineBusy()
+			if err == nil && err2 == nil {
+				t.serverCPU, t.serverCPUOK = cpuUse{user: end.user - start.user, sys: end.sys - start.sys}, true
 			}
-			return cpuUse{user: end.user - start.user, sys: end.sys - start.sys}, true
+			if merr == nil && merr2 == nil {
+				t.machineCPU, t.machineCPUOK = mend-mstart, true
+			}
 		}
 	}
 	if s.copyOnly {
@@ -240,7 +246,7 @@ func measureRound(ctx context.Context, cfg compareConfig, s *contender, p proto,
 		if err != nil {
 			return err
 		}
-		t.serverCPU, t.serverCPUOK = meter()
+		meter(&t)
 		fmt.Fprintf(progress, "%s %s pull: %s\n", s.name, p, t)
 		m.pull, m.conn = append(m.pull, t), t.conn
 		return nil
@@ -251,7 +257,7 @@ func measureRound(ctx context.Context, cfg compareConfig, s *contender, p proto,
 	if err != nil {
 		return err
 	}
-	t.serverCPU, t.serverCPUOK = meter()
+	meter(&t)
 	fmt.Fprintf(progress, "%s %s push: %s\n", s.name, p, t)
 	m.push, m.conn = append(m.push, t), t.conn
 
@@ -260,7 +266,7 @@ func measureRound(ctx context.Context, cfg compareConfig, s *contender, p proto,
 	if err != nil {
 		return err
 	}
-	t.serverCPU, t.serverCPUOK = meter()
+	meter(&t)
 	fmt.Fprintf(progress, "%s %s pull: %s\n", s.name, p, t)
 	m.pull = append(m.pull, t)
 	if err := dropBlob(s.root, t.digest); err != nil {

@@ -35,20 +35,20 @@ func reportCompare(w io.Writer, r *compareResults, command string) {
 
 	for _, p := range r.cfg.protos {
 		fmt.Fprintf(w, "**%s** (%s)\n\n", protoTitle(p), r.connOf(p))
-		fmt.Fprintln(w, "| Server | Blob push MB/s | CPU s per GiB pushed | Blob pull MB/s | CPU s per GiB pulled | Image push | Image pull | GET /v2/ with auth |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| Server | Blob push MB/s | CPU s per GiB pushed | Blob pull MB/s | CPU s per GiB pulled | Machine CPU s per GiB pushed / pulled | Image push | Image pull | GET /v2/ with auth |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 		for _, s := range r.servers {
 			m := s.m[p]
 			if s.absent[p] {
-				row(w, s.name, "not offered", "", "", "", "", "", "")
+				row(w, s.name, "not offered", "", "", "", "", "", "", "")
 				continue
 			}
 			if s.copyOnly {
-				row(w, s.name, "–", "–", rateCell(m.pull), cpuCell(m.pull), "–", "–", "–")
+				row(w, s.name, "–", "–", rateCell(m.pull), cpuCell(m.pull), "– / "+machineCell(m.pull), "–", "–", "–")
 				continue
 			}
 			row(w, s.name, rateCell(m.push), cpuCell(m.push), rateCell(m.pull), cpuCell(m.pull),
-				durCell(m.imagePush), durCell(m.imagePull), ms(summarize(m.ping).median))
+				machineCell(m.push)+" / "+machineCell(m.pull), durCell(m.imagePush), durCell(m.imagePull), ms(summarize(m.ping).median))
 		}
 		fmt.Fprintln(w)
 	}
@@ -135,7 +135,12 @@ func reportCompare(w io.Writer, r *compareResults, command string) {
 	fmt.Fprintf(w, `
 MB = 10^6 bytes; each cell is the median over the rounds, throughput with
 (min–max). CPU: the server process's utime+stime from /proc/<pid>/stat,
-read before and after each transfer, per GiB moved (user + sys). Blob push:
+read before and after each transfer, per GiB moved (user + sys); this
+kernel charges each tick to the task it interrupts, so interrupts and host
+work that land while a server runs count as its system time. Machine CPU:
+the busy time of all CPUs from /proc/stat over the same span (user, nice,
+system, irq, softirq), the client's included, which is the same for every
+server. Blob push:
 POST, one PATCH with the whole body, PUT ?digest= (as crane streams a layer),
 a distinct blob per round; pull: GET of that blob, size and SHA-256 checked
 while streaming, then its files are removed from the server's storage (so
@@ -226,6 +231,22 @@ func cpuCell(ts []transfer) string {
 		s = append(s, t.serverCPU.sys.Seconds()/gib)
 	}
 	return fmt.Sprintf("%.2f (user %.2f, sys %.2f)", total, median(u), median(s))
+}
+
+// machineCell is the median over the transfers of the machine's busy CPU
+// seconds per GiB moved (client, server and kernel alike).
+func machineCell(ts []transfer) string {
+	v := make([]float64, 0, len(ts))
+	for _, t := range ts {
+		if !t.machineCPUOK || t.bytes == 0 {
+			return "n/a"
+		}
+		v = append(v, t.machineCPU.Seconds()/(float64(t.bytes)/(1<<30)))
+	}
+	if len(v) == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", median(v))
 }
 
 func medianDur(d []time.Duration) time.Duration {

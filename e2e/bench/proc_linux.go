@@ -54,6 +54,33 @@ func cpuTime(pid int) (cpuUse, error) {
 	return cpuUse{user: t[0], sys: t[1]}, nil
 }
 
+// machineBusy is the CPU time the whole machine has spent busy so far,
+// every CPU summed: user, nice, system, irq and softirq from /proc/stat
+// (not idle, iowait or steal). The kernel charges each tick to the task
+// it interrupts (tick-based accounting), so a process's own utime+stime
+// also holds the interrupts and host work that landed while it ran; the
+// machine's total does not depend on where they landed.
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("reading the machine's CPU time: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("parsing /proc/stat: first line %q is not the cpu total", line)
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing /proc/stat: %w", err)
+		}
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / userHZ, nil
+}
+
 // maxRSS is the peak resident set size of an exited process, in bytes.
 func maxRSS(ps *os.ProcessState) int64 {
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
