@@ -71,8 +71,8 @@ func (c *addrCounter) release(addr string) {
 }
 
 // connLimitListener bounds the connections one source address holds. A
-// connection past the bound takes the place of one of the address's idle
-// keep-alive connections, which is closed (clients keep those open for
+// connection past the bound takes the place of the address's keep-alive
+// connection idle the longest, which is closed (clients keep those open for
 // minutes, one per transport, and a busy client behind a NAT has many);
 // with none idle, the new connection is closed right after it is
 // accepted. Connections still handshaking or sending headers are never
@@ -113,11 +113,16 @@ func (l *connLimitListener) admit(c net.Conn) *limitedConn {
 		l.byAddr[addr] = set
 	}
 	if len(set) >= l.limit {
+		// The connection idle the longest goes: clients reuse the one
+		// they used last (Go's transport takes its idle connections
+		// last in, first out), so it is the one least likely to carry a
+		// request already on its way. Over HTTP/1.1 a request that meets
+		// the close fails, and Go clients do not retry a POST.
 		var victim *limitedConn
+		var since int64
 		for o := range set {
-			if o.idle.Load() {
-				victim = o
-				break
+			if t := o.idleSince.Load(); t != 0 && (victim == nil || t < since) {
+				victim, since = o, t
 			}
 		}
 		if victim == nil {
@@ -149,7 +154,11 @@ func (l *connLimitListener) connState(c net.Conn, st http.ConnState) {
 		c = t.NetConn()
 	}
 	if lc, ok := c.(*limitedConn); ok {
-		lc.idle.Store(st == http.StateIdle)
+		var since int64
+		if st == http.StateIdle {
+			since = time.Now().UnixNano()
+		}
+		lc.idleSince.Store(since)
 	}
 }
 
@@ -168,8 +177,10 @@ type limitedConn struct {
 	net.Conn
 	l    *connLimitListener
 	addr string
-	idle atomic.Bool
-	once sync.Once
+	// idleSince is when the connection last became idle between requests
+	// (UnixNano), 0 while it is not.
+	idleSince atomic.Int64
+	once      sync.Once
 }
 
 func (c *limitedConn) Close() error {
